@@ -1,0 +1,178 @@
+"""Admin for the route table: carriers with their trunks, prefixes with their targets.
+
+All of it is tenant-scoped through tenants.admin_base.TenantScopedMixin.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count
+from simple_history.admin import SimpleHistoryAdmin
+from simple_history.utils import bulk_update_with_history
+
+from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
+from tenants.admin_base import TenantScopedMixin
+
+TRUNK_FIELDSETS = (
+    (None, {"fields": ["name", "host", "port", "transport", "is_active"]}),
+    (
+        "Number and caller-ID",
+        {"fields": ["tech_prefix", "strip_digits", "from_display", "from_uri", "rewrite_to"]},
+    ),
+    (
+        "Kamailio branch",
+        {
+            "classes": ["collapse"],
+            "fields": [
+                "outbound_proxy",
+                "socket",
+                "path",
+                "extra_headers",
+                "branch_flags",
+                "fr_timer",
+                "fr_inv_timer",
+            ],
+        },
+    ),
+)
+
+
+def _set_active(modeladmin, request, queryset, active: bool) -> None:
+    rows = list(queryset)
+    for row in rows:
+        row.is_active = active
+    bulk_update_with_history(rows, queryset.model, ["is_active"], batch_size=500)
+    modeladmin.message_user(
+        request,
+        f"{'Enabled' if active else 'Disabled'} {len(rows)} "
+        f"{queryset.model._meta.verbose_name_plural}.",
+        messages.SUCCESS,
+    )
+
+
+@admin.action(description="Enable selected")
+def enable_selected(modeladmin, request, queryset):
+    _set_active(modeladmin, request, queryset, True)
+
+
+@admin.action(description="Disable selected")
+def disable_selected(modeladmin, request, queryset):
+    _set_active(modeladmin, request, queryset, False)
+
+
+class TrunkInline(TenantScopedMixin, admin.StackedInline):
+    model = Trunk
+    extra = 0
+    fieldsets = TRUNK_FIELDSETS
+    show_change_link = True
+
+
+@admin.register(Carrier)
+class CarrierAdmin(TenantScopedMixin, SimpleHistoryAdmin):
+    list_display = ["name", "tenant", "is_active", "trunk_summary"]
+    list_filter = ["tenant", "is_active"]
+    search_fields = ["name", "description"]
+    list_select_related = ["tenant"]
+    actions = [enable_selected, disable_selected]
+    inlines = [TrunkInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(trunk_total=Count("trunks"))
+            .prefetch_related("trunks")
+        )
+
+    @admin.display(description="Trunks")
+    def trunk_summary(self, obj: Carrier) -> str:
+        trunks = list(obj.trunks.all())
+        if not trunks:
+            return "no trunk yet"
+        up = sum(t.is_active for t in trunks)
+        names = ", ".join(
+            f"{t.name} ({t.host})" if t.is_active else f"{t.name} (off)" for t in trunks
+        )
+        return f"{up}/{len(trunks)} active: {names}"
+
+
+@admin.register(Trunk)
+class TrunkAdmin(TenantScopedMixin, SimpleHistoryAdmin):
+    list_display = ["__str__", "host", "port", "transport", "is_active", "carrier_active"]
+    list_filter = [
+        "carrier__tenant",
+        ("carrier", admin.RelatedOnlyFieldListFilter),
+        "transport",
+        "is_active",
+    ]
+    search_fields = ["name", "host", "carrier__name"]
+    list_select_related = ["carrier"]
+    autocomplete_fields = ["carrier"]
+    fieldsets = ((None, {"fields": ["carrier"]}), *TRUNK_FIELDSETS)
+    actions = [enable_selected, disable_selected]
+
+    @admin.display(boolean=True, description="Carrier active")
+    def carrier_active(self, obj: Trunk) -> bool:
+        return obj.carrier.is_active
+
+
+class RouteTargetInline(TenantScopedMixin, admin.TabularInline):
+    model = RouteTarget
+    extra = 0
+    autocomplete_fields = ["trunk"]
+    fields = ["trunk", "priority", "weight"]
+
+
+@admin.register(DialPrefix)
+class DialPrefixAdmin(TenantScopedMixin, SimpleHistoryAdmin):
+    list_display = [
+        "prefix_display",
+        "description",
+        "tenant",
+        "action",
+        "routing_mode",
+        "target_summary",
+        "length_bounds",
+        "is_active",
+    ]
+    list_display_links = ["prefix_display"]
+    list_filter = ["tenant", "action", "routing_mode", "is_active"]
+    search_fields = ["prefix", "description"]
+    list_select_related = ["tenant"]
+    # A wholesale table has a million rows: do not count them on every page view.
+    show_full_result_count = False
+    actions = [enable_selected, disable_selected]
+    inlines = [RouteTargetInline]
+    fieldsets = (
+        (None, {"fields": ["tenant", "prefix", "description", "action", "is_active"]}),
+        ("Routing", {"fields": ["routing_mode", "min_length", "max_length"]}),
+        ("Reject", {"fields": ["reject_code", "reject_reason"]}),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("targets__trunk__carrier")
+
+    @admin.display(description="Prefix", ordering="prefix")
+    def prefix_display(self, obj: DialPrefix) -> str:
+        return str(obj)
+
+    @admin.display(description="Targets (in priority order)")
+    def target_summary(self, obj: DialPrefix) -> str:
+        if obj.action == "reject":
+            return f"reject {obj.reject_code} {obj.reject_reason}".strip()
+        if obj.action == "location":
+            return "local users"
+        targets = sorted(obj.targets.all(), key=lambda t: (t.priority, -t.weight))
+        if not targets:
+            return "no target: calls get 503"
+        return " → ".join(
+            f"{t.trunk} (p{t.priority}, w{t.weight})"
+            + ("" if t.trunk.is_active and t.trunk.carrier.is_active else " [off]")
+            for t in targets
+        )
+
+    @admin.display(description="Length")
+    def length_bounds(self, obj: DialPrefix) -> str:
+        if obj.min_length is None and obj.max_length is None:
+            return "any"
+        return f"{obj.min_length or '…'}–{obj.max_length or '…'}"

@@ -1,0 +1,138 @@
+"""The demo route table: two tenants, realistic E.164 prefixes, every action.
+
+Idempotent, so `seed_demo` can run on every start of the demo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from routing.models import Action, Carrier, DialPrefix, RouteTarget, RoutingMode, Trunk
+from tenants.models import Tenant, TenantSource, User
+from tenants.roles import operator_group
+
+DEMO = {
+    "acme": {
+        "name": "Acme Telecom",
+        "sources": ["127.0.0.0/8", "192.0.2.0/24", "2001:db8:a::/48"],
+        "carriers": {
+            "NorthStar Voice": [
+                {"name": "ns-paris", "host": "sip.northstar.example", "port": 5060},
+                {
+                    "name": "ns-london",
+                    "host": "198.51.100.20",
+                    "port": 5080,
+                    "transport": "tcp",
+                    "tech_prefix": "4711#",
+                    "from_uri": "sip:{caller}@acme.northstar.example",
+                    "extra_headers": "P-Asserted-Identity: <sip:{caller}@acme.example>",
+                },
+            ],
+            "BlueLine Carrier": [
+                {"name": "bl-east", "host": "2001:db8:b::10", "port": 5060},
+                {"name": "bl-west", "host": "sbc-west.blueline.example", "transport": "tls"},
+            ],
+        },
+        "prefixes": [
+            ("33", "France", "route", "serial", [("ns-paris", 1, 100), ("bl-east", 2, 100)]),
+            (
+                "336",
+                "France mobile",
+                "route",
+                "serial",
+                [("bl-east", 1, 70), ("ns-paris", 1, 30), ("bl-west", 2, 100)],
+            ),
+            ("44", "United Kingdom", "route", "serial", [("ns-london", 1, 100)]),
+            ("447", "UK mobile", "route", "parallel", [("ns-london", 1, 100), ("bl-west", 1, 100)]),
+            ("1", "North America", "route", "serial", [("bl-west", 1, 100), ("bl-east", 2, 50)]),
+            ("1900", "US premium rate", "reject", "serial", []),
+            ("2", "Office extensions 2xxx", "location", "serial", []),
+        ],
+    },
+    "globex": {
+        "name": "Globex Wholesale",
+        "sources": ["198.51.100.0/24", "2001:db8:c::/48"],
+        "carriers": {
+            "Meridian Telecom": [
+                {"name": "mer-a", "host": "a.meridian.example"},
+                {"name": "mer-b", "host": "b.meridian.example", "strip_digits": 2},
+            ],
+            "Harbor Networks": [
+                {"name": "hb-1", "host": "203.0.113.5"},
+                {"name": "hb-2", "host": "203.0.113.6", "fr_inv_timer": 20000},
+            ],
+        },
+        "prefixes": [
+            ("49", "Germany", "route", "serial", [("mer-a", 1, 100), ("hb-1", 2, 100)]),
+            ("4915", "Germany mobile", "route", "serial", [("hb-1", 1, 50), ("hb-2", 1, 50)]),
+            ("33", "France", "route", "parallel", [("mer-b", 1, 100), ("hb-2", 1, 100)]),
+            ("", "Default route", "route", "serial", [("mer-a", 1, 100), ("hb-2", 2, 100)]),
+            ("882", "International networks", "reject", "serial", []),
+        ],
+    },
+}
+
+
+@dataclass
+class SeedResult:
+    tenants: int
+    prefixes: int
+    users: list[str]
+
+
+@transaction.atomic
+def seed_demo(*, admin_password: str, operator_password: str) -> SeedResult:
+    """Create or refresh the demo tenants, their tables, an admin and an operator each."""
+    prefix_count = 0
+    group = operator_group()
+    users = []
+    for slug, spec in DEMO.items():
+        tenant, _ = Tenant.objects.update_or_create(slug=slug, defaults={"name": spec["name"]})
+        for network in spec["sources"]:
+            TenantSource.objects.update_or_create(
+                network=network, defaults={"tenant": tenant, "description": "demo"}
+            )
+        trunks: dict[str, Trunk] = {}
+        for carrier_name, trunk_specs in spec["carriers"].items():
+            carrier, _ = Carrier.objects.update_or_create(tenant=tenant, name=carrier_name)
+            for trunk_spec in trunk_specs:
+                fields = dict(trunk_spec)
+                name = fields.pop("name")
+                trunks[name], _ = Trunk.objects.update_or_create(
+                    carrier=carrier, name=name, defaults=fields
+                )
+        for prefix, description, action, mode, targets in spec["prefixes"]:
+            defaults = {"description": description, "action": action, "routing_mode": mode}
+            if action == Action.REJECT:
+                defaults.update(reject_code=403, reject_reason="Destination barred")
+            if action == Action.LOCATION:
+                defaults.update(min_length=4, max_length=4)
+            if mode == RoutingMode.PARALLEL:
+                defaults["routing_mode"] = RoutingMode.PARALLEL
+            row, _ = DialPrefix.objects.update_or_create(
+                tenant=tenant, prefix=prefix, defaults=defaults
+            )
+            row.targets.all().delete()
+            RouteTarget.objects.bulk_create(
+                RouteTarget(prefix=row, trunk=trunks[name], priority=priority, weight=weight)
+                for name, priority, weight in targets
+            )
+            prefix_count += 1
+        operator, created = User.objects.get_or_create(
+            username=f"{slug}-operator", defaults={"tenant": tenant, "is_staff": True}
+        )
+        if created:
+            operator.set_password(operator_password)
+            operator.save()
+        operator.groups.add(group)
+        users.append(operator.username)
+    admin, created = User.objects.get_or_create(
+        username="admin", defaults={"is_staff": True, "is_superuser": True}
+    )
+    if created:
+        admin.set_password(admin_password)
+        admin.save()
+    users.insert(0, admin.username)
+    return SeedResult(tenants=len(DEMO), prefixes=prefix_count, users=users)

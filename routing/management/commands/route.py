@@ -1,0 +1,52 @@
+"""manage.py route: try a call against the live route table from the shell."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from routing.resolver import CallRequest, to_rtjson
+from routing.service import decide
+
+
+class Command(BaseCommand):
+    help = (
+        "Show where a call would go and why, and the rtjson document Kamailio would get. "
+        "Give the call's source IP (as Kamailio sees it) or a tenant slug."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--callee", required=True, help="Dialled number, e.g. +33612345678.")
+        parser.add_argument("--caller", default="", help="Calling number (From user).")
+        parser.add_argument("--source-ip", default=None, help="Source IP of the INVITE.")
+        parser.add_argument("--tenant", default=None, help="Tenant slug, instead of --source-ip.")
+        parser.add_argument("--call-id", default="", help="Call-ID (seeds the weighted order).")
+        parser.add_argument("--json", action="store_true", help="Print only the rtjson document.")
+
+    def handle(self, *args, **options):
+        if not options["source_ip"] and not options["tenant"]:
+            raise CommandError("Give --source-ip or --tenant: a call belongs to a tenant.")
+        decision = decide(
+            CallRequest(
+                callee=options["callee"],
+                caller=options["caller"],
+                source_ip=options["source_ip"],
+                tenant=options["tenant"],
+                call_id=options["call_id"],
+            )
+        )
+        document = json.dumps(to_rtjson(decision), indent=2)
+        if options["json"]:
+            self.stdout.write(document)
+            return
+        style = self.style.SUCCESS if decision.success else self.style.WARNING
+        self.stdout.write(style(f"{decision.outcome}: {decision.code} {decision.reason}"))
+        for step in decision.trace:
+            self.stdout.write(f"  - {step}")
+        for number, route in enumerate(decision.routes, start=1):
+            self.stdout.write(f"  {number}. {route.carrier}/{route.trunk}: {route.uri}")
+        self.stdout.write(document)
+        if not decision.success:
+            # A script can tell a refused call from a routed one.
+            raise SystemExit(1)

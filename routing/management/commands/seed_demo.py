@@ -1,0 +1,30 @@
+"""manage.py seed_demo: load the demo tenants, route tables and users."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from routing.demo import seed_demo
+
+
+class Command(BaseCommand):
+    help = "Create or refresh the demo tenants, carriers, prefixes and users (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--admin-password", default="admin", help="Password of a newly created 'admin'."
+        )
+        parser.add_argument(
+            "--operator-password",
+            default="operator",
+            help="Password of newly created tenant operators (acme-operator, globex-operator).",
+        )
+
+    def handle(self, *args, admin_password: str, operator_password: str, **options):
+        result = seed_demo(admin_password=admin_password, operator_password=operator_password)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo ready: {result.tenants} tenants, {result.prefixes} prefixes, "
+                f"users {', '.join(result.users)}."
+            )
+        )

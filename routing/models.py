@@ -1,0 +1,374 @@
+"""The route table: carriers, their trunks, dial prefixes and their ordered targets."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from routing import validators
+from tenants.models import Tenant
+
+
+class Transport(models.TextChoices):
+    UDP = "udp", "UDP"
+    TCP = "tcp", "TCP"
+    TLS = "tls", "TLS"
+
+
+class Action(models.TextChoices):
+    ROUTE = "route", "Route to trunks"
+    LOCATION = "location", "Local users (location service)"
+    REJECT = "reject", "Reject"
+
+
+class RoutingMode(models.TextChoices):
+    SERIAL = "serial", "Serial (failover)"
+    PARALLEL = "parallel", "Parallel (ring all)"
+
+
+class Carrier(models.Model):
+    """An upstream provider of a tenant: the company that terminates its calls."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="carriers")
+    name = models.CharField(max_length=100, help_text="Unique within the tenant.")
+    is_active = models.BooleanField(
+        default=True,
+        help_text="Untick to take every trunk of this carrier out of routing at once.",
+    )
+    description = models.TextField(blank=True)
+
+    history = HistoricalRecords()
+
+    tenant_path = "tenant"
+
+    class Meta:
+        ordering = ["tenant__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                name="carrier_name_unique_per_tenant",
+                violation_error_message="This tenant already has a carrier with this name.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Trunk(models.Model):
+    """One way into a carrier: where to send the INVITE and how to dress it."""
+
+    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="trunks")
+    name = models.CharField(max_length=100, help_text="Unique within the carrier.")
+    host = models.CharField(
+        max_length=253,
+        validators=[validators.validate_host],
+        help_text="The carrier's SIP host name or IP address; it becomes the R-URI host.",
+    )
+    port = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+        help_text="SIP port of the carrier; empty means the transport's default (5060/5061).",
+    )
+    transport = models.CharField(
+        max_length=3,
+        choices=Transport.choices,
+        default=Transport.UDP,
+        help_text="Transport to reach the carrier; TCP and TLS add ;transport= to the R-URI.",
+    )
+    outbound_proxy = models.CharField(
+        max_length=255,
+        blank=True,
+        validators=[validators.validate_sip_uri],
+        help_text="Optional SIP URI to send the request to instead of the R-URI host "
+        "(rtjson dst_uri), e.g. sip:sbc.example.net:5060.",
+    )
+    socket = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validators.validate_socket],
+        help_text="Optional local Kamailio socket to send from, e.g. udp:192.0.2.10:5060.",
+    )
+    path = models.CharField(
+        max_length=255,
+        blank=True,
+        validators=[validators.validate_no_line_breaks],
+        help_text="Optional Path vector for the branch (rtjson path).",
+    )
+    tech_prefix = models.CharField(
+        max_length=16,
+        blank=True,
+        validators=[validators.validate_tech_prefix],
+        help_text="Digits the carrier wants in front of the number (e.g. an account code "
+        "such as 1234#). Added after stripping.",
+    )
+    strip_digits = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(15)],
+        help_text="How many leading digits to remove from the dialled number before "
+        "sending it (e.g. 2 turns 33612345678 into 612345678).",
+    )
+    from_display = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validators.validate_no_line_breaks, validators.validate_placeholders],
+        help_text="Caller-ID display name to present to this carrier; {caller} is the "
+        "calling number. Empty keeps the caller's.",
+    )
+    from_uri = models.CharField(
+        max_length=255,
+        blank=True,
+        validators=[validators.validate_no_line_breaks, validators.validate_placeholders],
+        help_text="Caller-ID From URI to present, e.g. sip:{caller}@trunk.example.net. "
+        "Empty keeps the caller's.",
+    )
+    rewrite_to = models.BooleanField(
+        default=False,
+        help_text="Set the To header to the number sent to the carrier (some carriers "
+        "route on To instead of the R-URI).",
+    )
+    extra_headers = models.TextField(
+        blank=True,
+        validators=[validators.validate_header_lines],
+        help_text="Headers to add, one 'Name: value' per line, e.g. "
+        "P-Asserted-Identity: <sip:{caller}@trunk.example.net>.",
+    )
+    branch_flags = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Kamailio branch flags to set on this branch (a bit mask), for your config.",
+    )
+    fr_timer = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Milliseconds to wait for any reply (e.g. 100 Trying) before failing over "
+        "to the next trunk. Empty uses the platform default.",
+    )
+    fr_inv_timer = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Milliseconds to wait for the call to be answered once it rings, before "
+        "failing over. Empty uses the platform default.",
+    )
+    is_active = models.BooleanField(
+        default=True, help_text="Untick to skip this trunk in every route that uses it."
+    )
+
+    history = HistoricalRecords()
+
+    tenant_path = "carrier__tenant"
+
+    class Meta:
+        ordering = ["carrier__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["carrier", "name"],
+                name="trunk_name_unique_per_carrier",
+                violation_error_message="This carrier already has a trunk with this name.",
+            ),
+            models.CheckConstraint(
+                condition=Q(port__isnull=True) | Q(port__gte=1, port__lte=65535),
+                name="trunk_port_valid",
+                violation_error_message="A port is a number from 1 to 65535.",
+            ),
+            models.CheckConstraint(
+                condition=Q(transport__in=Transport.values),
+                name="trunk_transport_valid",
+                violation_error_message="Transport must be udp, tcp or tls.",
+            ),
+            models.CheckConstraint(
+                condition=Q(fr_timer__isnull=True) | Q(fr_timer__gt=0),
+                name="trunk_fr_timer_positive",
+                violation_error_message="fr_timer must be more than 0 ms.",
+            ),
+            models.CheckConstraint(
+                condition=Q(fr_inv_timer__isnull=True) | Q(fr_inv_timer__gt=0),
+                name="trunk_fr_inv_timer_positive",
+                violation_error_message="fr_inv_timer must be more than 0 ms.",
+            ),
+            models.CheckConstraint(
+                condition=Q(strip_digits__lte=15),
+                name="trunk_strip_digits_max",
+                violation_error_message="Strip at most 15 digits (an E.164 number's length).",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.carrier.name} / {self.name}" if self.carrier_id else self.name
+
+    def clean(self) -> None:
+        if self.host:
+            self.host = self.host.strip().strip("[]")
+
+
+class DialPrefix(models.Model):
+    """A route: what to do with calls whose number starts with `prefix`.
+
+    The longest active prefix that fits the number's length wins. Its action routes
+    to its targets (in serial or parallel), hands the call to the location service,
+    or rejects it with a SIP code.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="prefixes")
+    prefix = models.CharField(
+        max_length=32,
+        blank=True,
+        validators=[validators.validate_digits],
+        help_text="Leading digits of the dialled number in E.164 form without '+' "
+        "(e.g. 44 for the UK, 447 for UK mobiles). Empty is the default route.",
+    )
+    description = models.CharField(max_length=200, blank=True)
+    min_length = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(32)],
+        help_text="Match only numbers with at least this many digits.",
+    )
+    max_length = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(32)],
+        help_text="Match only numbers with at most this many digits.",
+    )
+    action = models.CharField(
+        max_length=8,
+        choices=Action.choices,
+        default=Action.ROUTE,
+        help_text="Route to the trunks below, send to local users, or reject the call.",
+    )
+    routing_mode = models.CharField(
+        max_length=8,
+        choices=RoutingMode.choices,
+        default=RoutingMode.SERIAL,
+        help_text="Serial tries one trunk after another on failure; parallel rings all at "
+        "once (headers and timers then come from the Kamailio config).",
+    )
+    reject_code = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(400), MaxValueValidator(699)],
+        help_text="SIP code for a reject route (400–699), e.g. 403 or 404.",
+    )
+    reject_reason = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validators.validate_no_line_breaks],
+        help_text="SIP reason phrase for a reject route, e.g. Forbidden.",
+    )
+    is_active = models.BooleanField(
+        default=True, help_text="Untick to take this route out of matching."
+    )
+
+    history = HistoricalRecords()
+
+    tenant_path = "tenant"
+
+    class Meta:
+        verbose_name = "dial prefix"
+        verbose_name_plural = "dial prefixes"
+        ordering = ["tenant__name", "prefix"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "prefix"],
+                name="dialprefix_prefix_unique_per_tenant",
+                violation_error_message="This tenant already has a route for this prefix.",
+            ),
+            models.CheckConstraint(
+                condition=Q(action__in=Action.values),
+                name="dialprefix_action_valid",
+                violation_error_message="Action must be route, location or reject.",
+            ),
+            models.CheckConstraint(
+                condition=Q(routing_mode__in=RoutingMode.values),
+                name="dialprefix_routing_mode_valid",
+                violation_error_message="Routing mode must be serial or parallel.",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_length__isnull=True)
+                | Q(max_length__isnull=True)
+                | Q(min_length__lte=models.F("max_length")),
+                name="dialprefix_length_bounds_ordered",
+                violation_error_message="The minimum length cannot exceed the maximum length.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(action=Action.REJECT) | Q(reject_code__gte=400, reject_code__lte=699),
+                name="dialprefix_reject_code_valid",
+                violation_error_message="A reject route needs a SIP code from 400 to 699.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.prefix or "(default route)"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        number_length_floor = len(self.prefix or "")
+        if self.max_length is not None and self.max_length < number_length_floor:
+            errors["max_length"] = (
+                f"No number of at most {self.max_length} digits can start with the "
+                f"{number_length_floor}-digit prefix {self.prefix}."
+            )
+        if self.action == Action.REJECT and self.reject_code is None:
+            errors["reject_code"] = "A reject route needs a SIP code, e.g. 403."
+        if errors:
+            raise ValidationError(errors)
+
+
+class RouteTarget(models.Model):
+    """A trunk a route sends calls to, in order: lower priority first, then by weight."""
+
+    prefix = models.ForeignKey(DialPrefix, on_delete=models.CASCADE, related_name="targets")
+    trunk = models.ForeignKey(
+        Trunk,
+        on_delete=models.PROTECT,
+        related_name="targets",
+        help_text="A trunk of one of this tenant's carriers.",
+    )
+    priority = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Lower numbers are tried first. Targets of equal priority share calls by weight.",
+    )
+    weight = models.PositiveSmallIntegerField(
+        default=100,
+        validators=[MinValueValidator(1)],
+        help_text="Share of calls among targets of the same priority (e.g. 70 and 30). "
+        "The same call always gets the same order.",
+    )
+
+    history = HistoricalRecords()
+
+    tenant_path = "prefix__tenant"
+
+    class Meta:
+        ordering = ["priority", "-weight", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["prefix", "trunk"],
+                name="routetarget_trunk_unique_per_prefix",
+                violation_error_message="This trunk is already a target of this route.",
+            ),
+            models.CheckConstraint(
+                condition=Q(weight__gt=0),
+                name="routetarget_weight_positive",
+                violation_error_message="A weight must be more than 0.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix} → {self.trunk} (priority {self.priority}, weight {self.weight})"
+
+    def clean(self) -> None:
+        # In an inline formset the parent prefix may not be saved yet, so compare the
+        # related objects rather than ids read back from the database.
+        try:
+            prefix, trunk = self.prefix, self.trunk
+        except ObjectDoesNotExist:
+            return
+        if prefix.tenant_id and trunk.carrier.tenant_id != prefix.tenant_id:
+            raise ValidationError(
+                {"trunk": "This trunk belongs to another tenant; pick one of the route's tenant."}
+            )

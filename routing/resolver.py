@@ -1,0 +1,452 @@
+"""The routing decision: one function that every transport calls.
+
+`resolve()` takes a CallRequest and a RouteTable (where the rows come from) and
+returns a Decision; `to_rtjson()` turns a Decision into the document Kamailio's
+rtjson module reads. Nothing here touches a socket, a request object or the ORM,
+so the HTTP view, the EVAPI bridge, the admin simulator and the CLI give the same
+answer for the same call, and the logic is tested without a server.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from routing.numbers import clean_number, is_safe_user, match_digits
+from tenants.networks import NetworkError, parse_address
+
+
+class Outcome(enum.StrEnum):
+    ROUTED = "routed"
+    LOCATION = "location"
+    REJECTED = "rejected"  # a reject route matched
+    NO_ROUTE = "no_route"  # nothing matched, or no usable trunk
+    FORBIDDEN = "forbidden"  # unknown source, unknown or inactive tenant
+    INVALID = "invalid"  # the request itself cannot be routed
+    ERROR = "error"  # the engine failed (set by transports, never by resolve())
+
+
+# --- What the route table provides -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRef:
+    id: int
+    slug: str
+    name: str
+    is_active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixRow:
+    id: int
+    prefix: str
+    min_length: int | None
+    max_length: int | None
+    action: str
+    routing_mode: str
+    reject_code: int | None
+    reject_reason: str
+    is_active: bool
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRow:
+    id: int
+    priority: int
+    weight: int
+    trunk_id: int
+    trunk_name: str
+    trunk_active: bool
+    carrier_name: str
+    carrier_active: bool
+    host: str
+    port: int | None
+    transport: str
+    outbound_proxy: str = ""
+    socket: str = ""
+    path: str = ""
+    tech_prefix: str = ""
+    strip_digits: int = 0
+    from_display: str = ""
+    from_uri: str = ""
+    rewrite_to: bool = False
+    extra_headers: str = ""
+    branch_flags: int | None = None
+    fr_timer: int | None = None
+    fr_inv_timer: int | None = None
+
+
+class RouteTable(Protocol):
+    """Where the resolver reads rows from: the database, or a compiled copy of it.
+
+    Each method is one lookup whose cost must not grow with the size of the table.
+    """
+
+    def tenant_by_source(self, networks: list[str]) -> tuple[TenantRef, str] | None:
+        """The tenant of the most specific of `networks` (most specific first) found."""
+
+    def tenant_by_slug(self, slug: str) -> TenantRef | None: ...
+
+    def prefixes(self, tenant_id: int, candidates: list[str]) -> list[PrefixRow]:
+        """The tenant's routes whose prefix is one of `candidates`, any order."""
+
+    def targets(self, prefix_id: int) -> list[TargetRow]: ...
+
+
+# --- Input and output --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """A call to route, as Kamailio describes it.
+
+    The tenant comes from `tenant` (a slug, for trusted callers such as the bridge's
+    default or an operator's simulation) or else from `source_ip`.
+    """
+
+    callee: str
+    caller: str = ""
+    source_ip: str | None = None
+    tenant: str | None = None
+    source_port: int | None = None
+    call_id: str = ""
+    from_name: str = ""
+    from_uri: str = ""
+    from_tag: str = ""
+    to_name: str = ""
+    to_uri: str = ""
+    to_tag: str = ""
+    ruri: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingDefaults:
+    """Platform defaults applied to trunks that do not set their own."""
+
+    fr_timer: int | None = None
+    fr_inv_timer: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One next hop, with the rtjson fields and what an operator needs to read it."""
+
+    carrier: str
+    trunk: str
+    trunk_id: int
+    priority: int
+    weight: int
+    uri: str
+    dst_uri: str = ""
+    path: str = ""
+    socket: str = ""
+    from_display: str | None = None
+    from_uri: str | None = None
+    to_display: str | None = None
+    to_uri: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    branch_flags: int | None = None
+    fr_timer: int | None = None
+    fr_inv_timer: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with a call, and why."""
+
+    outcome: Outcome
+    code: int = 200
+    reason: str = "OK"
+    tenant: TenantRef | None = None
+    caller: str = ""
+    callee: str = ""
+    matched: PrefixRow | None = None
+    beaten: tuple[PrefixRow, ...] = ()
+    routing: str | None = None
+    routes: tuple[Route, ...] = ()
+    skipped: tuple[str, ...] = ()
+    trace: tuple[str, ...] = ()
+    decision_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def success(self) -> bool:
+        return self.outcome in (Outcome.ROUTED, Outcome.LOCATION)
+
+
+# --- The decision ------------------------------------------------------------------
+
+
+def resolve(
+    request: CallRequest, *, table: RouteTable, defaults: RoutingDefaults | None = None
+) -> Decision:
+    """Decide where `request` goes. Never raises for bad call data: it answers."""
+    defaults = defaults or RoutingDefaults()
+    trace: list[str] = []
+
+    def fail(outcome: Outcome, code: int, reason: str, **extra: Any) -> Decision:
+        trace.append(f"answer {code} {reason}")
+        return Decision(outcome=outcome, code=code, reason=reason, trace=tuple(trace), **extra)
+
+    caller = (request.caller or "").strip()
+    if not is_safe_user(caller):
+        return fail(Outcome.INVALID, 400, "Invalid caller")
+    callee = clean_number(request.callee)
+    if not callee:
+        return fail(Outcome.INVALID, 400, "No callee")
+    if not is_safe_user(callee):
+        return fail(Outcome.INVALID, 400, "Invalid callee")
+
+    tenant = _find_tenant(request, table, trace)
+    if tenant is None:
+        return fail(Outcome.FORBIDDEN, 403, "Forbidden")
+    if not tenant.is_active:
+        trace.append(f"tenant {tenant.slug} is inactive")
+        return fail(Outcome.FORBIDDEN, 403, "Forbidden", tenant=tenant)
+    common = {"tenant": tenant, "caller": caller, "callee": callee}
+
+    digits = match_digits(callee)
+    if digits is None:
+        trace.append(f"{callee!r} is not a number: only the default route can match")
+        candidates = [""]
+    else:
+        candidates = [digits[:n] for n in range(len(digits), -1, -1)]
+    matched, beaten = _longest_match(table.prefixes(tenant.id, candidates), digits, trace)
+    if matched is None:
+        return fail(Outcome.NO_ROUTE, 404, "No Route", **common)
+    common.update(matched=matched, beaten=beaten)
+
+    if matched.action == "reject":
+        return fail(
+            Outcome.REJECTED,
+            matched.reject_code or 403,
+            matched.reject_reason or "Rejected",
+            **common,
+        )
+    if matched.action == "location":
+        trace.append("action location: Kamailio looks the callee up in its location table")
+        return Decision(outcome=Outcome.LOCATION, routing="location", trace=tuple(trace), **common)
+
+    usable, skipped = [], []
+    for target in table.targets(matched.id):
+        label = f"{target.carrier_name}/{target.trunk_name}"
+        if not target.carrier_active:
+            skipped.append(f"{label}: carrier {target.carrier_name} is inactive")
+        elif not target.trunk_active:
+            skipped.append(f"{label}: trunk is inactive")
+        else:
+            usable.append(target)
+    trace.extend(f"skipped {reason}" for reason in skipped)
+    if not usable:
+        return fail(Outcome.NO_ROUTE, 503, "No Active Trunk", skipped=tuple(skipped), **common)
+
+    ordered = order_targets(usable, key=request.call_id or f"{caller}|{callee}")
+    routes = tuple(_route(target, request, caller, callee, defaults) for target in ordered)
+    trace.append(
+        f"{matched.routing_mode} to "
+        + ", ".join(f"{r.carrier}/{r.trunk} (p{r.priority} w{r.weight})" for r in routes)
+    )
+    return Decision(
+        outcome=Outcome.ROUTED,
+        routing=matched.routing_mode,
+        routes=routes,
+        skipped=tuple(skipped),
+        trace=tuple(trace),
+        **common,
+    )
+
+
+def _find_tenant(request: CallRequest, table: RouteTable, trace: list[str]) -> TenantRef | None:
+    from tenants.networks import containing_networks
+
+    if request.tenant:
+        tenant = table.tenant_by_slug(request.tenant)
+        trace.append(
+            f"tenant {request.tenant} given explicitly"
+            if tenant
+            else f"no tenant with slug {request.tenant!r}"
+        )
+        return tenant
+    if not request.source_ip:
+        trace.append("no source IP and no tenant: cannot tell whose call this is")
+        return None
+    try:
+        address = parse_address(request.source_ip)
+    except NetworkError:
+        trace.append(f"source {request.source_ip!r} is not an IP address")
+        return None
+    found = table.tenant_by_source(containing_networks(address))
+    if found is None:
+        trace.append(f"source {address} is in no tenant's networks")
+        return None
+    tenant, network = found
+    trace.append(f"source {address} is in {network}: tenant {tenant.slug}")
+    return tenant
+
+
+def _longest_match(
+    rows: list[PrefixRow], digits: str | None, trace: list[str]
+) -> tuple[PrefixRow | None, tuple[PrefixRow, ...]]:
+    """The longest active prefix whose length bounds fit, and the shorter fits it beat."""
+    length = len(digits) if digits is not None else None
+    fits: list[PrefixRow] = []
+    for row in sorted(rows, key=lambda r: len(r.prefix), reverse=True):
+        name = row.prefix or "(default)"
+        if not row.is_active:
+            trace.append(f"prefix {name} is inactive")
+        elif length is not None and row.min_length is not None and length < row.min_length:
+            trace.append(f"prefix {name} needs at least {row.min_length} digits, got {length}")
+        elif length is not None and row.max_length is not None and length > row.max_length:
+            trace.append(f"prefix {name} allows at most {row.max_length} digits, got {length}")
+        else:
+            fits.append(row)
+    if not fits:
+        trace.append("no active prefix matches")
+        return None, ()
+    matched, beaten = fits[0], tuple(fits[1:])
+    trace.append(
+        f"matched prefix {matched.prefix or '(default)'} ({matched.action})"
+        + (f", longer than {', '.join(r.prefix or '(default)' for r in beaten)}" if beaten else "")
+    )
+    return matched, beaten
+
+
+def order_targets(targets: list[TargetRow], *, key: str) -> list[TargetRow]:
+    """Lower priority first; within a priority, a weighted random order seeded by `key`.
+
+    Weights are shares of traffic: with 70/30 the first target leads about 70% of
+    calls. The order is a function of the call (its Call-ID), so the same call
+    gets the same answer over HTTP and EVAPI, and a retry is not sent elsewhere.
+    (Efraimidis–Spirakis: sort by u^(1/w), here by its logarithm.)
+    """
+
+    def score(target: TargetRow) -> float:
+        digest = hashlib.blake2b(f"{key}|{target.id}".encode(), digest_size=8).digest()
+        uniform = (int.from_bytes(digest, "big") + 1) / 2.0**64  # in (0, 1]
+        return math.log(uniform) / max(target.weight, 1)
+
+    return sorted(targets, key=lambda t: (t.priority, -score(t), t.id))
+
+
+def _render(template: str, caller: str, callee: str) -> str:
+    return template.replace("{caller}", caller).replace("{callee}", callee)
+
+
+def _route(
+    target: TargetRow,
+    request: CallRequest,
+    caller: str,
+    callee: str,
+    defaults: RoutingDefaults,
+) -> Route:
+    digits = match_digits(callee)
+    if digits is not None and (target.strip_digits or target.tech_prefix):
+        user = target.tech_prefix + digits[target.strip_digits :]
+    else:
+        user = callee  # as dialled: a leading '+' is the caller's, not ours to drop
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    hostport = f"{host}:{target.port}" if target.port else host
+    params = f";transport={target.transport}" if target.transport in ("tcp", "tls") else ""
+    uri = f"sip:{user}@{hostport}{params}"
+
+    from_display = from_uri = to_display = to_uri = None
+    if target.from_display or target.from_uri:
+        from_display = (
+            _render(target.from_display, caller, user) if target.from_display else request.from_name
+        )
+        from_uri = _render(target.from_uri, caller, user) if target.from_uri else request.from_uri
+    if target.rewrite_to:
+        to_display = request.to_name
+        to_uri = f"sip:{user}@{hostport}"
+    extra = tuple(
+        (name, _render(value, caller, user)) for name, value in _header_pairs(target.extra_headers)
+    )
+    return Route(
+        carrier=target.carrier_name,
+        trunk=target.trunk_name,
+        trunk_id=target.trunk_id,
+        priority=target.priority,
+        weight=target.weight,
+        uri=uri,
+        dst_uri=target.outbound_proxy,
+        path=target.path,
+        socket=target.socket,
+        from_display=from_display,
+        from_uri=from_uri or None,
+        to_display=to_display,
+        to_uri=to_uri,
+        extra_headers=extra,
+        branch_flags=target.branch_flags,
+        fr_timer=target.fr_timer or defaults.fr_timer,
+        fr_inv_timer=target.fr_inv_timer or defaults.fr_inv_timer,
+    )
+
+
+def _header_pairs(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip():
+            pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+# --- The rtjson document ---------------------------------------------------------
+
+
+def to_rtjson(decision: Decision) -> dict[str, Any]:
+    """The rtjson document for `decision`.
+
+    Kamailio's rtjson module reads version, routing and routes; the other keys
+    (success, code, reason, decision_id, tenant, prefix, and carrier/trunk per
+    route) are for the config (via jansson) and for logs.
+    """
+    doc: dict[str, Any] = {
+        "version": "1.0",
+        "success": decision.success,
+        "decision_id": decision.decision_id,
+        "outcome": str(decision.outcome),
+    }
+    if decision.tenant is not None:
+        doc["tenant"] = decision.tenant.slug
+    if decision.matched is not None:
+        doc["prefix"] = decision.matched.prefix
+    if not decision.success:
+        doc.update(code=decision.code, reason=decision.reason, routing="serial", routes=[])
+        return doc
+    doc["routing"] = decision.routing
+    doc["routes"] = [_route_json(route) for route in decision.routes]
+    return doc
+
+
+def _route_json(route: Route) -> dict[str, Any]:
+    item: dict[str, Any] = {"uri": route.uri}
+    if route.dst_uri:
+        item["dst_uri"] = route.dst_uri
+    if route.path:
+        item["path"] = route.path
+    if route.socket:
+        item["socket"] = route.socket
+    headers: dict[str, Any] = {}
+    if route.from_uri is not None or route.from_display is not None:
+        headers["from"] = {"display": route.from_display or "", "uri": route.from_uri or ""}
+    if route.to_uri is not None:
+        headers["to"] = {"display": route.to_display or "", "uri": route.to_uri}
+    if route.extra_headers:
+        headers["extra"] = "".join(f"{name}: {value}\r\n" for name, value in route.extra_headers)
+    if headers:
+        item["headers"] = headers
+    if route.branch_flags is not None:
+        item["branch_flags"] = route.branch_flags
+    if route.fr_timer is not None:
+        item["fr_timer"] = route.fr_timer
+    if route.fr_inv_timer is not None:
+        item["fr_inv_timer"] = route.fr_inv_timer
+    item["carrier"] = route.carrier
+    item["trunk"] = route.trunk
+    return item

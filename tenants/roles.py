@@ -1,0 +1,29 @@
+"""The permission set of a tenant's operators, kept in one group."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, Permission
+
+OPERATOR_GROUP = "Tenant operators"
+
+# (app label, model, actions): operators edit their route table and read the rest.
+_OPERATOR_PERMISSIONS = [
+    ("routing", "carrier", ("view", "add", "change", "delete")),
+    ("routing", "trunk", ("view", "add", "change", "delete")),
+    ("routing", "dialprefix", ("view", "add", "change", "delete")),
+    ("routing", "routetarget", ("view", "add", "change", "delete")),
+    ("tenants", "tenant", ("view",)),
+    ("tenants", "tenantsource", ("view",)),
+]
+
+
+def operator_group() -> Group:
+    """The "Tenant operators" group with its permissions, created or brought up to date."""
+    group, _ = Group.objects.get_or_create(name=OPERATOR_GROUP)
+    wanted = [
+        f"{action}_{model}" for _, model, actions in _OPERATOR_PERMISSIONS for action in actions
+    ]
+    labels = {app for app, _, _ in _OPERATOR_PERMISSIONS}
+    perms = Permission.objects.filter(content_type__app_label__in=labels, codename__in=wanted)
+    group.permissions.set(perms)
+    return group

@@ -1,0 +1,40 @@
+"""Small builders for test data: explicit, no magic, one call per row kind."""
+
+from __future__ import annotations
+
+from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
+from tenants.models import Tenant, TenantSource, User
+from tenants.roles import operator_group
+
+
+def make_tenant(slug: str, *networks: str, **fields) -> Tenant:
+    tenant = Tenant.objects.create(slug=slug, name=fields.pop("name", slug.title()), **fields)
+    for network in networks:
+        TenantSource.objects.create(tenant=tenant, network=network)
+    return tenant
+
+
+def make_trunk(tenant: Tenant, name: str, *, carrier: str = "Carrier", **fields) -> Trunk:
+    carrier_obj, _ = Carrier.objects.get_or_create(tenant=tenant, name=carrier)
+    fields.setdefault("host", f"{name}.example.net")
+    return Trunk.objects.create(carrier=carrier_obj, name=name, **fields)
+
+
+def make_route(
+    tenant: Tenant, prefix: str, *targets: Trunk | tuple[Trunk, int, int], **fields
+) -> DialPrefix:
+    """A DialPrefix with targets given as trunks (priority by position) or (trunk, p, w)."""
+    row = DialPrefix.objects.create(tenant=tenant, prefix=prefix, **fields)
+    for position, target in enumerate(targets, start=1):
+        trunk, priority, weight = target if isinstance(target, tuple) else (target, position, 100)
+        RouteTarget.objects.create(prefix=row, trunk=trunk, priority=priority, weight=weight)
+    return row
+
+
+def make_operator(username: str, tenant: Tenant | None, **fields) -> User:
+    user = User.objects.create_user(
+        username=username, password="pw", tenant=tenant, is_staff=True, **fields
+    )
+    if tenant is not None:
+        user.groups.add(operator_group())
+    return user
