@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "tenants",
     "routing",
     "evapi_bridge",
+    "api",
+    "ops",
 ]
 
 MIDDLEWARE = [

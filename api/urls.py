@@ -1,0 +1,3 @@
+"""URLs of the REST API and the Kamailio rtjson endpoint."""
+
+urlpatterns: list = []

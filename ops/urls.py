@@ -1,0 +1,3 @@
+"""URLs of the operations pages: simulator, health, metrics."""
+
+urlpatterns: list = []
