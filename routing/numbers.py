@@ -58,6 +58,18 @@ _URI = re.compile(
 )
 
 
+def bare_uri(value: str) -> str:
+    """The URI of a header value: inside <...> when present, else up to the header params.
+
+    '"Alice" <sip:a@b;user=phone>;tag=1' gives 'sip:a@b;user=phone'; 'sip:a@b;tag=1'
+    gives 'sip:a@b' (without brackets, RFC 3261 gives the parameters to the header).
+    """
+    text = (value or "").strip()
+    if "<" in text and ">" in text:
+        return text[text.find("<") + 1 : text.find(">")].strip()
+    return text.split(";", 1)[0].strip()
+
+
 def parse_uri(value: str) -> SipUri:
     """Parse a SIP/SIPS/tel URI, also inside a name-addr ("Alice" <sip:...>;tag=..).
 

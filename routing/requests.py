@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from routing.numbers import SipUriError, parse_uri
+from routing.numbers import SipUriError, bare_uri, parse_uri
 from routing.resolver import CallRequest
 
 
@@ -73,10 +73,10 @@ def call_request_from_fields(
         source_port=int(port) if port is not None else None,
         call_id=_text(fields, "call_id"),
         from_name=_text(fields, "from_name"),
-        from_uri=_text(fields, "from_uri"),
+        from_uri=bare_uri(_text(fields, "from_uri")),
         from_tag=_text(fields, "from_tag"),
         to_name=_text(fields, "to_name"),
-        to_uri=_text(fields, "to_uri"),
+        to_uri=bare_uri(_text(fields, "to_uri")),
         to_tag=_text(fields, "to_tag"),
         ruri=_text(fields, "ruri"),
     )
