@@ -50,7 +50,7 @@ class SipUri:
 
 _URI = re.compile(
     r"""^(?P<scheme>sips?|tel):
-        (?:(?P<user>[^@;?]*)@)?
+        (?:(?P<user>[^@<>\s]*)@)?
         (?P<host>\[[0-9A-Fa-f:.]+\]|[^:;?>]*)
         (?::(?P<port>\d{1,5}))?
         (?P<rest>[;?].*)?$""",

@@ -1,0 +1,194 @@
+"""The route-table admin, through the real views: a tenant's operator sees and touches
+only its own tenant's rows, even when it forges ids in a POST."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def a_client(client, operator_a):
+    client.force_login(operator_a)
+    return client
+
+
+@pytest.fixture
+def outsider_client(client, outsider):
+    client.force_login(outsider)
+    return client
+
+
+def prefix_form(tenant_id: int, prefix: str, targets: list[tuple[int, int, int]]) -> dict:
+    data = {
+        "tenant": tenant_id,
+        "prefix": prefix,
+        "description": "",
+        "action": "route",
+        "routing_mode": "serial",
+        "is_active": "on",
+        "min_length": "",
+        "max_length": "",
+        "reject_code": "",
+        "reject_reason": "",
+        "targets-TOTAL_FORMS": str(len(targets)),
+        "targets-INITIAL_FORMS": "0",
+        "targets-MIN_NUM_FORMS": "0",
+        "targets-MAX_NUM_FORMS": "1000",
+    }
+    for n, (trunk, priority, weight) in enumerate(targets):
+        data.update(
+            {
+                f"targets-{n}-trunk": trunk,
+                f"targets-{n}-priority": priority,
+                f"targets-{n}-weight": weight,
+            }
+        )
+    return data
+
+
+@pytest.mark.parametrize("model", ["carrier", "trunk", "dialprefix"])
+def test_change_lists_show_only_the_users_tenant(
+    outsider_client, route_a, route_b, trunks_a, trunks_b, model
+):
+    page = outsider_client.get(reverse(f"admin:routing_{model}_changelist"))
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert "Carrier A" not in content
+    assert "a-primary" not in content
+    assert "France via A" not in content
+    assert "Tenant A" not in content
+
+
+def test_change_lists_offer_no_filter_naming_other_tenants(outsider_client, route_a, route_b):
+    page = outsider_client.get(reverse("admin:routing_dialprefix_changelist"))
+    assert "By tenant" not in page.content.decode()
+    assert "Tenant A" not in page.content.decode()
+
+
+def test_the_owner_sees_its_rows(a_client, route_a, trunks_a):
+    content = a_client.get(reverse("admin:routing_dialprefix_changelist")).content.decode()
+    assert "France via A" in content
+    assert "Carrier A / a-primary (p1, w100) → Carrier A / a-backup (p2, w100)" in content
+
+
+@pytest.mark.parametrize(
+    ("model", "fixture"),
+    [("carrier", "carrier"), ("trunk", "trunk"), ("dialprefix", "route")],
+)
+def test_another_tenants_row_cannot_be_opened(outsider_client, route_a, trunks_a, model, fixture):
+    obj = {"carrier": trunks_a[0].carrier, "trunk": trunks_a[0], "route": route_a}[fixture]
+    page = outsider_client.get(reverse(f"admin:routing_{model}_change", args=[obj.pk]))
+    assert page.status_code == 302  # the admin's "does not exist" redirect
+    page = outsider_client.get(reverse(f"admin:routing_{model}_delete", args=[obj.pk]))
+    assert page.status_code == 302
+
+
+def test_another_tenants_row_cannot_be_changed_by_post(outsider_client, trunks_a):
+    carrier = trunks_a[0].carrier
+    outsider_client.post(
+        reverse("admin:routing_carrier_change", args=[carrier.pk]),
+        {"name": "hijacked", "is_active": "", "tenant": carrier.tenant_id},
+    )
+    carrier.refresh_from_db()
+    assert (carrier.name, carrier.is_active) == ("Carrier A", True)
+
+
+def test_a_forged_trunk_id_from_another_tenant_is_refused(outsider_client, tenant_b, trunks_a):
+    response = outsider_client.post(
+        reverse("admin:routing_dialprefix_add"),
+        prefix_form(tenant_b.pk, "49", [(trunks_a[0].pk, 1, 100)]),
+    )
+    assert response.status_code == 200  # the form again, with its error
+    assert "Select a valid choice" in response.content.decode()
+    assert not DialPrefix.objects.filter(prefix="49").exists()
+    assert not RouteTarget.objects.filter(trunk=trunks_a[0]).exists()
+
+
+def test_a_forged_tenant_id_is_ignored(outsider_client, tenant_a, tenant_b):
+    response = outsider_client.post(
+        reverse("admin:routing_carrier_add"),
+        {
+            "tenant": tenant_a.pk,
+            "name": "Sneaky",
+            "is_active": "on",
+            "description": "",
+            "trunks-TOTAL_FORMS": "0",
+            "trunks-INITIAL_FORMS": "0",
+            "trunks-MIN_NUM_FORMS": "0",
+            "trunks-MAX_NUM_FORMS": "1000",
+        },
+    )
+    assert response.status_code == 302
+    assert Carrier.objects.get(name="Sneaky").tenant == tenant_b
+
+
+def test_an_operator_creates_a_route_with_targets_in_its_tenant(a_client, tenant_a, trunks_a):
+    response = a_client.post(
+        reverse("admin:routing_dialprefix_add"),
+        prefix_form(tenant_a.pk, "44", [(trunks_a[0].pk, 1, 70), (trunks_a[1].pk, 1, 30)]),
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    route = DialPrefix.objects.get(prefix="44")
+    assert route.tenant == tenant_a
+    assert sorted(route.targets.values_list("weight", flat=True)) == [30, 70]
+
+
+def test_a_duplicate_prefix_is_a_form_error_not_a_crash(a_client, tenant_a, route_a):
+    response = a_client.post(
+        reverse("admin:routing_dialprefix_add"), prefix_form(tenant_a.pk, "33", [])
+    )
+    assert response.status_code == 200
+    assert "This tenant already has a route for this prefix." in response.content.decode()
+
+
+def test_trunk_autocomplete_lists_only_the_users_trunks(outsider_client, trunks_a, trunks_b):
+    response = outsider_client.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "routing", "model_name": "routetarget", "field_name": "trunk", "term": ""},
+    )
+    assert response.status_code == 200
+    names = [item["text"] for item in response.json()["results"]]
+    assert sorted(names) == ["Carrier B / b-backup", "Carrier B / b-primary"]
+
+
+def test_carrier_choices_of_a_trunk_are_scoped(outsider_client, trunks_a, trunks_b):
+    response = outsider_client.post(
+        reverse("admin:routing_trunk_add"),
+        {"carrier": trunks_a[0].carrier_id, "name": "x", "host": "x.example", "transport": "udp"},
+    )
+    assert response.status_code == 200
+    assert not Trunk.objects.filter(name="x").exists()
+
+
+def test_bulk_disable_touches_only_the_users_rows(outsider_client, route_a, route_b):
+    outsider_client.post(
+        reverse("admin:routing_dialprefix_changelist"),
+        {"action": "disable_selected", "_selected_action": [route_a.pk, route_b.pk]},
+    )
+    route_a.refresh_from_db()
+    route_b.refresh_from_db()
+    assert (route_a.is_active, route_b.is_active) == (True, False)
+
+
+def test_a_superuser_sees_every_tenant(client, superuser, route_a, route_b):
+    client.force_login(superuser)
+    content = client.get(reverse("admin:routing_dialprefix_changelist")).content.decode()
+    assert "France via A" in content
+    assert "France via B" in content
+    assert "By tenant" in content
+
+
+def test_a_superuser_cannot_mix_tenants_in_a_route(client, superuser, tenant_a, trunks_b):
+    client.force_login(superuser)
+    response = client.post(
+        reverse("admin:routing_dialprefix_add"),
+        prefix_form(tenant_a.pk, "49", [(trunks_b[0].pk, 1, 100)]),
+    )
+    assert response.status_code == 200
+    assert "belongs to another tenant" in response.content.decode()
+    assert not DialPrefix.objects.filter(prefix="49").exists()

@@ -1,0 +1,49 @@
+"""seed_demo and route, run as an operator would run them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from routing.models import DialPrefix
+from tenants.models import Tenant, User
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_is_idempotent_and_routes_demo_calls(capsys):
+    call_command("seed_demo")
+    call_command("seed_demo")
+    assert Tenant.objects.count() == 2
+    assert DialPrefix.objects.filter(tenant__slug="acme").count() == 7
+    assert User.objects.get(username="acme-operator").tenant.slug == "acme"
+    assert User.objects.get(username="admin").is_superuser
+    capsys.readouterr()
+    call_command("route", "--source-ip", "192.0.2.7", "--callee", "+33612345678", "--json")
+    document = json.loads(capsys.readouterr().out)
+    summary = (document["tenant"], document["prefix"], document["routing"])
+    assert summary == ("acme", "336", "serial")
+    assert len(document["routes"]) == 3
+
+
+def test_route_explains_a_refused_call_and_exits_1(capsys, tenant_a, route_a):
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("route", "--source-ip", "203.0.113.1", "--callee", "+33123")
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    assert "forbidden: 403 Forbidden" in out
+    assert "is in no tenant's networks" in out
+
+
+def test_route_prints_the_trace_and_routes(capsys, tenant_a, route_a):
+    call_command("route", "--tenant", "tenant-a", "--caller", "100", "--callee", "+33 1 23")
+    out = capsys.readouterr().out
+    assert "routed: 200 OK" in out
+    assert "1. Carrier A/a-primary: sip:+33123@192.0.2.101:5060" in out
+
+
+def test_route_needs_a_source_or_a_tenant():
+    with pytest.raises(CommandError, match="Give --source-ip or --tenant"):
+        call_command("route", "--callee", "+33123")
