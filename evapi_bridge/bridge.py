@@ -1,0 +1,402 @@
+"""The EVAPI bridge: TCP clients of Kamailio's evapi sockets, answering routing events.
+
+Kamailio is the server; the bridge connects to each address, keeps reconnecting
+with a capped backoff, and answers every routing event on the connection it
+came from.
+
+Threads: the asyncio loop only reads, frames and writes (its transports keep
+reading while a write is pending, which Kamailio's blocking dispatcher needs).
+Decisions use the Django ORM, which is synchronous, so they run in a few worker
+threads fed by one queue; a slow decision holds one worker, not the next event.
+Answers come back through a deque and at most one loop wake-up per batch, so a
+burst does not pay a thread hop per event. Each worker owns its route table
+(`routing.tables.get_route_table()`, made once) and its database connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import close_old_connections, connections
+
+from evapi_bridge.netstring import FrameError, NetstringDecoder, encode
+from evapi_bridge.protocol import Kind, Result, handle_event
+from evapi_bridge.stats import PeriodStats
+from routing.metrics import BRIDGE_CONNECTED, BRIDGE_IN_FLIGHT, observe_decision
+from routing.resolver import RouteTable
+from routing.tables import get_route_table
+
+logger = logging.getLogger(__name__)
+
+# How often a worker lets Django check its connection (close it past CONN_MAX_AGE,
+# health-check it). Checking per event would cost a `SELECT 1` round trip per call.
+DB_HYGIENE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    addresses: tuple[tuple[str, int], ...]
+    default_tenant: str | None = None
+    workers: int = 4
+    stats_interval: float = 60.0
+    max_frame: int = 65536
+    backoff_initial: float = 0.1
+    backoff_max: float = 5.0
+    # At shutdown, how long to wait for decisions already taken before closing anyway.
+    drain_timeout: float = 10.0
+
+
+def address_label(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class EvapiConnection(asyncio.Protocol):
+    """One TCP connection to Kamailio: frames in, answers out."""
+
+    def __init__(self, bridge: Bridge, label: str) -> None:
+        self.bridge = bridge
+        self.label = label
+        self.decoder = NetstringDecoder(bridge.config.max_frame)
+        self.transport: asyncio.Transport | None = None
+        self.in_flight = 0
+        self.closing = False  # no more events taken; close once in-flight answers are out
+        self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            frames = self.decoder.feed(data)
+        except FrameError as exc:
+            logger.error("%s: %s; resetting the connection", self.label, exc)
+            self.close_when_drained(f"framing error: {exc}")
+            return
+        for payload in frames:
+            self.in_flight += 1
+            self.bridge.submit(self, payload)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        if not self.closed.done():
+            self.closed.set_result(str(exc) if exc else "closed by peer")
+
+    def send(self, data: bytes) -> bool:
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.write(data)
+        return True
+
+    def answered(self, count: int) -> None:
+        self.in_flight -= count
+        if self.closing and self.in_flight == 0 and self.transport is not None:
+            self.transport.close()  # flushes what is buffered first
+
+    def close_when_drained(self, reason: str) -> None:
+        """Stop reading; close once every event already taken has been answered."""
+        if self.transport is None or self.closing:
+            return
+        self.closing = True
+        self.transport.pause_reading()
+        if self.in_flight == 0:
+            self.transport.close()
+        else:
+            # A decision stuck on a dead database must not keep the socket forever.
+            asyncio.get_running_loop().call_later(
+                self.bridge.config.drain_timeout, self.transport.abort
+            )
+        logger.debug("%s: closing (%s), %d answers pending", self.label, reason, self.in_flight)
+
+
+class KamailioLink:
+    """Keeps one address connected: connect, wait for loss, back off, reconnect."""
+
+    def __init__(self, bridge: Bridge, host: str, port: int) -> None:
+        self.bridge = bridge
+        self.host, self.port = host, port
+        self.label = address_label(host, port)
+        self.connection: EvapiConnection | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        config = self.bridge.config
+        delay = config.backoff_initial
+        retrying = False
+        gauge = BRIDGE_CONNECTED.labels(address=self.label)
+        gauge.set(0)
+        while not self.bridge.stopping:
+            try:
+                _, connection = await loop.create_connection(
+                    lambda: EvapiConnection(self.bridge, self.label), self.host, self.port
+                )
+            except OSError as exc:
+                if not retrying:
+                    logger.warning(
+                        "cannot connect to %s (%s); retrying every %.1f s up to %.0f s, "
+                        "logging again when connected",
+                        self.label,
+                        exc.strerror or exc,
+                        delay,
+                        config.backoff_max,
+                    )
+                    retrying = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, config.backoff_max)
+                continue
+            self.connection = connection
+            gauge.set(1)
+            logger.info("connected to %s", self.label)
+            retrying, delay = False, config.backoff_initial
+            reason = await connection.closed
+            gauge.set(0)
+            self.connection = None
+            if self.bridge.stopping:
+                logger.info("disconnected from %s", self.label)
+                return
+            logger.warning("disconnected from %s (%s); reconnecting", self.label, reason)
+            await asyncio.sleep(delay)
+
+    def stop(self) -> None:
+        """Take no more events: close when answered, or stop trying to connect."""
+        if self.connection is not None:
+            self.connection.close_when_drained("shutting down")
+        elif self.task is not None:
+            self.task.cancel()
+
+
+class Bridge:
+    """The whole bridge: links, worker threads, answers, statistics, shutdown."""
+
+    def __init__(
+        self, config: BridgeConfig, table_factory: Callable[[], RouteTable] = get_route_table
+    ) -> None:
+        self.config = config
+        self.table_factory = table_factory
+        self.stopping = False
+        self.stats = PeriodStats()
+        self.totals = PeriodStats()
+        self.in_flight = 0
+        self._queue: queue.SimpleQueue[tuple[EvapiConnection, bytes, float] | None] = (
+            queue.SimpleQueue()
+        )
+        self._outbox: collections.deque[tuple[EvapiConnection, Result, float]] = collections.deque()
+        self._wakeup_pending = False
+        self._engine_failing = False
+        self._started = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._drained: asyncio.Event | None = None
+        self.links: list[KamailioLink] = []
+
+    # --- lifecycle (event loop thread) ---------------------------------------------
+
+    async def run(self) -> None:
+        """Run until stop() is called; then drain, close and return."""
+        self._loop = asyncio.get_running_loop()
+        self._started = time.monotonic()
+        self._stop_requested = asyncio.Event()
+        self._drained = asyncio.Event()
+        threads = [
+            threading.Thread(target=self._work, name=f"evapi-worker-{n}", daemon=True)
+            for n in range(self.config.workers)
+        ]
+        for thread in threads:
+            thread.start()
+        self.links = [KamailioLink(self, host, port) for host, port in self.config.addresses]
+        for link in self.links:
+            link.task = asyncio.create_task(link.run(), name=f"evapi-link-{link.label}")
+        reporter = asyncio.create_task(self._report_periodically())
+        try:
+            await self._stop_requested.wait()
+        finally:
+            await self._shutdown(threads)
+            reporter.cancel()
+
+    def stop(self) -> None:
+        """Ask the bridge to stop (safe to call from a signal handler on the loop)."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def _shutdown(self, threads: list[threading.Thread]) -> None:
+        self.stopping = True
+        for link in self.links:
+            link.stop()
+        if self.in_flight:
+            logger.info("stopping: answering %d events in flight", self.in_flight)
+            try:
+                await asyncio.wait_for(self._drained.wait(), self.config.drain_timeout)
+            except TimeoutError:
+                logger.warning("stopping with %d events unanswered", self.in_flight)
+        tasks = [link.task for link in self.links if link.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.config.drain_timeout)
+            for task in pending:
+                task.cancel()
+        for _ in threads:
+            self._queue.put(None)
+        await asyncio.to_thread(_join_all, threads, 5.0)
+        summary = self.totals.summary(time.monotonic() - self._started)
+        logger.info("stopped; since start-up (%s)", summary.removeprefix("last "))
+
+    async def _report_periodically(self) -> None:
+        if self.config.stats_interval <= 0:
+            return
+        period_start = time.monotonic()
+        while True:
+            await asyncio.sleep(self.config.stats_interval)
+            now = time.monotonic()
+            connected = sum(link.connection is not None for link in self.links)
+            logger.info(
+                "%s; %d/%d connected, %d in flight",
+                self.stats.summary(now - period_start),
+                connected,
+                len(self.links),
+                self.in_flight,
+            )
+            self.stats, period_start = PeriodStats(), now
+
+    # --- events in (loop thread) -----------------------------------------------------
+
+    def submit(self, connection: EvapiConnection, payload: bytes) -> None:
+        self.in_flight += 1
+        self.stats.events += 1
+        self.totals.events += 1
+        BRIDGE_IN_FLIGHT.inc()
+        self._queue.put((connection, payload, time.perf_counter()))
+
+    # --- decisions (worker threads) --------------------------------------------------
+
+    def _work(self) -> None:
+        table = self.table_factory()
+        last_hygiene = 0.0
+        try:
+            while (item := self._queue.get()) is not None:
+                connection, payload, received = item
+                started = time.perf_counter()
+                if started - last_hygiene > DB_HYGIENE_SECONDS:
+                    close_old_connections()
+                    last_hygiene = started
+                result = handle_event(
+                    payload, table=table, default_tenant=self.config.default_tenant
+                )
+                seconds = time.perf_counter() - started
+                if result.kind is Kind.ANSWERED:
+                    observe_decision("evapi", result.outcome, seconds)
+                self._note(connection, result, seconds)
+                if result.engine_failed:
+                    _close_connections()  # the next event reconnects
+                    last_hygiene = 0.0
+                self._post((connection, result, received))
+        finally:
+            _close_connections()
+
+    def _note(self, connection: EvapiConnection, result: Result, seconds: float) -> None:
+        """Log one event's fate; engine failures once per failing period."""
+        if result.engine_failed:
+            if not self._engine_failing:
+                self._engine_failing = True
+                logger.error(
+                    "routing engine failing (%s): answering %d until it recovers",
+                    result.error,
+                    result.code,
+                )
+        elif result.kind is Kind.ANSWERED and self._engine_failing:
+            self._engine_failing = False
+            logger.info("routing engine recovered")
+        if result.kind is Kind.UNANSWERABLE:
+            logger.warning("%s: event not answered: %s", connection.label, result.error)
+        elif result.kind is Kind.IGNORED:
+            logger.debug("%s: %s", connection.label, result.error)
+        elif logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s: tindex=%s tlabel=%s caller=%r callee=%r %s %s %s (%.2f ms)%s",
+                connection.label,
+                result.tindex,
+                result.tlabel,
+                result.caller,
+                result.callee,
+                result.outcome,
+                result.code,
+                result.reason,
+                seconds * 1000,
+                f": {result.error}" if result.error else "",
+            )
+
+    def _post(self, item: tuple[EvapiConnection, Result, float]) -> None:
+        self._outbox.append(item)
+        if not self._wakeup_pending:
+            self._wakeup_pending = True
+            self._loop.call_soon_threadsafe(self._flush)
+
+    # --- answers out (loop thread) ---------------------------------------------------
+
+    def _flush(self) -> None:
+        # Cleared before draining: a worker that appends after this schedules a new flush.
+        self._wakeup_pending = False
+        now = time.perf_counter()
+        batches: dict[EvapiConnection, list[bytes]] = {}
+        done: dict[EvapiConnection, int] = {}
+        while self._outbox:
+            connection, result, received = self._outbox.popleft()
+            done[connection] = done.get(connection, 0) + 1
+            if result.answer is not None:
+                batches.setdefault(connection, []).append(encode(result.answer))
+            for stats in (self.stats, self.totals):
+                _count(stats, result, now - received)
+        for connection, frames in batches.items():
+            if not connection.send(b"".join(frames)):
+                for stats in (self.stats, self.totals):
+                    stats.dropped += len(frames)
+                    stats.answers -= len(frames)
+                logger.warning(
+                    "%s: connection gone, %d answers dropped", connection.label, len(frames)
+                )
+        for connection, count in done.items():
+            self.in_flight -= count
+            BRIDGE_IN_FLIGHT.dec(count)
+            connection.answered(count)
+        if self.in_flight == 0 and self.stopping:
+            self._drained.set()
+
+
+def _count(stats: PeriodStats, result: Result, latency: float) -> None:
+    if result.kind is Kind.ANSWERED:
+        stats.answers += 1
+        stats.latency.add(latency)
+        if result.engine_failed:
+            stats.errors += 1
+        elif result.error:
+            stats.invalid += 1
+    elif result.kind is Kind.IGNORED:
+        stats.ignored += 1
+    else:
+        stats.unanswerable += 1
+
+
+def _close_connections() -> None:
+    """Close this thread's database connections, ignoring errors of a dead server."""
+    for connection in connections.all(initialized_only=True):
+        # A dead server makes close() fail; the socket is released anyway.
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+def _join_all(threads: list[threading.Thread], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,131 @@
+"""manage.py run_evapi_bridge: answer Kamailio's evapi routing events until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, connections
+
+from evapi_bridge.bridge import Bridge, BridgeConfig
+from tenants.models import Tenant
+
+logger = logging.getLogger("evapi_bridge")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """'host:port' or '[ipv6]:port' -> (host, port), or CommandError saying what is wrong."""
+    value = text.strip()
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise CommandError(f"--connect {text!r}: write an IPv6 address as [ADDRESS]:PORT")
+    if not sep or not host or any(c.isspace() for c in host):
+        raise CommandError(f"--connect {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8448")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise CommandError(f"--connect {text!r}: port {port!r} is not a number from 1 to 65535")
+    return host, int(port)
+
+
+class Command(BaseCommand):
+    help = (
+        "Connect to Kamailio's evapi socket(s) and answer every routing event with an "
+        "rtjson document. Runs until SIGTERM/SIGINT, reconnecting when Kamailio restarts."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--connect",
+            action="append",
+            metavar="HOST:PORT",
+            help="Kamailio evapi address (its bind_addr); repeat for several Kamailios. "
+            "Default: settings.EVAPI_CONNECT.",
+        )
+        parser.add_argument(
+            "--tenant",
+            metavar="SLUG",
+            help="Tenant for events without source_ip (the minimal caller/callee event). "
+            "Default: settings.EVAPI_DEFAULT_TENANT; with neither, such calls get 403.",
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=4,
+            help="Threads deciding calls (each with its own database connection). Default 4.",
+        )
+        parser.add_argument(
+            "--stats-interval",
+            type=float,
+            default=60.0,
+            metavar="SECONDS",
+            help="Seconds between summary lines (events, answers, errors, latency); "
+            "0 turns them off. Default 60.",
+        )
+
+    def handle(self, *args, **options):
+        addresses = tuple(parse_address(a) for a in options["connect"] or settings.EVAPI_CONNECT)
+        if not addresses:
+            raise CommandError("No evapi address: give --connect HOST:PORT or set EVAPI_CONNECT.")
+        if options["workers"] < 1:
+            raise CommandError(f"--workers {options['workers']}: must be at least 1")
+        if options["stats_interval"] < 0:
+            raise CommandError("--stats-interval must be 0 (off) or a number of seconds")
+        tenant = (options["tenant"] or settings.EVAPI_DEFAULT_TENANT or "").strip() or None
+        self._configure_logging(options["verbosity"])
+        self._announce_tenant(tenant)
+        connections.close_all()  # the workers open their own
+
+        bridge = Bridge(
+            BridgeConfig(
+                addresses=addresses,
+                default_tenant=tenant,
+                workers=options["workers"],
+                stats_interval=options["stats_interval"],
+                max_frame=settings.EVAPI_MAX_FRAME,
+            )
+        )
+        asyncio.run(self._run(bridge))
+
+    async def _run(self, bridge: Bridge) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, bridge.stop)
+        await bridge.run()
+
+    def _configure_logging(self, verbosity: int) -> None:
+        """-v 0: warnings only; default: LOG_LEVEL (INFO); -v 2 or 3: one line per decision."""
+        if verbosity == 0:
+            logger.setLevel(logging.WARNING)
+        elif verbosity >= 2:
+            logger.setLevel(logging.DEBUG)
+
+    def _announce_tenant(self, slug: str | None) -> None:
+        if slug is None:
+            logger.info(
+                "events without source_ip will be refused (403): no --tenant and "
+                "EVAPI_DEFAULT_TENANT is empty"
+            )
+            return
+        try:
+            tenant = Tenant.objects.filter(slug=slug).first()
+        except DatabaseError as exc:
+            logger.warning(
+                "cannot check tenant %r now (database error: %s); starting anyway, "
+                "calls get 503 until the database answers",
+                slug,
+                exc,
+            )
+            return
+        if tenant is None:
+            known = list(Tenant.objects.order_by("slug").values_list("slug", flat=True)[:20])
+            raise CommandError(
+                f"Unknown tenant slug {slug!r} (--tenant or EVAPI_DEFAULT_TENANT); "
+                f"known: {', '.join(known) or 'none'}"
+            )
+        if not tenant.is_active:
+            logger.warning("tenant %s is inactive: events without source_ip get 403", slug)
+        logger.info("events without source_ip go to tenant %s (%s)", tenant.slug, tenant.name)

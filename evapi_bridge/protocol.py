@@ -1,0 +1,166 @@
+"""The EVAPI message protocol: one event payload in, at most one answer payload out.
+
+No sockets and no threads here: `handle_event()` parses Kamailio's JSON event,
+asks the shared resolver (through `routing.service.decide`, with the route table
+the caller owns) and builds the answer, the rtjson document plus
+`"xtra": {"tindex": N, "tlabel": N}` so Kamailio can `t_continue` the suspended
+transaction. Every routing event that names its transaction gets exactly one
+answer, also when the event is malformed (4xx) or the engine fails (5xx), so no
+call waits for Kamailio's transaction timer.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import Error as DatabaseError
+
+from routing.requests import CallFieldsError, call_request_from_fields
+from routing.resolver import Decision, Outcome, RouteTable, to_rtjson
+from routing.service import decide
+
+logger = logging.getLogger(__name__)
+
+ROUTING_EVENT = "sip-routing"
+DATABASE_FAILURE = (503, "Routing Database Unavailable")
+ENGINE_FAILURE = (500, "Routing Engine Failure")
+
+# Kamailio configs often build the event by string templating; a quote in a
+# display name then breaks the JSON. The transaction ids are plain integers that
+# can still be read, so the call gets a failure answer instead of a timeout.
+_SALVAGE_TINDEX = re.compile(rb'"tindex"\s*:\s*"?(\d{1,10})\b')
+_SALVAGE_TLABEL = re.compile(rb'"tlabel"\s*:\s*"?(\d{1,10})\b')
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+_MAX_REASON = 120
+
+
+class Kind(enum.StrEnum):
+    ANSWERED = "answered"  # a routing event; `answer` is set
+    IGNORED = "ignored"  # not a routing event: nothing to answer
+    UNANSWERABLE = "unanswerable"  # cannot tell which transaction: nothing can be sent
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What became of one event, for the transport to send, count and log."""
+
+    kind: Kind
+    answer: bytes | None = None  # the answer's JSON payload (not yet framed)
+    tindex: int | None = None
+    tlabel: int | None = None
+    outcome: str = ""
+    code: int = 0
+    reason: str = ""
+    caller: str = ""
+    callee: str = ""
+    error: str = ""  # why the event could not be routed or answered
+    engine_failed: bool = False  # the resolver or database failed (not the event)
+
+
+def handle_event(payload: bytes, *, table: RouteTable, default_tenant: str | None) -> Result:
+    """Answer one EVAPI event payload.
+
+    `default_tenant` is the slug used for events without a `source_ip` (the
+    minimal tutorial event); None means such calls are refused with 403.
+    Never raises: engine failures become a 5xx answer.
+    """
+    try:
+        event = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _salvage(payload, f"event is not valid JSON ({exc})")
+    if not isinstance(event, dict):
+        kind = type(event).__name__
+        return Result(Kind.UNANSWERABLE, error=f"event is a JSON {kind}, not an object")
+    if event.get("event") != ROUTING_EVENT:
+        return Result(Kind.IGNORED, error=f"not a routing event (event={event.get('event')!r})")
+
+    tindex, tlabel, problem = _transaction(event)
+    if problem:
+        return Result(Kind.UNANSWERABLE, error=problem)
+
+    tenant = None if event.get("source_ip") else default_tenant
+    try:
+        request = call_request_from_fields(event, tenant=tenant)
+    except CallFieldsError as exc:
+        return _failure(tindex, tlabel, Outcome.INVALID, 400, f"Bad Request: {exc}", str(exc))
+    try:
+        decision = decide(request, table=table)
+    except DatabaseError as exc:
+        code, reason = DATABASE_FAILURE
+        return _failure(
+            tindex, tlabel, Outcome.ERROR, code, reason, f"database error: {exc}".strip(), True
+        )
+    except Exception as exc:
+        logger.exception("routing engine failed on tindex=%s tlabel=%s", tindex, tlabel)
+        code, reason = ENGINE_FAILURE
+        return _failure(tindex, tlabel, Outcome.ERROR, code, reason, repr(exc), True)
+    return Result(
+        Kind.ANSWERED,
+        answer=_answer(decision, tindex, tlabel),
+        tindex=tindex,
+        tlabel=tlabel,
+        outcome=str(decision.outcome),
+        code=decision.code,
+        reason=decision.reason,
+        caller=decision.caller or request.caller,
+        callee=decision.callee or request.callee,
+    )
+
+
+def _transaction(event: dict[str, Any]) -> tuple[int, int, str]:
+    """(tindex, tlabel, "") or (0, 0, what is wrong)."""
+    values = []
+    for name in ("tindex", "tlabel"):
+        value = event.get(name)
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return 0, 0, f"routing event without a usable {name} ({value!r}): cannot be answered"
+        values.append(value)
+    return values[0], values[1], ""
+
+
+def _salvage(payload: bytes, problem: str) -> Result:
+    tindex = _SALVAGE_TINDEX.search(payload)
+    tlabel = _SALVAGE_TLABEL.search(payload)
+    if tindex is None or tlabel is None:
+        return Result(Kind.UNANSWERABLE, error=f"{problem}; no tindex/tlabel to answer")
+    reason = "Bad Request: event is not valid JSON"
+    return _failure(
+        int(tindex.group(1)), int(tlabel.group(1)), Outcome.INVALID, 400, reason, problem
+    )
+
+
+def _failure(
+    tindex: int,
+    tlabel: int,
+    outcome: Outcome,
+    code: int,
+    reason: str,
+    error: str,
+    engine_failed: bool = False,
+) -> Result:
+    reason = _UNPRINTABLE.sub("?", reason)[:_MAX_REASON]
+    decision = Decision(outcome=outcome, code=code, reason=reason, trace=(error,))
+    return Result(
+        Kind.ANSWERED,
+        answer=_answer(decision, tindex, tlabel),
+        tindex=tindex,
+        tlabel=tlabel,
+        outcome=str(outcome),
+        code=code,
+        reason=reason,
+        error=error,
+        engine_failed=engine_failed,
+    )
+
+
+def _answer(decision: Decision, tindex: int, tlabel: int) -> bytes:
+    document = to_rtjson(decision)
+    document["xtra"] = {"tindex": tindex, "tlabel": tlabel}
+    return json.dumps(document, separators=(",", ":")).encode()
