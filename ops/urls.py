@@ -1,3 +1,19 @@
-"""URLs of the operations pages: simulator, health, metrics."""
+"""URLs of the operations pages: health, metrics, and the admin's simulator and changes."""
 
-urlpatterns: list = []
+from django.contrib import admin
+from django.urls import path
+
+from ops import admin_views, views
+
+app_name = "ops"
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
+    path("admin/simulator/", admin.site.admin_view(admin_views.simulator), name="simulator"),
+    path(
+        "admin/recent-changes/",
+        admin.site.admin_view(admin_views.recent_changes_view),
+        name="recent-changes",
+    ),
+]

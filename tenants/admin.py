@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from simple_history.admin import SimpleHistoryAdmin
 
+from ops.history import TenantHistoryMixin
 from tenants.admin_base import TenantScopedMixin
 from tenants.models import Tenant, TenantSource, User
 
@@ -31,7 +32,7 @@ class TenantSourceInline(SuperuserEditsOnly, TenantScopedMixin, admin.TabularInl
 
 
 @admin.register(Tenant)
-class TenantAdmin(SuperuserEditsOnly, TenantScopedMixin, SimpleHistoryAdmin):
+class TenantAdmin(SuperuserEditsOnly, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
     list_display = ["name", "slug", "is_active", "source_list"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
@@ -47,7 +48,9 @@ class TenantAdmin(SuperuserEditsOnly, TenantScopedMixin, SimpleHistoryAdmin):
 
 
 @admin.register(TenantSource)
-class TenantSourceAdmin(SuperuserEditsOnly, TenantScopedMixin, SimpleHistoryAdmin):
+class TenantSourceAdmin(
+    SuperuserEditsOnly, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin
+):
     list_display = ["network", "tenant", "description"]
     list_filter = ["tenant"]
     search_fields = ["network", "description", "tenant__name"]

@@ -1,0 +1,77 @@
+"""Admin pages of the operations app: the route simulator and the recent-changes list.
+
+Both are plain views wrapped by admin.site.admin_view (staff login, CSRF, no caching)
+and rendered inside the admin's layout; ops/urls.py mounts them under /admin/.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from ops.history import kinds_choices, recent_changes
+from ops.simulator import SimulatorForm, simulate
+from tenants.models import Tenant
+from tenants.scoping import EVERYTHING, user_scope
+
+CHANGES_PER_PAGE = 50
+MAX_PAGES = 20  # beyond 1,000 changes, the per-object history pages are the tool
+
+
+def _scope_or_403(request: HttpRequest):
+    scope = user_scope(request.user)
+    if scope is None:
+        raise PermissionDenied("This account operates no tenant.")
+    return scope
+
+
+def simulator(request: HttpRequest) -> HttpResponse:
+    """GET form: the query string is the call, so a simulation is a link one can share."""
+    _scope_or_403(request)
+    bound = "callee" in request.GET
+    form = SimulatorForm(
+        request.GET if bound else None, initial=request.GET.dict(), user=request.user
+    )
+    result = simulate(form.call_request(), user=request.user) if bound and form.is_valid() else None
+    context = {
+        **admin.site.each_context(request),
+        "title": "Route simulator",
+        "form": form,
+        "result": result,
+    }
+    return TemplateResponse(request, "admin/ops/simulator.html", context)
+
+
+def recent_changes_view(request: HttpRequest) -> HttpResponse:
+    """Who changed what, newest first, across the user's route table."""
+    scope = _scope_or_403(request)
+    tenants = list(Tenant.objects.all()) if scope is EVERYTHING else []
+    tenant = next((t for t in tenants if t.slug == request.GET.get("tenant")), None)
+    kinds = dict(kinds_choices())
+    kind = request.GET.get("kind") if request.GET.get("kind") in kinds else None
+    try:
+        page = min(max(int(request.GET.get("page", "1")), 1), MAX_PAGES)
+    except ValueError:
+        page = 1
+    changes = recent_changes(
+        request.user,
+        tenant_id=tenant.pk if tenant else None,
+        kinds=[kind] if kind else None,
+        limit=CHANGES_PER_PAGE + 1,
+        offset=(page - 1) * CHANGES_PER_PAGE,
+    )
+    context = {
+        **admin.site.each_context(request),
+        "title": "Recent changes",
+        "changes": changes[:CHANGES_PER_PAGE],
+        "has_next": len(changes) > CHANGES_PER_PAGE and page < MAX_PAGES,
+        "page": page,
+        "tenants": tenants,
+        "tenant": tenant,
+        "kinds": kinds,
+        "kind": kind,
+        "show_tenant": scope is EVERYTHING,
+    }
+    return TemplateResponse(request, "admin/ops/recent_changes.html", context)

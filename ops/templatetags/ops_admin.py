@@ -1,0 +1,22 @@
+"""Template tags of the admin overrides: links into the route simulator."""
+
+from __future__ import annotations
+
+from django import template
+
+from ops.simulator import sample_number, simulator_url
+from routing.models import DialPrefix
+from tenants.models import Tenant
+
+register = template.Library()
+
+
+@register.simple_tag
+def simulator_link(obj) -> str:
+    """The simulator prefilled for a tenant or a prefix, or "" for other objects."""
+    if isinstance(obj, Tenant) and obj.pk:
+        return simulator_url(tenant=obj.slug)
+    if isinstance(obj, DialPrefix) and obj.pk:
+        number = sample_number(obj.prefix, obj.min_length, obj.max_length)
+        return simulator_url(tenant=obj.tenant.slug, callee=number)
+    return ""
