@@ -372,3 +372,72 @@ class RouteTarget(models.Model):
             raise ValidationError(
                 {"trunk": "This trunk belongs to another tenant; pick one of the route's tenant."}
             )
+
+
+class RouteTableVersion(models.Model):
+    """The version of every route table, bumped in the same transaction as each change.
+
+    One row (id 1). Database triggers (migration 0003) bump it and append a
+    RouteChange for every write to tenants, sources, carriers, trunks, prefixes and
+    targets, whoever makes it (admin, API, import, a bulk update, psql). The bump
+    locks this row until commit, so a version read by a process means that every
+    change up to it is committed: compiled tables (routing.compiled) poll it.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    version = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "route table version"
+
+    def __str__(self) -> str:
+        return f"route tables at version {self.version}"
+
+
+class RouteChange(models.Model):
+    """What one change touched, so that compiled tables reload only those rows.
+
+    `kind` is tenant, sources, carrier, trunk, prefix (key: the prefix text) or
+    table (the whole table of a tenant, after an import). Old rows are pruned.
+    """
+
+    version = models.BigIntegerField(db_index=True)
+    kind = models.CharField(max_length=16)
+    tenant_id = models.BigIntegerField(null=True, blank=True)
+    key = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version"]
+
+    def __str__(self) -> str:
+        return f"v{self.version} {self.kind} {self.tenant_id or ''} {self.key}".strip()
+
+
+class ImportRecord(models.Model):
+    """One CSV import of a tenant's prefixes, with its row counts (the import's history entry)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="imports")
+    user = models.ForeignKey(
+        "tenants.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=255, help_text="File name, or where the rows came from.")
+    replace = models.BooleanField(
+        default=False, help_text="Whether the import replaced the tenant's whole table."
+    )
+    rows = models.PositiveIntegerField(default=0, help_text="Data rows in the file.")
+    created = models.PositiveIntegerField(default=0, help_text="Prefixes added.")
+    updated = models.PositiveIntegerField(default=0, help_text="Prefixes changed.")
+    deleted = models.PositiveIntegerField(default=0, help_text="Prefixes removed (replace).")
+    targets = models.PositiveIntegerField(default=0, help_text="Route targets written.")
+    seconds = models.FloatField(default=0)
+
+    tenant_path = "tenant"
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        mode = "replace" if self.replace else "merge"
+        return f"{self.source} into {self.tenant} ({mode}, {self.rows} rows)"

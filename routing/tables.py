@@ -99,10 +99,14 @@ class DatabaseRouteTable:
 
 
 def get_route_table() -> RouteTable:
-    """The route table named by settings.ROUTING_TABLE ("database" or a dotted path)."""
+    """The route table named by settings.ROUTING_TABLE: "database", "compiled" or a dotted path."""
     name = settings.ROUTING_TABLE
     if name == "database":
         return DatabaseRouteTable()
+    if name == "compiled":
+        from routing.compiled import compiled_route_table  # one per process, kept current
+
+        return compiled_route_table()
     return import_string(name)()
 
 

@@ -1,0 +1,110 @@
+"""Change tracking of the route tables, for compiled copies in other processes.
+
+Every write to a tenant, source, carrier, trunk, prefix or target bumps one
+version counter (routing_routetableversion, id 1) and appends a RouteChange that
+says what to reload, in the writing transaction. Database triggers do it
+(migration 0004), so no writer can forget: the admin, its bulk actions, the REST
+API, the importer and hand-written SQL are all covered.
+
+Why a counter row and not the change log's own ids: the bump is an UPDATE of one
+row, which holds that row's lock until the writing transaction ends, so versions
+are handed out in commit order. A reader that sees version N knows that every
+change up to N is committed and readable; with sequence ids a later id can commit
+before an earlier one and a poller would skip the earlier change for good.
+
+A bulk import on PostgreSQL turns the per-row triggers off for its own
+transaction (`bulk_writes()`) and records one 'table' change for the tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.db import connections, transaction
+
+# What a change names: how a compiled table applies it.
+TENANT = "tenant"  # key "", tenant_id: reload that tenant's row
+SOURCES = "sources"  # reload every source network (a small table)
+CARRIER = "carrier"  # key: carrier id; reload its trunks
+TRUNK = "trunk"  # key: trunk id
+PREFIX = "prefix"  # tenant_id and key: the prefix text; reload it and its targets
+TABLE = "table"  # tenant_id: reload the tenant's whole prefix table
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    version: int
+    kind: str
+    tenant_id: int | None
+    key: str
+
+
+def current_version(using: str = "default") -> int:
+    """The version of the route tables: one primary-key read."""
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT version FROM routing_routetableversion WHERE id = 1")
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def changes_between(after: int, upto: int, using: str = "default") -> list[Change]:
+    """The changes with `after` < version <= `upto`, oldest first."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT version, kind, tenant_id, key FROM routing_routechange "
+            "WHERE version > %s AND version <= %s ORDER BY version",
+            [after, upto],
+        )
+        return [Change(int(v), kind, tenant, key or "") for v, kind, tenant, key in cursor]
+
+
+def oldest_version(using: str = "default") -> int | None:
+    """The oldest change still in the log (older ones are pruned)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT MIN(version) FROM routing_routechange")
+        row = cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def record_change(
+    kind: str, *, tenant_id: int | None = None, key: str = "", using: str = "default"
+) -> int:
+    """Record a change by hand (the triggers record row changes) and return its version."""
+    connection = connections[using]
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO routing_routetableversion (id, version) VALUES (1, 1) "
+            "ON CONFLICT (id) DO UPDATE SET version = routing_routetableversion.version + 1 "
+            "RETURNING version"
+        )
+        version = int(cursor.fetchone()[0])
+        cursor.execute(
+            "INSERT INTO routing_routechange (version, kind, tenant_id, key, created_at) "
+            "VALUES (%s, %s, %s, %s, CURRENT_TIMESTAMP)",
+            [version, kind, tenant_id, key],
+        )
+    return version
+
+
+@contextmanager
+def bulk_writes(using: str = "default") -> Iterator[None]:
+    """Within an atomic block: skip the per-row change triggers for this transaction.
+
+    The caller must record_change(TABLE, ...) for what it wrote. On SQLite (which
+    has no session settings) the triggers keep recording every row.
+    """
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        raise RuntimeError("bulk_writes() needs a transaction: wrap it in transaction.atomic().")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL routing.bulk = 'on'")
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL routing.bulk = 'off'")
+    else:
+        yield
