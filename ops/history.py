@@ -20,9 +20,9 @@ from django.http import Http404
 from django.urls import NoReverseMatch, reverse
 from simple_history.template_utils import HistoricalRecordContextHelper
 
-from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
+from routing.models import Carrier, DialPrefix, ImportRecord, RouteTarget, Trunk
 from tenants.models import Tenant, TenantSource
-from tenants.scoping import EVERYTHING, user_scope
+from tenants.scoping import EVERYTHING, scope_queryset, user_scope
 
 # The models whose changes make up a tenant's route table, in the order an operator
 # thinks of them.
@@ -70,7 +70,9 @@ class TenantHistoryMixin:
     """
 
     def get_history_queryset(self, request, history_manager, pk_name, object_id):
-        queryset = super().get_history_queryset(request, history_manager, pk_name, object_id)
+        # Not super()'s: it select_related()s the parent (carrier, prefix) with an inner
+        # join, which hides the whole history of a trunk whose carrier was deleted.
+        queryset = history_manager.filter(**{pk_name: object_id}).select_related("history_user")
         return scope_history(queryset, self.model, request.user)
 
     def history_view(self, request, object_id, extra_context=None):
@@ -89,10 +91,14 @@ class TenantHistoryMixin:
         return super().history_form_view(request, object_id, version_id, extra_context)
 
     def history_view_title(self, request, obj):
-        try:
-            return super().history_view_title(request, obj)
-        except ObjectDoesNotExist:  # a deleted object whose parent is deleted too
-            return f"History: {obj._meta.verbose_name} #{obj.pk}"
+        return super().history_view_title(request, _Printable(obj))
+
+    def render_history_view(self, request, template, context, **kwargs):
+        if "object" in context:
+            context["object"] = _Printable(context["object"])
+        for record in context.get("page_obj") or ():
+            record.history_object = _Printable(record.instance)
+        return super().render_history_view(request, template, context, **kwargs)
 
     def _valid_pk_or_404(self, object_id) -> None:
         from django.contrib.admin.utils import unquote
@@ -101,6 +107,26 @@ class TenantHistoryMixin:
             self.model._meta.pk.to_python(unquote(object_id))
         except ValidationError as exc:
             raise Http404("No such object.") from exc
+
+
+class _Printable:
+    """An object whose str() survives the deletion of its parent (a trunk's carrier).
+
+    Trunk.__str__ names its carrier; for the history of a trunk deleted along with
+    its carrier that raises, so print "trunk #12" instead and pass the rest through.
+    """
+
+    def __init__(self, obj: Model) -> None:
+        self._obj = obj
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._obj, name)
+
+    def __str__(self) -> str:
+        try:
+            return str(self._obj)
+        except ObjectDoesNotExist:
+            return f"{self._obj._meta.verbose_name} #{self._obj.pk}"
 
 
 # --- The tenant-wide list ------------------------------------------------------------
@@ -124,6 +150,7 @@ class Change:
 
 
 ACTIONS = {"+": "created", "~": "changed", "-": "deleted"}
+IMPORT_KIND = "import"
 
 
 def recent_changes(
@@ -148,10 +175,19 @@ def recent_changes(
             queryset = queryset.filter(**tenant_filter(model, tenant_id))
         queryset = queryset.select_related("history_user").order_by("-history_date", "-pk")
         rows.extend((record, model) for record in queryset[: offset + limit])
-    rows.sort(key=lambda item: item[0].history_date, reverse=True)
+    if not kinds or IMPORT_KIND in kinds:  # an import is one entry with its row counts
+        queryset = scope_queryset(ImportRecord.objects.all(), user)
+        if tenant_id is not None:
+            queryset = queryset.filter(tenant_id=tenant_id)
+        queryset = queryset.select_related("user").order_by("-created_at", "-pk")
+        rows.extend((record, ImportRecord) for record in queryset[: offset + limit])
+    rows.sort(key=lambda item: _when(item[0]), reverse=True)
     page = rows[offset : offset + limit]
     cache: dict = {}
-    changes = [_describe(record, model, cache) for record, model in page]
+    changes = [
+        _describe_import(record) if model is ImportRecord else _describe(record, model, cache)
+        for record, model in page
+    ]
     names = dict(
         Tenant.objects.filter(pk__in={c.tenant_id for c in changes}).values_list("pk", "name")
     )
@@ -178,6 +214,31 @@ def _describe(record, model: type[Model], cache: dict) -> Change:
         reason=record.history_change_reason or "",
         object_url=_object_url(record, model),
         history_url=_admin_url(model, "history", record.id),
+    )
+
+
+def _when(record):
+    return getattr(record, "history_date", None) or record.created_at
+
+
+def _describe_import(record) -> Change:
+    mode = "replaced the table" if record.replace else "merged"
+    counts = [
+        {"field": "Rows in the file", "old": "", "new": record.rows},
+        {"field": "Prefixes added", "old": "", "new": record.created},
+        {"field": "Prefixes changed", "old": "", "new": record.updated},
+        {"field": "Prefixes removed", "old": "", "new": record.deleted},
+        {"field": "Targets written", "old": "", "new": record.targets},
+    ]
+    return Change(
+        when=record.created_at,
+        who=str(record.user) if record.user else "(system)",
+        kind="import",
+        label=record.source,
+        action=f"imported ({mode})",
+        tenant_id=record.tenant_id,
+        changes=counts,
+        reason=f"{record.seconds:.1f} s",
     )
 
 
@@ -230,4 +291,5 @@ def _object_url(record, model: type[Model]) -> str:
 
 
 def kinds_choices() -> list[tuple[str, str]]:
-    return [(m._meta.model_name, str(m._meta.verbose_name_plural)) for m in TRACKED_MODELS]
+    kinds = [(m._meta.model_name, str(m._meta.verbose_name_plural)) for m in TRACKED_MODELS]
+    return [*kinds, (IMPORT_KIND, "imports")]

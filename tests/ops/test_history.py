@@ -1,0 +1,233 @@
+"""Change history: who changed what and when, per object and tenant-wide, never across tenants."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from routing.models import Carrier, ImportRecord, Trunk
+from tests.factories import make_trunk
+
+CHANGES = "/admin/recent-changes/"
+
+
+def history_url(obj) -> str:
+    opts = obj._meta
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[obj.pk])
+
+
+def version_url(obj, version) -> str:
+    opts = obj._meta
+    return reverse(
+        f"admin:{opts.app_label}_{opts.model_name}_simple_history", args=[obj.pk, version.pk]
+    )
+
+
+def form_data(form) -> dict:
+    """What the browser would post back for an unchanged admin form."""
+    data = {}
+    for name, field in form.fields.items():
+        value = form.initial.get(name, field.initial)
+        if value is True:
+            data[name] = "on"
+        elif value is not None and value is not False:
+            data[name] = value
+    return data
+
+
+def edit_trunk_as(client, user, trunk: Trunk, **changes) -> None:
+    client.force_login(user)
+    url = reverse("admin:routing_trunk_change", args=[trunk.pk])
+    data = {**form_data(client.get(url).context["adminform"].form), **changes}
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+
+
+def delete_as(client, user, obj) -> None:
+    client.force_login(user)
+    opts = obj._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_delete", args=[obj.pk])
+    assert client.post(url, {"post": "yes"}).status_code == 302
+
+
+def test_an_objects_history_says_who_changed_which_field_when(client, operator_a, trunks_a):
+    trunk = trunks_a[0]
+    edit_trunk_as(client, operator_a, trunk, host="sbc.carrier-a.example.net")
+
+    response = client.get(history_url(trunk))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "operator-a" in html
+    assert "192.0.2.101" in html
+    assert "sbc.carrier-a.example.net" in html
+    latest = trunk.history.first()
+    assert latest.history_user == operator_a
+    assert latest.history_type == "~"
+
+
+def test_an_outsider_cannot_open_the_history_of_a_live_object(client, outsider, trunks_a):
+    client.force_login(outsider)
+    carrier = trunks_a[0].carrier
+
+    assert client.get(history_url(carrier)).status_code == 404
+    assert client.get(history_url(trunks_a[0])).status_code == 404
+    assert client.get(history_url(carrier.tenant)).status_code == 404
+
+
+def test_an_outsider_cannot_open_the_history_of_a_deleted_object(
+    client, operator_a, outsider, trunks_a
+):
+    trunk = trunks_a[1]
+    delete_as(client, operator_a, trunk)
+    assert not Trunk.objects.filter(pk=trunk.pk).exists()
+
+    assert client.get(history_url(trunk)).status_code == 200  # still operator A
+    client.force_login(outsider)
+    response = client.get(history_url(trunk))
+
+    assert response.status_code == 404
+    assert "a-backup" not in response.content.decode()
+
+
+def test_the_history_of_a_trunk_survives_the_deletion_of_its_carrier(
+    client, operator_a, outsider, superuser, tenant_a, tenant_b
+):
+    trunk = make_trunk(tenant_a, "short-lived", carrier="Gone Carrier")
+    delete_as(client, operator_a, trunk.carrier)
+
+    for user, status in ((operator_a, 200), (superuser, 200), (outsider, 404)):
+        client.force_login(user)
+        assert client.get(history_url(trunk)).status_code == status, user
+        assert client.get(history_url(trunk.carrier)).status_code == status, user
+
+
+def test_an_outsider_can_neither_view_nor_revert_a_historical_version(
+    client, operator_a, outsider, trunks_a
+):
+    trunk = trunks_a[0]
+    edit_trunk_as(client, operator_a, trunk, host="new.example.net")
+    first = trunk.history.earliest()
+
+    client.force_login(outsider)
+    assert client.get(version_url(trunk, first)).status_code == 404
+    response = client.post(version_url(trunk, first), {"name": "hijacked", "host": "evil.example"})
+
+    assert response.status_code == 404
+    trunk.refresh_from_db()
+    assert trunk.host == "new.example.net"
+    client.force_login(operator_a)
+    assert client.get(version_url(trunk, first)).status_code == 200
+
+
+def test_a_version_of_another_object_cannot_be_borrowed(client, outsider, trunks_a, trunks_b):
+    # B's trunk id with A's version id: the pair does not exist, whatever the ids
+    version_of_a = trunks_a[0].history.earliest()
+    client.force_login(outsider)
+
+    assert client.get(version_url(trunks_b[0], version_of_a)).status_code == 404
+
+
+@pytest.mark.parametrize("object_id", ["abc", "1'"])
+def test_a_malformed_id_is_a_404_not_a_500(client, superuser, object_id):
+    client.force_login(superuser)
+
+    response = client.get(f"/admin/routing/carrier/{object_id}/history/")
+
+    assert response.status_code == 404
+
+
+def test_recent_changes_lists_the_tenants_changes_with_diffs_and_deletions(
+    client, operator_a, outsider, trunks_a, trunks_b
+):
+    edit_trunk_as(client, operator_a, trunks_a[0], host="sbc.carrier-a.example.net")
+    delete_as(client, operator_a, trunks_a[1])
+    client.force_login(operator_a)
+
+    response = client.get(CHANGES)
+
+    html = response.content.decode()
+    actions = [(c.kind, c.label, c.action, c.who) for c in response.context["changes"]]
+    assert actions[0] == ("trunk", "Carrier A / a-backup", "deleted", "operator-a")
+    assert actions[1] == ("trunk", "Carrier A / a-primary", "changed", "operator-a")
+    assert "sbc.carrier-a.example.net" in html
+    assert ("carrier", "Carrier A", "created", "(system)") in actions
+    for secret in ("Carrier B", "b-primary", "b-backup", "Tenant B", "198.51.100"):
+        assert secret not in html
+
+
+def test_an_outsider_never_sees_another_tenants_deleted_objects_in_recent_changes(
+    client, operator_a, outsider, trunks_a, trunks_b
+):
+    delete_as(client, operator_a, trunks_a[0].carrier)
+    client = Client()  # a fresh browser: no message left over from operator A's session
+    client.force_login(outsider)
+
+    response = client.get(CHANGES)
+
+    html = response.content.decode()
+    assert "Carrier B" in html
+    for secret in ("Carrier A", "a-primary", "a-backup", "Tenant A", "operator-a"):
+        assert secret not in html
+    # asking for tenant A explicitly changes nothing for a tenant user
+    assert "Carrier A" not in client.get(CHANGES, {"tenant": "tenant-a"}).content.decode()
+
+
+def test_a_superuser_sees_every_tenant_and_can_filter_by_tenant_and_kind(
+    client, superuser, trunks_a, trunks_b
+):
+    client.force_login(superuser)
+
+    everything = client.get(CHANGES).context["changes"]
+    only_a = client.get(CHANGES, {"tenant": "tenant-a"}).context["changes"]
+    only_carriers = client.get(CHANGES, {"kind": "carrier"}).context["changes"]
+
+    assert {c.tenant_name for c in everything} == {"Tenant A", "Tenant B"}
+    assert {c.tenant_name for c in only_a} == {"Tenant A"}
+    assert {c.label for c in only_carriers} == {"Carrier A", "Carrier B"}
+
+
+def test_recent_changes_pages_through_older_changes(client, superuser, tenant_a):
+    for number in range(60):
+        Carrier.objects.create(tenant=tenant_a, name=f"carrier {number:02}")
+    client.force_login(superuser)
+
+    first = client.get(CHANGES)
+    second = client.get(CHANGES, {"page": "2"})
+
+    assert len(first.context["changes"]) == 50
+    assert first.context["has_next"]
+    assert first.context["changes"][0].label == "carrier 59"
+    labels = {c.label for c in second.context["changes"]}
+    assert "carrier 00" in labels
+    assert not labels & {c.label for c in first.context["changes"]}
+    assert client.get(CHANGES, {"page": "x"}).status_code == 200
+
+
+def test_an_import_is_one_entry_with_its_row_counts_for_its_tenant_only(
+    client, operator_a, outsider, tenant_a, tenant_b
+):
+    ImportRecord.objects.create(
+        tenant=tenant_a,
+        user=operator_a,
+        source="france.csv",
+        rows=120,
+        created=100,
+        updated=15,
+        deleted=5,
+        targets=230,
+        seconds=0.4,
+    )
+    client.force_login(operator_a)
+
+    response = client.get(CHANGES, {"kind": "import"})
+
+    (entry,) = response.context["changes"]
+    assert (entry.kind, entry.label, entry.who) == ("import", "france.csv", "operator-a")
+    html = response.content.decode()
+    assert "Prefixes added</strong>: 100" in html
+    assert "Targets written</strong>: 230" in html
+    other = Client()
+    other.force_login(outsider)
+    assert "france.csv" not in other.get(CHANGES).content.decode()
