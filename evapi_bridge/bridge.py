@@ -81,8 +81,12 @@ class EvapiConnection(asyncio.Protocol):
             frames = self.decoder.feed(data)
         except FrameError as exc:
             logger.error("%s: %s; resetting the connection", self.label, exc)
+            self._take(exc.frames)
             self.close_when_drained(f"framing error: {exc}")
             return
+        self._take(frames)
+
+    def _take(self, frames: list[bytes]) -> None:
         for payload in frames:
             self.in_flight += 1
             self.bridge.submit(self, payload)
@@ -196,6 +200,7 @@ class Bridge:
         )
         self._outbox: collections.deque[tuple[EvapiConnection, Result, float]] = collections.deque()
         self._wakeup_pending = False
+        self._stop_early = False
         self._engine_failing = False
         self._started = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -207,10 +212,12 @@ class Bridge:
 
     async def run(self) -> None:
         """Run until stop() is called; then drain, close and return."""
-        self._loop = asyncio.get_running_loop()
-        self._started = time.monotonic()
         self._stop_requested = asyncio.Event()
         self._drained = asyncio.Event()
+        self._started = time.monotonic()
+        self._loop = asyncio.get_running_loop()
+        if self._stop_early:
+            self._stop_requested.set()
         threads = [
             threading.Thread(target=self._work, name=f"evapi-worker-{n}", daemon=True)
             for n in range(self.config.workers)
@@ -228,9 +235,10 @@ class Bridge:
             reporter.cancel()
 
     def stop(self) -> None:
-        """Ask the bridge to stop (safe to call from a signal handler on the loop)."""
-        if self._stop_requested is not None:
-            self._stop_requested.set()
+        """Ask the bridge to stop; safe from a signal handler and from any thread."""
+        self._stop_early = True  # in case run() has not started its loop yet
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop_requested.set)
 
     async def _shutdown(self, threads: list[threading.Thread]) -> None:
         self.stopping = True

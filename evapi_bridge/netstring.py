@@ -15,7 +15,15 @@ _DIGITS = b"0123456789"
 
 
 class FrameError(ValueError):
-    """The stream is not a valid sequence of netstrings; the message says where and why."""
+    """The stream is not a valid sequence of netstrings; the message says where and why.
+
+    `frames` holds the complete frames that the failing read delivered before the
+    error, so that their events can still be answered before the reset.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.frames: list[bytes] = []
 
 
 def encode(payload: bytes) -> bytes:
@@ -47,6 +55,7 @@ class NetstringDecoder:
         Raises FrameError on a malformed stream, now and on every later call.
         """
         if self._error is not None:
+            self._error.frames = []
             raise self._error
         buffer = self._buffer
         buffer += data
@@ -74,6 +83,9 @@ class NetstringDecoder:
                     )
                 frames.append(bytes(buffer[colon + 1 : end]))
                 position = end + 1
+        except FrameError as exc:
+            exc.frames = frames
+            raise
         finally:
             if position:
                 del buffer[:position]
@@ -81,28 +93,33 @@ class NetstringDecoder:
         return frames
 
     def _check_prefix(self, buffer: bytearray, start: int, size: int) -> None:
-        """Fail early on a prefix that can never become a valid length."""
-        for index in range(start, size):
-            if buffer[index] not in _DIGITS:
-                found = bytes(buffer[index : index + 1])
-                raise self._fail(index, f"expected a length digit or ':', got {found!r}")
+        """No ':' yet: fail early on a prefix that can never become a valid length."""
+        self._check_digits(buffer, start, min(size, start + self._max_digits + 1))
         if size - start > self._max_digits:
-            raise self._fail(start, f"length prefix longer than {self._max_digits} digits")
+            raise self._fail(
+                start,
+                f"length prefix longer than {self._max_digits} digits: "
+                f"frame over the maximum of {self.max_frame} bytes",
+            )
 
     def _length(self, buffer: bytearray, start: int, colon: int) -> int:
-        digits = bytes(buffer[start:colon])
-        if not digits:
+        if colon == start:
             raise self._fail(start, "empty length prefix before ':'")
-        if not digits.isdigit():
-            raise self._fail(start, f"length prefix {digits[:20]!r} is not a number")
-        if len(digits) > 1 and digits[0] == 0x30:
-            raise self._fail(start, f"length prefix {digits!r} has a leading zero")
-        length = int(digits)
+        self._check_digits(buffer, start, colon)
+        if colon - start > 1 and buffer[start] == 0x30:
+            raise self._fail(start, "length prefix has a leading zero")
+        length = int(buffer[start:colon])
         if length > self.max_frame:
             raise self._fail(
                 start, f"frame of {length} bytes is over the maximum of {self.max_frame}"
             )
         return length
+
+    def _check_digits(self, buffer: bytearray, start: int, end: int) -> None:
+        for index in range(start, end):
+            if buffer[index] not in _DIGITS:
+                found = bytes(buffer[index : index + 1])
+                raise self._fail(index, f"expected a length digit or ':', got {found!r}")
 
     def _fail(self, index: int, message: str) -> FrameError:
         self._error = FrameError(f"bad netstring at byte {self._offset + index}: {message}")

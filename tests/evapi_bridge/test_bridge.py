@@ -1,0 +1,359 @@
+"""The bridge against fake Kamailios: real TCP sockets on 127.0.0.1, the real database.
+
+The bridge runs in a thread with its own event loop and worker threads, so the
+route table must be committed: these tests use transactional databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connection
+
+from api.models import KamailioToken
+from evapi_bridge.bridge import Bridge, BridgeConfig
+from routing.resolver import RouteTable
+from routing.tables import DatabaseRouteTable, get_route_table
+from tests.evapi_bridge.fake_kamailio import FakeKamailio, frame
+from tests.factories import make_route
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SOURCE_A, SOURCE_B = "192.0.2.7", "198.51.100.7"
+
+
+@contextmanager
+def running_bridge(
+    *kamailios: FakeKamailio,
+    table_factory: Callable[[], RouteTable] = get_route_table,
+    **options: Any,
+) -> Iterator[Bridge]:
+    """A bridge connected to `kamailios`, always stopped (and checked stopped) at the end."""
+    options = {"backoff_initial": 0.05, "backoff_max": 0.2, "stats_interval": 0, **options}
+    addresses = tuple(("127.0.0.1", kamailio.port) for kamailio in kamailios)
+    bridge = Bridge(BridgeConfig(addresses=addresses, **options), table_factory=table_factory)
+    thread = threading.Thread(target=asyncio.run, args=(bridge.run(),), name="bridge-loop")
+    thread.start()
+    try:
+        yield bridge
+    finally:
+        bridge.stop()
+        thread.join(30)
+        assert not thread.is_alive(), "the bridge did not stop"
+
+
+@pytest.fixture
+def kamailio() -> Iterator[FakeKamailio]:
+    server = FakeKamailio()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def event(tindex: int, source_ip: str | None = SOURCE_A, **fields: Any) -> dict[str, Any]:
+    body = {
+        "event": "sip-routing",
+        "tindex": tindex,
+        "tlabel": tindex * 7 + 1,
+        "source_ip": source_ip,
+        "call_id": f"call-{tindex}@pbx.example.net",
+        "from_name": "Alice",
+        "from_uri": "sip:+33123456789@pbx.example.net",
+        "to_uri": "sip:+33612345678@sbc.example.net",
+        "ruri": "sip:+33612345678@sbc.example.net",
+    }
+    body.update(fields)
+    return {name: value for name, value in body.items() if value is not None}
+
+
+def by_tindex(answers: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    keyed = {answer["xtra"]["tindex"]: answer for answer in answers}
+    assert len(keyed) == len(answers), "an event was answered twice"
+    return keyed
+
+
+def without_id(document: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in document.items() if key not in ("decision_id", "xtra")}
+
+
+def test_it_answers_1000_interleaved_events_in_bursts_exactly_once_on_their_connection(
+    route_a, route_b
+):
+    """Two Kamailios, tenants A and B mixed, bursts cut at random byte boundaries."""
+    rng = random.Random(4)
+    first, second = FakeKamailio(), FakeKamailio()
+    try:
+        with running_bridge(first, second):
+            clients = [first.accept(), second.accept()]
+            sent: list[dict[int, dict[str, Any]]] = [{}, {}]
+            for tindex in range(1000):
+                source = rng.choice([SOURCE_A, SOURCE_B])
+                sent[tindex % 2][tindex] = event(tindex, source, callee=f"+3361234{tindex:04d}")
+            for client, events in zip(clients, sent, strict=True):
+                stream = b"".join(frame(body) for body in events.values())
+                position = 0
+                while position < len(stream):  # bursts of 1 byte to 8 KB
+                    size = rng.choice([1, 7, 100, 1500, 8192])
+                    client.send(stream[position : position + size])
+                    position += size
+            for client, events in zip(clients, sent, strict=True):
+                answers = by_tindex(client.answers(len(events)))
+                assert answers.keys() == events.keys()
+                for tindex, answer in answers.items():
+                    body = events[tindex]
+                    assert answer["xtra"] == {"tindex": tindex, "tlabel": body["tlabel"]}
+                    tenant = "tenant-a" if body["source_ip"] == SOURCE_A else "tenant-b"
+                    assert (answer["success"], answer["tenant"]) == (True, tenant)
+                    assert answer["routes"][0]["uri"].startswith(f"sip:{body['callee']}@")
+                    trunks = {route["trunk"][0] for route in answer["routes"]}
+                    assert trunks == {tenant[-1]}, "a tenant got another tenant's trunks"
+                assert client.nothing_within(0.2), "an extra answer arrived"
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_its_answers_equal_the_http_endpoints_for_the_same_call(
+    kamailio, client, tenant_a, trunks_a
+):
+    make_route(tenant_a, "33", *trunks_a)
+    make_route(tenant_a, "336", (trunks_a[0], 1, 70), (trunks_a[1], 1, 30), routing_mode="parallel")
+    make_route(tenant_a, "1", action="location")
+    make_route(tenant_a, "900", action="reject", reject_code=403, reject_reason="Barred")
+    token = KamailioToken(name="kamailio-1")
+    key = token.set_new_key()
+    token.save()
+    callees = ["+33612345678", "+33123456789", "1000", "900123", "+49301234567"]
+    events = [
+        event(n, callee=callee, call_id=f"c{n}@pbx")
+        for n, callee in enumerate(callees * 4)
+        if n < 20
+    ]
+    events.append(event(20, source_ip="203.0.113.1"))
+    with running_bridge(kamailio):
+        evapi = kamailio.accept()
+        evapi.send_events(*events)
+        answers = by_tindex(evapi.answers(len(events)))
+    for body in events:
+        fields = {name: value for name, value in body.items() if name not in ("tindex", "tlabel")}
+        response = client.post(
+            "/api/v1/kamailio/rtjson",
+            data=json.dumps(fields),
+            content_type="application/json",
+            headers={"Authorization": f"Token {key}"},
+        )
+        assert response.status_code == 200, response.content
+        assert without_id(answers[body["tindex"]]) == without_id(response.json()["rtjson"])
+    outcomes = {answer["outcome"] for answer in answers.values()}
+    assert outcomes == {"routed", "location", "rejected", "no_route", "forbidden"}
+
+
+def test_it_uses_its_default_tenant_only_for_events_without_a_source(kamailio, route_a, route_b):
+    with running_bridge(kamailio, default_tenant="tenant-b"):
+        evapi = kamailio.accept()
+        minimal = {"event": "sip-routing", "tindex": 1, "tlabel": 2, "callee": "+33612345678"}
+        evapi.send_events(minimal, event(3, SOURCE_A))
+        answers = by_tindex(evapi.answers(2))
+    assert answers[1]["tenant"] == "tenant-b"
+    assert answers[3]["tenant"] == "tenant-a"
+
+
+def test_it_reconnects_when_kamailio_drops_the_connection_or_restarts(kamailio, route_a, caplog):
+    caplog.set_level(logging.INFO, logger="evapi_bridge")
+    with running_bridge(kamailio):
+        kamailio.accept().close()  # Kamailio drops the engine
+        evapi = kamailio.accept()
+        evapi.send_events(event(1))
+        assert evapi.answers(1)[0]["xtra"]["tindex"] == 1
+
+        kamailio.stop()  # Kamailio is down for several retry periods
+        time.sleep(1.0)
+        back = FakeKamailio(kamailio.port)
+        try:
+            evapi = back.accept()
+            evapi.send_events(event(2))
+            assert evapi.answers(1)[0]["xtra"]["tindex"] == 2
+        finally:
+            back.stop()
+    messages = [record.getMessage() for record in caplog.records]
+    address = kamailio.address
+    assert messages.count(f"connected to {address}") == 3
+    assert sum(m.startswith(f"disconnected from {address}") for m in messages) == 3
+    # Refused for a second at 0.05..0.2 s backoff: many attempts, one line.
+    assert sum(m.startswith(f"cannot connect to {address}") for m in messages) == 1
+
+
+def test_it_keeps_retrying_until_kamailio_first_comes_up(route_a):
+    server = FakeKamailio()
+    port = server.port
+    server.stop()
+    with running_bridge(server):
+        time.sleep(0.5)
+        late = FakeKamailio(port)
+        try:
+            evapi = late.accept()
+            evapi.send_events(event(5))
+            assert evapi.answers(1)[0]["success"] is True
+        finally:
+            late.stop()
+
+
+def test_a_malformed_event_gets_a_failure_answer_and_the_connection_stays_usable(
+    kamailio, route_a, caplog
+):
+    with running_bridge(kamailio):
+        evapi = kamailio.accept()
+        evapi.send_events(
+            event(1, ruri=None, to_uri=None),  # no callee at all
+            b'{"event":"sip-routing","tindex":2,"tlabel":3,"caller":"a"b"}',  # broken JSON
+            {"event": "sip-routing", "callee": "+33612345678"},  # no transaction: unanswerable
+            {"event": "connection-new"},  # not a routing event: ignored
+            event(4),
+        )
+        answers = by_tindex(evapi.answers(3))
+        assert evapi.nothing_within(0.3)
+    assert (answers[1]["success"], answers[1]["code"]) == (False, 400)
+    assert answers[1]["reason"].startswith("Bad Request: callee: no callee")
+    assert (answers[2]["code"], answers[2]["xtra"]) == (400, {"tindex": 2, "tlabel": 3})
+    assert answers[4]["success"] is True
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("event not answered: routing event without a usable tindex" in w for w in warnings)
+
+
+def test_a_framing_error_resets_the_connection_after_answering_what_came_before(
+    kamailio, route_a, caplog
+):
+    with running_bridge(kamailio):
+        evapi = kamailio.accept()
+        evapi.send(frame(event(1)) + frame(event(2)) + b"GET / HTTP/1.0\r\n\r\n")
+        rest = evapi.read_until_closed()  # the two answers, then the reset
+        assert rest.count(b'"xtra"') == 2
+        again = kamailio.accept()  # and it reconnects by itself
+        again.send(b"99999999:")  # over EVAPI_MAX_FRAME
+        assert again.read_until_closed() == b""
+        third = kamailio.accept()
+        third.send_events(event(3))
+        assert third.answers(1)[0]["xtra"]["tindex"] == 3
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("expected a length digit or ':', got b'G'" in e for e in errors)
+    assert any("over the maximum" in e for e in errors)
+
+
+class SlowTable(DatabaseRouteTable):
+    """The real route table, one second slow for numbers starting with 999 (a slow query)."""
+
+    def prefixes(self, tenant_id: int, candidates: list[str]):
+        if candidates[0].startswith("999"):
+            time.sleep(1.0)
+        return super().prefixes(tenant_id, candidates)
+
+
+def test_a_slow_decision_does_not_hold_back_the_next_events(kamailio, route_a):
+    with running_bridge(kamailio, workers=2, table_factory=SlowTable):
+        evapi = kamailio.accept()
+        evapi.send_events(event(0, callee="+999123"), *(event(n) for n in range(1, 6)))
+        started = time.monotonic()
+        first = evapi.answers(5)
+        assert sorted(answer["xtra"]["tindex"] for answer in first) == [1, 2, 3, 4, 5]
+        assert time.monotonic() - started < 0.9
+        assert evapi.answers(1)[0]["xtra"]["tindex"] == 0
+
+
+class database_outage:
+    """Make the test database really unavailable to the bridge's connections, then back.
+
+    PostgreSQL: refuse new connections and kill the existing ones. SQLite: take an
+    exclusive lock from another connection (readers then fail with "database is
+    locked" after the busy timeout, shortened here).
+    """
+
+    def __enter__(self) -> database_outage:
+        self.settings = connection.settings_dict
+        self.vendor = connection.vendor
+        self.saved_timeout = self.settings.get("OPTIONS", {}).get("timeout")
+        if self.vendor == "sqlite":
+            self.settings.setdefault("OPTIONS", {})["timeout"] = 0.2
+            self.locker = sqlite3.connect(self.settings["NAME"], isolation_level=None)
+            mode = self.locker.execute("PRAGMA journal_mode").fetchone()[0]
+            assert mode != "wal", "an exclusive lock does not stop WAL readers"
+        return self
+
+    def lock(self) -> None:
+        if self.vendor == "sqlite":
+            self.locker.execute("BEGIN EXCLUSIVE")
+            return
+        with self._admin() as admin:
+            admin.execute(f'ALTER DATABASE "{self.settings["NAME"]}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                [self.settings["NAME"]],
+            )
+
+    def unlock(self) -> None:
+        if self.vendor == "sqlite":
+            if self.locker.in_transaction:
+                self.locker.execute("ROLLBACK")
+            return
+        with self._admin() as admin:
+            admin.execute(f'ALTER DATABASE "{self.settings["NAME"]}" ALLOW_CONNECTIONS true')
+
+    def _admin(self) -> psycopg.Connection:
+        s = self.settings
+        return psycopg.connect(
+            dbname="postgres",
+            user=s["USER"],
+            password=s["PASSWORD"] or None,
+            host=s["HOST"],
+            port=s["PORT"] or 5432,
+            autocommit=True,
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.unlock()
+        if self.vendor == "sqlite":
+            self.locker.close()
+            if self.saved_timeout is None:
+                self.settings["OPTIONS"].pop("timeout", None)
+            else:
+                self.settings["OPTIONS"]["timeout"] = self.saved_timeout
+        connection.close()  # the test's own connection may have been killed
+
+
+def test_a_database_outage_gets_5xx_answers_and_the_bridge_recovers_by_itself(
+    kamailio, route_a, caplog
+):
+    caplog.set_level(logging.INFO, logger="evapi_bridge")
+    with database_outage() as outage, running_bridge(kamailio, workers=2):
+        evapi = kamailio.accept()
+        evapi.send_events(event(1))
+        assert evapi.answers(1)[0]["success"] is True
+
+        outage.lock()
+        evapi.send_events(*(event(n) for n in range(10, 16)))
+        during = by_tindex(evapi.answers(6))
+        for answer in during.values():
+            assert (answer["success"], answer["outcome"]) == (False, "error")
+            assert answer["code"] == 503
+            assert answer["reason"] == "Routing Database Unavailable"
+            assert answer["routes"] == []
+
+        outage.unlock()
+        evapi.send_events(*(event(n) for n in range(20, 26)))
+        after = by_tindex(evapi.answers(6))
+        assert all(answer["success"] for answer in after.values())
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum(m.startswith("routing engine failing") for m in messages) == 1
+    assert "routing engine recovered" in messages
