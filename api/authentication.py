@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AnonymousUser
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
@@ -44,3 +45,19 @@ class KamailioTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return self.keyword
+
+
+class KamailioTokenScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes the Kamailio token."""
+
+    target_class = KamailioTokenAuthentication
+    name = "kamailioToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <key>` or `Bearer <key>`, a key from "
+            "`manage.py create_kamailio_token`.",
+        }

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from copy import copy
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from rest_framework import serializers
+from rest_framework.settings import api_settings
+from rest_framework.validators import UniqueValidator
 
+from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
 from routing.resolver import Decision, PrefixRow, Route, to_rtjson
+from tenants.models import Tenant, TenantSource
 from tenants.networks import NetworkError, parse_address
+from tenants.scoping import is_tenant_scoped, scope_queryset, user_scope
 
 # --- The routing request (the Wazo-shaped body Kamailio posts) -------------------------
 
@@ -155,3 +163,281 @@ def decision_json(decision: Decision) -> dict[str, Any]:
         "trace": list(decision.trace),
         "rtjson": to_rtjson(decision),
     }
+
+
+class SimulationSerializer(CallRequestSerializer):
+    """A routing request from an operator: source_ip is optional, a tenant may be named.
+
+    `tenant` names the table to simulate against (a superuser may name any; a tenant
+    user's simulation always runs against their own tenant, whatever they send).
+    """
+
+    source_ip = SourceIPField(required=False, allow_null=True)
+    tenant = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Tenant.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Tenant slug; without it (superusers only) the source_ip names the tenant.",
+    )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["tenant"].queryset = scope_queryset(fields["tenant"].queryset, _user(self))
+        return fields
+
+
+# --- The route table -------------------------------------------------------------------
+
+
+def _user(serializer: serializers.Serializer):
+    request = serializer.context.get("request")
+    return getattr(request, "user", None)
+
+
+def own_tenant(user) -> Tenant | None:
+    """The tenant a tenant user is confined to (None for superusers and strangers)."""
+    scope = user_scope(user)
+    return scope if isinstance(scope, Tenant) else None
+
+
+def _django_errors(exc: DjangoValidationError) -> dict[str, Any]:
+    """A model ValidationError in DRF's shape ("__all__" becomes non_field_errors)."""
+    errors = serializers.as_serializer_error(exc)
+    if "__all__" in errors:
+        errors[api_settings.NON_FIELD_ERRORS_KEY] = errors.pop("__all__")
+    return errors
+
+
+class ScopedModelSerializer(serializers.ModelSerializer):
+    """The API side of tenant scoping and model validation, for every route-table resource.
+
+    - Every related field offers only the rows the user may see (tenants.scoping),
+      so naming another tenant's row fails like any unknown id ("Invalid pk").
+    - A tenant user's rows are always in their tenant (the field is read-only for
+      them); a superuser names the tenant, by slug. A row never changes tenant.
+    - The model's own validation (field validators, clean(), named constraints) runs
+      through full_clean(), so bad values and duplicates are 400s with the model's
+      messages, never an IntegrityError.
+    """
+
+    nested_fields: tuple[str, ...] = ()
+
+    def build_standard_field(self, field_name, model_field):
+        # DRF derives UniqueValidators from single-field constraints with its own
+        # wording; full_clean() checks them with the model's message instead.
+        field_class, kwargs = super().build_standard_field(field_name, model_field)
+        if "validators" in kwargs:
+            kwargs["validators"] = [
+                v for v in kwargs["validators"] if not isinstance(v, UniqueValidator)
+            ]
+        return field_class, kwargs
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        user = _user(self)
+        for field in fields.values():
+            queryset = getattr(field, "queryset", None)
+            if queryset is not None and is_tenant_scoped(queryset.model):
+                field.queryset = scope_queryset(queryset, user)
+        if "tenant" in fields and own_tenant(user) is not None:
+            fields["tenant"] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+        return fields
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        model = self.Meta.model
+        has_tenant = any(f.name == "tenant" for f in model._meta.fields)
+        own = own_tenant(_user(self))
+        if has_tenant and self.instance is None and own is not None:
+            attrs["tenant"] = own
+        changing = has_tenant and self.instance is not None and "tenant" in attrs
+        if changing and attrs["tenant"] != self.instance.tenant:
+            raise serializers.ValidationError(
+                {"tenant": ["A row cannot move to another tenant; create it there instead."]}
+            )
+        nested = {name: attrs.pop(name) for name in self.nested_fields if name in attrs}
+        obj = copy(self.instance) if self.instance is not None else model()
+        for name, value in attrs.items():
+            setattr(obj, name, value)
+        try:
+            obj.full_clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(_django_errors(exc)) from None
+        # clean() may normalise values (e.g. a host's brackets): keep what it kept.
+        cleaned = {name: getattr(obj, name) for name in attrs}
+        self.validate_nested(obj, nested)
+        return {**cleaned, **nested}
+
+    def validate_nested(self, obj, nested: dict[str, Any]) -> None:
+        """Check nested rows against the (unsaved) parent `obj`."""
+
+
+class TenantSerializer(ScopedModelSerializer):
+    sources = serializers.SlugRelatedField(
+        slug_field="network",
+        many=True,
+        read_only=True,
+        help_text="Source networks (manage them under tenant-sources).",
+    )
+
+    class Meta:
+        model = Tenant
+        fields = ["id", "name", "slug", "is_active", "description", "sources"]
+        validators: list = []
+
+
+class TenantSourceSerializer(ScopedModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+
+    class Meta:
+        model = TenantSource
+        fields = ["id", "tenant", "network", "description"]
+        validators: list = []
+
+
+class CarrierSerializer(ScopedModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+
+    class Meta:
+        model = Carrier
+        fields = ["id", "tenant", "name", "is_active", "description"]
+        validators: list = []
+
+
+class TrunkSerializer(ScopedModelSerializer):
+    carrier = serializers.PrimaryKeyRelatedField(
+        queryset=Carrier.objects.select_related("tenant"), help_text="Carrier id."
+    )
+    tenant = serializers.CharField(source="carrier.tenant.slug", read_only=True)
+
+    class Meta:
+        model = Trunk
+        fields = [
+            "id",
+            "tenant",
+            "carrier",
+            "name",
+            "host",
+            "port",
+            "transport",
+            "outbound_proxy",
+            "socket",
+            "path",
+            "tech_prefix",
+            "strip_digits",
+            "from_display",
+            "from_uri",
+            "rewrite_to",
+            "extra_headers",
+            "branch_flags",
+            "fr_timer",
+            "fr_inv_timer",
+            "is_active",
+        ]
+        validators: list = []
+
+    def validate_carrier(self, carrier: Carrier) -> Carrier:
+        if self.instance is not None and carrier.tenant_id != self.instance.carrier.tenant_id:
+            raise serializers.ValidationError(
+                "A trunk cannot move to another tenant's carrier; create it there instead."
+            )
+        return carrier
+
+
+class RouteTargetSerializer(ScopedModelSerializer):
+    trunk = serializers.PrimaryKeyRelatedField(
+        queryset=Trunk.objects.select_related("carrier"), help_text="Trunk id."
+    )
+    trunk_name = serializers.CharField(source="trunk.__str__", read_only=True)
+
+    class Meta:
+        model = RouteTarget
+        fields = ["trunk", "trunk_name", "priority", "weight"]
+        validators: list = []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return attrs  # checked with the parent route, which may not exist yet
+
+
+class DialPrefixSerializer(ScopedModelSerializer):
+    """A route with its ordered targets, read and written in one request.
+
+    Writing `targets` replaces the route's targets with the list given (matched by
+    trunk, so unchanged targets keep their ids and history); omitting it on a PATCH
+    leaves them as they are.
+    """
+
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    targets = RouteTargetSerializer(many=True, required=False, max_length=64)
+    nested_fields = ("targets",)
+
+    class Meta:
+        model = DialPrefix
+        fields = [
+            "id",
+            "tenant",
+            "prefix",
+            "description",
+            "min_length",
+            "max_length",
+            "action",
+            "routing_mode",
+            "reject_code",
+            "reject_reason",
+            "is_active",
+            "targets",
+        ]
+        validators: list = []
+
+    def validate_nested(self, obj: DialPrefix, nested: dict[str, Any]) -> None:
+        if "targets" not in nested:
+            return
+        errors: list[dict[str, Any]] = []
+        seen: set[int] = set()
+        for item in nested["targets"]:
+            target = RouteTarget(prefix=obj, **item)
+            try:
+                if target.trunk_id in seen:
+                    raise DjangoValidationError(
+                        {"trunk": "This trunk is already a target of this route."}
+                    )
+                seen.add(target.trunk_id)
+                target.full_clean(exclude=["prefix"])
+            except DjangoValidationError as exc:
+                errors.append(_django_errors(exc))
+            else:
+                errors.append({})
+        if any(errors):
+            raise serializers.ValidationError({"targets": errors})
+
+    def create(self, validated_data: dict[str, Any]) -> DialPrefix:
+        targets = validated_data.pop("targets", [])
+        with transaction.atomic():
+            prefix = super().create(validated_data)
+            self._save_targets(prefix, targets)
+        return prefix
+
+    def update(self, instance: DialPrefix, validated_data: dict[str, Any]) -> DialPrefix:
+        targets = validated_data.pop("targets", None)
+        with transaction.atomic():
+            prefix = super().update(instance, validated_data)
+            if targets is not None:
+                self._save_targets(prefix, targets)
+        return prefix
+
+    @staticmethod
+    def _save_targets(prefix: DialPrefix, items: list[dict[str, Any]]) -> None:
+        existing = {target.trunk_id: target for target in prefix.targets.all()}
+        wanted = set()
+        for item in items:
+            target = existing.get(item["trunk"].pk) or RouteTarget(prefix=prefix)
+            for name, value in item.items():
+                setattr(target, name, value)
+            target.save()
+            wanted.add(target.trunk_id)
+        for trunk_id, target in existing.items():
+            if trunk_id not in wanted:
+                target.delete()
+        if hasattr(prefix, "_prefetched_objects_cache"):
+            prefix._prefetched_objects_cache.pop("targets", None)

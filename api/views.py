@@ -6,22 +6,43 @@ import logging
 import time
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, extend_schema
-from rest_framework import status
+from django.db import IntegrityError
+from django.db.models import Prefetch, ProtectedError
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import filters, status, viewsets
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api import filters as api_filters
 from api.authentication import KamailioTokenAuthentication
 from api.parsers import BoundedJSONParser
-from api.permissions import HasKamailioToken
-from api.serializers import CallRequestSerializer, RoutingAnswerSerializer
+from api.permissions import HasKamailioToken, HasTenantScope, ModelPermissions, SuperuserWrites
+from api.serializers import (
+    CallRequestSerializer,
+    CarrierSerializer,
+    DialPrefixSerializer,
+    RoutingAnswerSerializer,
+    SimulationSerializer,
+    TenantSerializer,
+    TenantSourceSerializer,
+    TrunkSerializer,
+    decision_json,
+    own_tenant,
+)
 from routing import service
 from routing.metrics import observe_decision
+from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
 from routing.requests import CallFieldsError, call_request_from_fields
 from routing.resolver import CallRequest, Decision, Outcome, to_rtjson
+from tenants.models import Tenant, TenantSource
+from tenants.scoping import scope_queryset
 
 logger = logging.getLogger("routing.api")
 
@@ -36,12 +57,10 @@ ENGINE_ERROR_RTJSON: dict[str, Any] = {
 }
 
 
-def build_call_request(serializer_class, data: Any, **extra: Any) -> CallRequest:
-    """Validate `data` and build the CallRequest, or raise a DRF ValidationError (400)."""
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
+def call_request(fields: dict[str, Any], *, tenant: str | None = None) -> CallRequest:
+    """The CallRequest of validated fields, or a DRF ValidationError (400) naming the field."""
     try:
-        return call_request_from_fields(serializer.validated_data, **extra)
+        return call_request_from_fields(fields, tenant=tenant)
     except CallFieldsError as exc:
         raise ValidationError({name: [message] for name, message in exc.errors.items()}) from None
 
@@ -93,8 +112,10 @@ class RtjsonView(APIView):
         super().initial(request, *args, **kwargs)
 
     def post(self, request: Request) -> Response:
+        serializer = CallRequestSerializer(data=request.data)
         try:
-            call = build_call_request(CallRequestSerializer, request.data)
+            serializer.is_valid(raise_exception=True)
+            call = call_request(serializer.validated_data)
         except ValidationError:
             self.observe(Outcome.INVALID)
             raise
@@ -114,3 +135,144 @@ class RtjsonView(APIView):
         logger.exception("routing engine error; answering 500 to Kamailio")
         self.observe(Outcome.ERROR)
         return Response({"rtjson": dict(ENGINE_ERROR_RTJSON)}, status=status.HTTP_200_OK)
+
+
+# People (scripts with a DRF token, or the browsable API with a session). Token first,
+# so an anonymous request gets 401 with `WWW-Authenticate: Token`, not a bare 403.
+USER_AUTHENTICATION = [TokenAuthentication, SessionAuthentication]
+
+
+# --- Simulation ------------------------------------------------------------------------
+
+
+@extend_schema(
+    request=SimulationSerializer,
+    responses={200: OpenApiResponse(description="The decision, its trace and its rtjson.")},
+    summary="Try a call against a route table",
+    tags=["simulate"],
+)
+class SimulateView(APIView):
+    """Route a call as Kamailio would, and show why: matched prefix, beaten prefixes,
+    skipped targets, routes, trace and the rtjson document. Nothing is sent anywhere.
+
+    A tenant user always simulates against their own tenant's table.
+    """
+
+    authentication_classes = USER_AUTHENTICATION
+    permission_classes = [IsAuthenticated, HasTenantScope]
+
+    def post(self, request: Request) -> Response:
+        serializer = SimulationSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        fields = dict(serializer.validated_data)
+        chosen = fields.pop("tenant", None)
+        own = own_tenant(request.user)
+        tenant = own or chosen
+        started = time.perf_counter()
+        call = call_request(fields, tenant=tenant.slug if tenant else None)
+        decision = service.decide(call)
+        observe_decision("simulator", str(decision.outcome), time.perf_counter() - started)
+        return Response(decision_json(decision))
+
+
+# --- The route table ---------------------------------------------------------------------
+
+
+class Pagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class ScopedViewSet(viewsets.ModelViewSet):
+    """The one place the REST API applies tenant scoping to what a user can reach.
+
+    Rows outside the user's scope are not found (404), whatever the method; the
+    serializers scope the rows a write may refer to.
+    """
+
+    authentication_classes = USER_AUTHENTICATION
+    permission_classes = [IsAuthenticated, ModelPermissions]
+    filter_backends = [DjangoFilterBackend, filters.SearchFilter, filters.OrderingFilter]
+    pagination_class = Pagination
+
+    def get_queryset(self):
+        return scope_queryset(super().get_queryset(), self.request.user)
+
+    def perform_create(self, serializer) -> None:
+        self._save(serializer)
+
+    def perform_update(self, serializer) -> None:
+        self._save(serializer)
+
+    def _save(self, serializer) -> None:
+        try:
+            serializer.save()
+        except IntegrityError as exc:  # a concurrent write won the race past full_clean()
+            logger.warning("integrity error on %s: %s", self.basename, exc)
+            raise Conflict("This change conflicts with another row; reload and retry.") from None
+
+    def perform_destroy(self, instance) -> None:
+        try:
+            instance.delete()
+        except ProtectedError as exc:
+            used_by = sorted({str(obj) for obj in exc.protected_objects})
+            more = f" and {len(used_by) - 5} more" if len(used_by) > 5 else ""
+            raise Conflict(
+                f"{instance} is still in use by: {'; '.join(used_by[:5])}{more}. "
+                "Remove those first."
+            ) from None
+
+
+class TenantViewSet(ScopedViewSet):
+    """Tenants: a tenant user reads their own; superusers manage them."""
+
+    queryset = Tenant.objects.prefetch_related("sources")
+    serializer_class = TenantSerializer
+    permission_classes = [*ScopedViewSet.permission_classes, SuperuserWrites]
+    filterset_class = api_filters.TenantFilter
+    search_fields = ["name", "slug", "description"]
+    ordering_fields = ["name", "slug", "id"]
+
+
+class TenantSourceViewSet(ScopedViewSet):
+    """Source networks: they decide whose calls are whose, so only superusers edit them."""
+
+    queryset = TenantSource.objects.select_related("tenant")
+    serializer_class = TenantSourceSerializer
+    permission_classes = [*ScopedViewSet.permission_classes, SuperuserWrites]
+    filterset_class = api_filters.TenantSourceFilter
+    search_fields = ["network", "description", "tenant__name"]
+    ordering_fields = ["network", "id"]
+
+
+class CarrierViewSet(ScopedViewSet):
+    queryset = Carrier.objects.select_related("tenant")
+    serializer_class = CarrierSerializer
+    filterset_class = api_filters.CarrierFilter
+    search_fields = ["name", "description"]
+    ordering_fields = ["name", "id"]
+
+
+class TrunkViewSet(ScopedViewSet):
+    queryset = Trunk.objects.select_related("carrier__tenant")
+    serializer_class = TrunkSerializer
+    filterset_class = api_filters.TrunkFilter
+    search_fields = ["name", "host", "carrier__name"]
+    ordering_fields = ["name", "host", "id"]
+
+
+class DialPrefixViewSet(ScopedViewSet):
+    """Routes with their targets (trunk, priority, weight) nested."""
+
+    queryset = DialPrefix.objects.select_related("tenant").prefetch_related(
+        Prefetch("targets", RouteTarget.objects.select_related("trunk__carrier"))
+    )
+    serializer_class = DialPrefixSerializer
+    filterset_class = api_filters.DialPrefixFilter
+    search_fields = ["prefix", "description"]
+    ordering_fields = ["prefix", "id"]

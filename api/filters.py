@@ -1,0 +1,61 @@
+"""Query-string filters of the route-table API (django-filter).
+
+Filters name tenants by slug and other rows by id, as plain values: they narrow
+an already tenant-scoped queryset and never validate against other tenants' rows,
+so filtering by another tenant's slug gives an empty list, not a hint it exists.
+"""
+
+from __future__ import annotations
+
+import django_filters as filters
+
+from routing.models import Action, Carrier, DialPrefix, RoutingMode, Transport, Trunk
+from tenants.models import Tenant, TenantSource
+
+
+class TenantFilter(filters.FilterSet):
+    class Meta:
+        model = Tenant
+        fields = ["slug", "is_active"]
+
+
+class TenantSourceFilter(filters.FilterSet):
+    tenant = filters.CharFilter(field_name="tenant__slug", help_text="Tenant slug.")
+
+    class Meta:
+        model = TenantSource
+        fields = ["tenant", "network"]
+
+
+class CarrierFilter(filters.FilterSet):
+    tenant = filters.CharFilter(field_name="tenant__slug", help_text="Tenant slug.")
+
+    class Meta:
+        model = Carrier
+        fields = ["tenant", "name", "is_active"]
+
+
+class TrunkFilter(filters.FilterSet):
+    tenant = filters.CharFilter(field_name="carrier__tenant__slug", help_text="Tenant slug.")
+    carrier = filters.NumberFilter(field_name="carrier_id", help_text="Carrier id.")
+    transport = filters.ChoiceFilter(choices=Transport.choices)
+
+    class Meta:
+        model = Trunk
+        fields = ["tenant", "carrier", "name", "host", "transport", "is_active"]
+
+
+class DialPrefixFilter(filters.FilterSet):
+    tenant = filters.CharFilter(field_name="tenant__slug", help_text="Tenant slug.")
+    prefix_startswith = filters.CharFilter(
+        field_name="prefix", lookup_expr="startswith", help_text="Prefixes starting with this."
+    )
+    trunk = filters.NumberFilter(
+        field_name="targets__trunk_id", distinct=True, help_text="Routes that use this trunk id."
+    )
+    action = filters.ChoiceFilter(choices=Action.choices)
+    routing_mode = filters.ChoiceFilter(choices=RoutingMode.choices)
+
+    class Meta:
+        model = DialPrefix
+        fields = ["tenant", "prefix", "prefix_startswith", "action", "routing_mode", "is_active"]
