@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from routing.metrics import exposition
 
@@ -18,7 +18,7 @@ logger = logging.getLogger("routing.ops")
 
 
 @never_cache
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database answers a trivial query, else 503 with the reason.
 
@@ -68,7 +68,7 @@ def allowed_metrics_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Net
 
 
 @never_cache
-@require_GET
+@require_safe
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition of this deployment's metrics (all workers, see routing.metrics)."""
     if not client_may_read_metrics(request):
