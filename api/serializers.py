@@ -393,9 +393,9 @@ class DialPrefixSerializer(ScopedModelSerializer):
     def validate_nested(self, obj: DialPrefix, nested: dict[str, Any]) -> None:
         if "targets" not in nested:
             return
-        errors: list[dict[str, Any]] = []
+        errors: dict[int, dict[str, Any]] = {}  # by position, like DRF's own list errors
         seen: set[int] = set()
-        for item in nested["targets"]:
+        for index, item in enumerate(nested["targets"]):
             target = RouteTarget(prefix=obj, **item)
             try:
                 if target.trunk_id in seen:
@@ -405,10 +405,8 @@ class DialPrefixSerializer(ScopedModelSerializer):
                 seen.add(target.trunk_id)
                 target.full_clean(exclude=["prefix"])
             except DjangoValidationError as exc:
-                errors.append(_django_errors(exc))
-            else:
-                errors.append({})
-        if any(errors):
+                errors[index] = _django_errors(exc)
+        if errors:
             raise serializers.ValidationError({"targets": errors})
 
     def create(self, validated_data: dict[str, Any]) -> DialPrefix:

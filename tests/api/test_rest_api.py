@@ -178,7 +178,7 @@ def test_a_trunk_twice_in_targets_is_a_400_on_that_target(operator_api, trunks_a
 
     assert response.status_code == 400
     assert response.json() == {
-        "targets": [{}, {"trunk": ["This trunk is already a target of this route."]}]
+        "targets": {"1": {"trunk": ["This trunk is already a target of this route."]}}
     }
     assert not DialPrefix.objects.filter(prefix="49").exists()
 
@@ -189,7 +189,7 @@ def test_a_superuser_cannot_target_another_tenants_trunk(root_api, tenant_a, tru
     response = root_api.post("/api/v1/prefixes", body, format="json")
 
     assert response.status_code == 400
-    assert "another tenant" in response.json()["targets"][0]["trunk"][0]
+    assert "another tenant" in response.json()["targets"]["0"]["trunk"][0]
 
 
 def test_deleting_a_row_still_in_use_is_a_409_saying_by_what(operator_api, route_a, trunks_a):

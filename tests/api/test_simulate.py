@@ -1,0 +1,75 @@
+"""POST /api/v1/simulate: the decision with its trace, for operators; never across tenants."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from routing.models import Trunk
+from tests.api.conftest import call_body
+from tests.factories import make_route
+
+pytestmark = pytest.mark.django_db
+
+
+def logged_in(user) -> APIClient:
+    client = APIClient()
+    client.force_login(user)  # a session, as from the admin
+    return client
+
+
+def test_it_explains_the_decision(operator_a, route_a, tenant_a, trunks_a):
+    make_route(tenant_a, "3361", action="reject", reject_code=403, is_active=False)
+    make_route(tenant_a, "336", trunks_a[0], trunks_a[1])
+    Trunk.objects.filter(pk=trunks_a[1].pk).update(is_active=False)
+
+    response = logged_in(operator_a).post("/api/v1/simulate", {"callee": "+33612345678"})
+
+    result = response.json()
+    assert response.status_code == 200, result
+    assert (result["outcome"], result["tenant"]) == ("routed", "tenant-a")
+    assert result["matched"]["prefix"] == "336"
+    assert [row["prefix"] for row in result["beaten"]] == ["33"]
+    assert result["skipped"] == ["Carrier A/a-backup: trunk is inactive"]
+    assert [route["trunk"] for route in result["routes"]] == ["a-primary"]
+    assert any("3361 is inactive" in line for line in result["trace"])
+    assert result["rtjson"]["routes"][0]["uri"] == "sip:+33612345678@192.0.2.101:5060"
+
+
+def test_a_tenant_user_always_simulates_their_own_table(outsider, route_a, route_b):
+    client = logged_in(outsider)
+
+    by_source = client.post("/api/v1/simulate", call_body(source_ip="192.0.2.7")).json()
+    by_name = client.post("/api/v1/simulate", {"callee": "+3361", "tenant": "tenant-a"})
+
+    assert by_source["tenant"] == "tenant-b"
+    assert {route["carrier"] for route in by_source["routes"]} == {"Carrier B"}
+    assert by_name.status_code == 400
+    assert "tenant" in by_name.json()
+
+
+def test_a_superuser_picks_the_tenant_or_lets_the_source_decide(superuser, route_a, route_b):
+    client = logged_in(superuser)
+
+    named = client.post("/api/v1/simulate", {"callee": "+3361", "tenant": "tenant-b"}).json()
+    by_source = client.post("/api/v1/simulate", call_body(source_ip="192.0.2.7")).json()
+
+    assert (named["tenant"], by_source["tenant"]) == ("tenant-b", "tenant-a")
+
+
+def test_it_needs_a_user_not_a_kamailio_token(client, kamailio_key, route_a):
+    response = client.post(
+        "/api/v1/simulate",
+        call_body(),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Token {kamailio_key}",
+    )
+
+    assert response.status_code == 401
+
+
+def test_bad_input_is_a_400(operator_a):
+    response = logged_in(operator_a).post("/api/v1/simulate", {"ruri": "nonsense"})
+
+    assert response.status_code == 400
+    assert "ruri" in response.json()
