@@ -1,0 +1,285 @@
+"""Real SIP calls through a real Kamailio, routed by this project over HTTP and over EVAPI.
+
+Each test starts a Kamailio with a shipped config (deploy/kamailio/), the engine
+it asks (gunicorn with the rtjson endpoint, or `manage.py run_evapi_bridge`),
+SIPp carriers and a SIPp caller, and loads the route table through the REST API.
+What is asserted comes from SIPp: the final code each call got at the caller, and
+the INVITEs each carrier received (with the headers a trunk sets).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+import threading
+
+import pytest
+
+from tests.e2e.conftest import BASE_DIR, Api, Kamailio, service_env
+from tests.e2e.processes import HOST, free_port
+
+_missing = [tool for tool in ("kamailio", "sipp") if shutil.which(tool) is None]
+if _missing:
+    pytest.skip(
+        f"end-to-end tests need {' and '.join(_missing)} on PATH "
+        "(Debian: kamailio kamailio-extra-modules kamailio-json-modules "
+        "kamailio-utils-modules sip-tester)",
+        allow_module_level=True,
+    )
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+# A call that Kamailio refuses for want of an engine must not wait for a transaction
+# timer (fr_timer is 5 s here, the INVITE transaction 32 s): two calls, SIPp's start
+# and exit included, well under that.
+FAST = 2.0
+
+
+class Table:
+    """The tenant "e2e" (calls from 127.0.0.1) and its route table, made through the REST API."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        api.post("tenants", {"name": "E2E", "slug": "e2e"})
+        api.post("tenant-sources", {"tenant": "e2e", "network": "127.0.0.1/32"})
+        self.carrier = api.post("carriers", {"tenant": "e2e", "name": "SIPp carriers"})["id"]
+        # The outsider: another tenant whose default route answers 480. If its table
+        # ever served tenant e2e's calls, a call with no route would get 480, not 404.
+        api.post("tenants", {"name": "Other", "slug": "other"})
+        api.post("tenant-sources", {"tenant": "other", "network": "10.0.0.0/8"})
+        api.post(
+            "prefixes",
+            {"tenant": "other", "prefix": "", "action": "reject", "reject_code": 480,
+             "reject_reason": "Other Tenant"},
+        )  # fmt: skip
+
+    def trunk(self, name: str, port: int, **fields) -> int:
+        body = {"carrier": self.carrier, "name": name, "host": HOST, "port": port, **fields}
+        return self.api.post("trunks", body)["id"]
+
+    def route(self, prefix: str, *trunks: int, mode: str = "serial") -> None:
+        targets = [
+            {"trunk": trunk, "priority": n, "weight": 100} for n, trunk in enumerate(trunks, 1)
+        ]
+        self.api.post(
+            "prefixes",
+            {"tenant": "e2e", "prefix": prefix, "action": "route", "routing_mode": mode,
+             "targets": targets},
+        )  # fmt: skip
+
+    def action(self, prefix: str, action: str, **fields) -> None:
+        self.api.post("prefixes", {"tenant": "e2e", "prefix": prefix, "action": action, **fields})
+
+
+@pytest.fixture
+def table(api) -> Table:
+    return Table(api)
+
+
+@pytest.fixture(params=["http", "evapi"])
+def proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
+    """Kamailio asking this project over HTTP (gunicorn) or EVAPI (the bridge)."""
+    if request.param == "http":
+        token = request.getfixturevalue("kamailio_token")
+        return start_kamailio(
+            "http",
+            ENGINE_URL=f"{web_server.url}/api/v1/kamailio/rtjson",
+            ENGINE_TOKEN=token,
+        )
+    kamailio = start_kamailio("evapi")
+    start_bridge(kamailio)
+    return kamailio
+
+
+# --- Both paths -----------------------------------------------------------------------
+
+
+def test_serial_failover_completes_the_call_on_the_next_trunk(proxy, table, sipp):
+    down = sipp.carrier("carrier_reject", "carrier-down")
+    up = sipp.carrier("carrier_answer", "carrier-up")
+    table.route("33", table.trunk("down", down.port), table.trunk("up", up.port))
+
+    result = sipp.call(proxy.port, "33123", calls=3)
+
+    assert result.returncode == 0, result.describe()
+    assert result.finals == [200, 200, 200], result.describe()
+    down.process.stop()
+    up.process.stop()
+    assert [i.ruri for i in down.invites()] == [f"sip:33123@{HOST}:{down.port}"] * 3
+    assert [i.ruri for i in up.invites()] == [f"sip:33123@{HOST}:{up.port}"] * 3
+
+
+def test_parallel_routing_rings_every_trunk(proxy, table, sipp):
+    ringing = sipp.carrier("carrier_ring", "carrier-ringing")
+    answering = sipp.carrier("carrier_answer", "carrier-answering")
+    table.route(
+        "44",
+        table.trunk("ringing", ringing.port),
+        table.trunk("answering", answering.port),
+        mode="parallel",
+    )
+
+    result = sipp.call(proxy.port, "44123")
+
+    assert result.returncode == 0, result.describe()
+    assert result.finals == [200, 200], result.describe()
+    ringing.process.stop()
+    answering.process.stop()
+    # Both were rung for each call; the one that rang only was cancelled.
+    assert len(ringing.invites()) == 2
+    assert len(answering.invites()) == 2
+
+
+def test_reject_route_and_missing_route_give_their_sip_code(proxy, table, sipp):
+    table.action("190", "reject", reject_code=403, reject_reason="Barred Destination")
+
+    rejected = sipp.call(proxy.port, "1900123")
+    unrouted = sipp.call(proxy.port, "5550123")
+
+    assert rejected.finals == [403, 403], rejected.describe()
+    # 404 No Route, not the other tenant's 480: its table never serves this caller.
+    assert unrouted.finals == [404, 404], unrouted.describe()
+
+
+def test_location_route_reaches_the_registered_user(proxy, table, sipp):
+    phone = sipp.carrier("carrier_answer", "phone-7001")
+    table.action("700", "location")
+
+    before = sipp.call(proxy.port, "7001")
+    registered = sipp.register(proxy.port, "7001", phone.port)
+    after = sipp.call(proxy.port, "7001")
+
+    # Not registered yet: Kamailio's lookup("location") answers 404.
+    assert before.finals == [404, 404], before.describe()
+    assert registered.returncode == 0, registered.describe()
+    assert after.returncode == 0, after.describe()
+    assert after.finals == [200, 200], after.describe()
+    phone.process.stop()
+    assert [i.ruri for i in phone.invites()] == [f"sip:7001@{HOST}:{phone.port}"] * 2
+
+
+def test_trunk_headers_and_from_rewrite_reach_the_carrier(proxy, table, sipp):
+    carrier = sipp.carrier("carrier_answer", "carrier-headers")
+    trunk = table.trunk(
+        "rewriting",
+        carrier.port,
+        from_display="Acme Out",
+        from_uri="sip:+{caller}@acme.example",
+        extra_headers="X-Route: e2e-{callee}\nP-Asserted-Identity: <sip:+{caller}@acme.example>",
+    )
+    table.route("33", trunk)
+
+    result = sipp.call(proxy.port, "33999", calls=1)
+
+    assert result.finals == [200], result.describe()
+    carrier.process.stop()
+    [invite] = carrier.invites()
+    assert "Acme Out" in invite.from_
+    assert "<sip:+3312@acme.example>" in invite.from_
+    assert invite.x_route == "e2e-33999"
+    assert invite.pai == "<sip:+3312@acme.example>"
+
+
+# --- The engine is not there, or not right: a fast 5xx ----------------------------------
+
+
+@pytest.fixture
+def black_hole():
+    """A TCP port that accepts connections and never answers (a hung engine)."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind((HOST, 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "engine", ["stopped", "wrong-token", "not-rtjson", "hung"], ids=lambda engine: engine
+)
+def test_http_calls_fail_fast_with_503_when_the_engine_cannot_answer(
+    engine, request, start_kamailio, web_server, kamailio_token, sipp
+):
+    url = f"{web_server.url}/api/v1/kamailio/rtjson"
+    token = kamailio_token
+    limit = FAST
+    if engine == "stopped":  # nothing listens there: connection refused
+        url = f"http://{HOST}:{free_port()}/api/v1/kamailio/rtjson"
+    elif engine == "wrong-token":  # 403 from the endpoint
+        token = "not-a-token"
+    elif engine == "not-rtjson":  # a 404 page, not an answer
+        url = f"{web_server.url}/api/v1/kamailio/nothing-here"
+    else:  # accepts and never answers: ENGINE_TIMEOUT_S (1 s here) per call
+        url = f"http://{HOST}:{request.getfixturevalue('black_hole')}/rtjson"
+        limit = FAST + 2 * 1.0
+    kamailio = start_kamailio("http", ENGINE_URL=url, ENGINE_TOKEN=token, ENGINE_TIMEOUT_S=1)
+
+    result = sipp.call(kamailio.port, "33123")
+
+    assert result.finals == [503, 503], result.describe()
+    assert result.seconds < limit, result.describe()
+
+
+def test_evapi_calls_fail_fast_with_503_without_a_bridge(start_kamailio, start_bridge, table, sipp):
+    carrier = sipp.carrier("carrier_answer", "carrier")
+    table.route("33", table.trunk("up", carrier.port))
+    kamailio = start_kamailio("evapi")
+
+    never_connected = sipp.call(kamailio.port, "33123")
+    bridge = start_bridge(kamailio)
+    connected = sipp.call(kamailio.port, "33123")
+    seen = len(kamailio.process.log())
+    bridge.stop()
+    kamailio.process.wait_for_log("disconnected", after=seen)
+    stopped = sipp.call(kamailio.port, "33123")
+
+    assert never_connected.finals == [503, 503], never_connected.describe()
+    assert never_connected.seconds < FAST, never_connected.describe()
+    assert connected.finals == [200, 200], connected.describe()
+    assert stopped.finals == [503, 503], stopped.describe()
+    assert stopped.seconds < FAST, stopped.describe()
+
+
+def test_evapi_closes_engines_from_networks_it_does_not_allow(
+    start_kamailio, processes, web_server, sipp
+):
+    kamailio = start_kamailio("evapi", EVAPI_ALLOWED_NETWORKS="192.0.2.0/24")
+    processes.start(
+        "bridge",
+        [
+            sys.executable,
+            "manage.py",
+            "run_evapi_bridge",
+            "--connect",
+            f"{HOST}:{kamailio.evapi_port}",
+        ],
+        cwd=BASE_DIR,
+        env=service_env(),
+    )
+    kamailio.process.wait_for_log("refused: not in EVAPI_ALLOWED_NETWORKS")
+
+    result = sipp.call(kamailio.port, "33123")
+
+    assert result.finals == [503, 503], result.describe()
+    assert result.seconds < FAST, result.describe()
