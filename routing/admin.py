@@ -10,6 +10,7 @@ from django.db.models import Count
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.utils import bulk_update_with_history
 
+from ops.admin_help import OperatorHelpMixin
 from ops.history import TenantHistoryMixin
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
 from tenants.admin_base import TenantScopedMixin
@@ -69,7 +70,7 @@ class TrunkInline(TenantScopedMixin, admin.StackedInline):
 
 
 @admin.register(Carrier)
-class CarrierAdmin(TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
+class CarrierAdmin(OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
     list_display = ["name", "tenant", "is_active", "trunk_summary"]
     list_filter = ["tenant", "is_active"]
     search_fields = ["name", "description"]
@@ -98,7 +99,7 @@ class CarrierAdmin(TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
 
 
 @admin.register(Trunk)
-class TrunkAdmin(TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
+class TrunkAdmin(OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
     list_display = ["__str__", "host", "port", "transport", "is_active", "carrier_active"]
     list_filter = [
         "carrier__tenant",
@@ -125,7 +126,7 @@ class RouteTargetInline(TenantScopedMixin, admin.TabularInline):
 
 
 @admin.register(DialPrefix)
-class DialPrefixAdmin(TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
+class DialPrefixAdmin(OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
     list_display = [
         "prefix_display",
         "description",

@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from simple_history.admin import SimpleHistoryAdmin
 
+from ops.admin_help import OperatorHelpMixin
 from ops.history import TenantHistoryMixin
 from tenants.admin_base import TenantScopedMixin
 from tenants.models import Tenant, TenantSource, User
@@ -26,13 +27,17 @@ class SuperuserEditsOnly:
         return request.user.is_superuser
 
 
-class TenantSourceInline(SuperuserEditsOnly, TenantScopedMixin, admin.TabularInline):
+class TenantSourceInline(
+    OperatorHelpMixin, SuperuserEditsOnly, TenantScopedMixin, admin.TabularInline
+):
     model = TenantSource
     extra = 0
 
 
 @admin.register(Tenant)
-class TenantAdmin(SuperuserEditsOnly, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
+class TenantAdmin(
+    SuperuserEditsOnly, OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin
+):
     list_display = ["name", "slug", "is_active", "source_list"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
@@ -49,7 +54,7 @@ class TenantAdmin(SuperuserEditsOnly, TenantScopedMixin, TenantHistoryMixin, Sim
 
 @admin.register(TenantSource)
 class TenantSourceAdmin(
-    SuperuserEditsOnly, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin
+    SuperuserEditsOnly, OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin
 ):
     list_display = ["network", "tenant", "description"]
     list_filter = ["tenant"]
