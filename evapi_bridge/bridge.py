@@ -68,6 +68,7 @@ class EvapiConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.in_flight = 0
         self.closing = False  # no more events taken; close once in-flight answers are out
+        self.dropped = 0  # answers that found the connection gone
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -100,6 +101,8 @@ class EvapiConnection(asyncio.Protocol):
             self.closed.set_result(str(exc) if exc else "closed by peer")
 
     def send(self, data: bytes) -> bool:
+        # Never pause reading because writes are buffered: Kamailio's dispatcher
+        # blocks writing events to us and only then reads our answers.
         if self.transport is None or self.transport.is_closing():
             return False
         self.transport.write(data)
@@ -165,7 +168,8 @@ class KamailioLink:
             self.connection = connection
             gauge.set(1)
             logger.info("connected to %s", self.label)
-            retrying, delay = False, config.backoff_initial
+            connected_at = time.monotonic()
+            retrying = False
             reason = await connection.closed
             gauge.set(0)
             self.connection = None
@@ -173,7 +177,12 @@ class KamailioLink:
                 logger.info("disconnected from %s", self.label)
                 return
             logger.warning("disconnected from %s (%s); reconnecting", self.label, reason)
+            # A Kamailio that accepts and at once closes (max_clients, a source filter)
+            # must not get a reconnection storm: back off unless the link was stable.
+            if time.monotonic() - connected_at >= config.backoff_max:
+                delay = config.backoff_initial
             await asyncio.sleep(delay)
+            delay = min(delay * 2, config.backoff_max)
 
     def stop(self) -> None:
         """Take no more events: close when answered, or stop trying to connect."""
@@ -253,6 +262,9 @@ class Bridge:
         tasks = [link.task for link in self.links if link.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.config.drain_timeout)
+            for link in self.links:  # Kamailio is not reading what we still owe it
+                if link.task in pending and link.connection and link.connection.transport:
+                    link.connection.transport.abort()
             for task in pending:
                 task.cancel()
         for _ in threads:
@@ -368,12 +380,15 @@ class Bridge:
                 _count(stats, result, now - received)
         for connection, frames in batches.items():
             if not connection.send(b"".join(frames)):
+                if not connection.dropped:  # once per connection: the summary counts them
+                    logger.warning(
+                        "%s: connection gone, answers to its events are dropped",
+                        connection.label,
+                    )
+                connection.dropped += len(frames)
                 for stats in (self.stats, self.totals):
                     stats.dropped += len(frames)
                     stats.answers -= len(frames)
-                logger.warning(
-                    "%s: connection gone, %d answers dropped", connection.label, len(frames)
-                )
         for connection, count in done.items():
             self.in_flight -= count
             BRIDGE_IN_FLIGHT.dec(count)

@@ -195,6 +195,20 @@ def test_it_reconnects_when_kamailio_drops_the_connection_or_restarts(kamailio, 
     assert sum(m.startswith(f"cannot connect to {address}") for m in messages) == 1
 
 
+def test_a_kamailio_that_closes_at_once_gets_backoff_not_a_reconnection_storm(kamailio):
+    """evapi's max_clients or a source filter closes the engine right after accept."""
+    accepted = 0
+    with running_bridge(kamailio):  # backoff from 0.05 s, doubling up to 0.2 s
+        deadline = time.monotonic() + 1.0
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                kamailio.accept(timeout=remaining).close()
+            except TimeoutError:
+                break
+            accepted += 1
+    assert 3 <= accepted <= 8  # 0.05 + 0.1 + 0.2 + 0.2 + ... ; no backoff would be ~20
+
+
 def test_it_keeps_retrying_until_kamailio_first_comes_up(route_a):
     server = FakeKamailio()
     port = server.port

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -14,6 +15,11 @@ from evapi_bridge.bridge import Bridge, BridgeConfig
 from tenants.models import Tenant
 
 logger = logging.getLogger("evapi_bridge")
+
+# Worker threads decide calls (CPU work under the GIL); the event loop thread that
+# reads events and writes answers must get the GIL back within a fraction of a
+# millisecond, not after CPython's default 5 ms switch interval.
+GIL_SWITCH_INTERVAL = 0.0005
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -88,6 +94,7 @@ class Command(BaseCommand):
                 max_frame=settings.EVAPI_MAX_FRAME,
             )
         )
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         asyncio.run(self._run(bridge))
 
     async def _run(self, bridge: Bridge) -> None:
