@@ -142,6 +142,10 @@ class Simulation:
     lines: list[TargetLine] = field(default_factory=list)
     rtjson: str = ""
 
+    @property
+    def milliseconds(self) -> float:
+        return self.seconds * 1000
+
 
 def simulate(request: CallRequest, *, user) -> Simulation:
     """Decide `request` with the live table as `user` may see it, and explain the answer."""

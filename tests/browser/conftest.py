@@ -73,7 +73,7 @@ def page(chromium, live_server, settings, artifacts, request):
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False
     context = chromium.new_context(
-        base_url=live_server.url, viewport={"width": 1280, "height": 860}, locale="en-US"
+        base_url=live_server.url, viewport={"width": 1400, "height": 860}, locale="en-US"
     )
     context.set_default_timeout(15_000)
     tab = context.new_page()

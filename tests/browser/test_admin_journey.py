@@ -141,6 +141,18 @@ def test_an_operator_builds_a_route_and_simulates_a_call(page: Page, tenants, ar
     assert answer.ok
     assert answer.json()["results"] == []
 
+    # A trunk moves to a new host; its history says who, when, and from what.
+    page.goto("/admin/routing/trunk/")
+    page.get_by_role("link", name="Northwind / nw-lyon").click()
+    page.fill("#id_host", "sbc.lyon.northwind.example")
+    page.click("input[name=_continue]")
+    page.get_by_role("link", name="History").click()
+    changes = page.locator("#change-history")
+    expect(changes).to_contain_text("acme-operator")
+    expect(changes).to_contain_text("sip.lyon.northwind.example")
+    expect(changes).to_contain_text("sbc.lyon.northwind.example")
+    page.screenshot(path=str(artifacts / "history.png"))
+
     # Who did all this: the recent changes.
     page.goto("/admin/recent-changes/")
     table = page.locator("#recent-changes")
