@@ -160,4 +160,3 @@ def test_an_operator_builds_a_route_and_simulates_a_call(page: Page, tenants, ar
     expect(table).to_contain_text("nw-lyon")
     assert_no_secret(page)
     page.screenshot(path=str(artifacts / "recent-changes.png"))
-
