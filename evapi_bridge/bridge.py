@@ -211,6 +211,7 @@ class Bridge:
         self._wakeup_pending = False
         self._stop_early = False
         self._engine_failing = False
+        self._last_unanswerable_warning = 0.0
         self._started = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
@@ -309,21 +310,32 @@ class Bridge:
                 connection, payload, received = item
                 started = time.perf_counter()
                 if started - last_hygiene > DB_HYGIENE_SECONDS:
-                    close_old_connections()
                     last_hygiene = started
-                result = handle_event(
-                    payload, table=table, default_tenant=self.config.default_tenant
-                )
-                seconds = time.perf_counter() - started
-                if result.kind is Kind.ANSWERED:
-                    observe_decision("evapi", result.outcome, seconds)
-                self._note(connection, result, seconds)
+                    try:
+                        close_old_connections()
+                    except Exception:  # a dead server can fail even the close
+                        _close_connections()
+                result = self._decide(connection, payload, table, started)
                 if result.engine_failed:
                     _close_connections()  # the next event reconnects
-                    last_hygiene = 0.0
                 self._post((connection, result, received))
         finally:
             _close_connections()
+
+    def _decide(
+        self, connection: EvapiConnection, payload: bytes, table: RouteTable, started: float
+    ) -> Result:
+        """handle_event() plus metrics and logs; never raises, or the worker would die."""
+        try:
+            result = handle_event(payload, table=table, default_tenant=self.config.default_tenant)
+            seconds = time.perf_counter() - started
+            if result.kind is Kind.ANSWERED:
+                observe_decision("evapi", result.outcome, seconds)
+            self._note(connection, result, seconds)
+        except Exception as exc:
+            logger.exception("%s: event lost to a bug in the bridge", connection.label)
+            return Result(Kind.UNANSWERABLE, error=repr(exc))
+        return result
 
     def _note(self, connection: EvapiConnection, result: Result, seconds: float) -> None:
         """Log one event's fate; engine failures once per failing period."""
@@ -339,7 +351,18 @@ class Bridge:
             self._engine_failing = False
             logger.info("routing engine recovered")
         if result.kind is Kind.UNANSWERABLE:
-            logger.warning("%s: event not answered: %s", connection.label, result.error)
+            # At most one warning a second: a misbehaving config can send thousands;
+            # the periodic summary counts them all.
+            now = time.monotonic()
+            quiet = now - self._last_unanswerable_warning < 1.0
+            if not quiet:
+                self._last_unanswerable_warning = now
+            logger.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "%s: event not answered: %s",
+                connection.label,
+                result.error,
+            )
         elif result.kind is Kind.IGNORED:
             logger.debug("%s: %s", connection.label, result.error)
         elif logger.isEnabledFor(logging.DEBUG):
