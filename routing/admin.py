@@ -12,6 +12,7 @@ from simple_history.utils import bulk_update_with_history
 
 from ops.admin_help import OperatorHelpMixin
 from ops.history import TenantHistoryMixin
+from routing.admin_import import PrefixImportAdminMixin
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
 from tenants.admin_base import TenantScopedMixin
 
@@ -126,7 +127,13 @@ class RouteTargetInline(TenantScopedMixin, admin.TabularInline):
 
 
 @admin.register(DialPrefix)
-class DialPrefixAdmin(OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
+class DialPrefixAdmin(
+    PrefixImportAdminMixin,
+    OperatorHelpMixin,
+    TenantScopedMixin,
+    TenantHistoryMixin,
+    SimpleHistoryAdmin,
+):
     list_display = [
         "prefix_display",
         "description",

@@ -101,10 +101,9 @@ def bulk_writes(using: str = "default") -> Iterator[None]:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL routing.bulk = 'on'")
-        try:
-            yield
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL routing.bulk = 'off'")
+        yield
+        # On an error the transaction (or savepoint) rolls back, and the setting with it.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL routing.bulk = 'off'")
     else:
         yield

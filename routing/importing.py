@@ -391,6 +391,7 @@ def _write_postgresql(
     with connections[using].cursor() as cursor:
         # One import per tenant at a time; other tenants' imports run alongside.
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [6, tenant.pk])
+        cursor.execute("DROP TABLE IF EXISTS pg_temp.routing_import")  # an earlier import
         cursor.execute(_STAGE_SQL)
         columns = (
             "line, prefix, min_length, max_length, action, routing_mode, reject_code, "
