@@ -170,6 +170,24 @@ def test_it_uses_its_default_tenant_only_for_events_without_a_source(kamailio, r
     assert answers[3]["tenant"] == "tenant-a"
 
 
+def test_it_logs_each_decision_at_debug_and_a_periodic_summary_at_info(kamailio, route_a, caplog):
+    caplog.set_level(logging.DEBUG, logger="evapi_bridge")
+    with running_bridge(kamailio, stats_interval=0.3):
+        evapi = kamailio.accept()
+        evapi.send_events(event(7, caller="3312"), {"event": "dialog-end"})
+        evapi.answers(1)
+        time.sleep(0.5)
+    messages = [record.getMessage() for record in caplog.records]
+    decision = next(m for m in messages if "tindex=7" in m)
+    assert decision.startswith(f"{kamailio.address}: tindex=7 tlabel=50 caller='3312' ")
+    assert "callee='+33612345678' routed 200 OK (" in decision
+    assert decision.endswith(" ms)")
+    summary = next(m for m in messages if m.startswith("last "))
+    assert "2 events, 1 answers (0 engine errors, 0 malformed), 1 ignored" in summary
+    assert "latency p50 " in summary
+    assert summary.endswith("1/1 connected, 0 in flight")
+
+
 def test_it_reconnects_when_kamailio_drops_the_connection_or_restarts(kamailio, route_a, caplog):
     caplog.set_level(logging.INFO, logger="evapi_bridge")
     with running_bridge(kamailio):
