@@ -23,6 +23,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from routing.importing import import_prefixes
 from routing.models import DialPrefix, Trunk
 from tests.factories import make_route, make_tenant, make_trunk
 
@@ -220,3 +221,8 @@ def test_changes_reach_two_web_processes_and_a_bridge_within_a_second(live):
 
     make_route(route.tenant, "3361", action="reject", reject_code=403)
     assert seconds_until_all(clients, "+33612345678", 403) < DEADLINE
+
+    # An import replaces the whole table (one 'table' change: a background rebuild).
+    csv = "prefix,action,reject_code\n336,reject,404\n"
+    import_prefixes(lambda: io.StringIO(csv), tenant=route.tenant, replace=True)
+    assert seconds_until_all(clients, "+33612345678", 404) < DEADLINE
