@@ -8,6 +8,7 @@ connection settings), so they see the rows the test commits.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -36,7 +37,43 @@ from tests.e2e.sipp import Sipp
 
 BASE_DIR = Path(settings.BASE_DIR)
 CONFIG_DIR = BASE_DIR / "deploy" / "kamailio"
-CONFIGS = {"http": CONFIG_DIR / "kamailio-http.cfg", "evapi": CONFIG_DIR / "kamailio-evapi.cfg"}
+# Kamailio "paths": the HTTP config with http_client (what Debian packages) or with
+# http_async_client (the production default, when installed), and the EVAPI config.
+CONFIGS = {
+    "http": CONFIG_DIR / "kamailio-http.cfg",
+    "http-async": CONFIG_DIR / "kamailio-http.cfg",
+    "evapi": CONFIG_DIR / "kamailio-evapi.cfg",
+}
+
+
+def http_async_module_path() -> str | None:
+    """Kamailio's mpath for the http_async_client variant, or None when it is not installed.
+
+    Debian 12 does not package http_async_client; E2E_KAMAILIO_MODULES may name a
+    directory with a build of it, searched before Kamailio's own module directory.
+    """
+    candidates = [
+        os.environ.get("E2E_KAMAILIO_MODULES", ""),
+        *glob.glob("/usr/lib/*/kamailio/modules"),
+        "/usr/lib64/kamailio/modules",
+        "/usr/local/lib64/kamailio/modules",
+        "/usr/local/lib/kamailio/modules",
+    ]
+    directories = [d for d in candidates if d and Path(d).is_dir()]
+    if any((Path(d) / "http_async_client.so").exists() for d in directories):
+        return ":".join(directories)
+    return None
+
+
+HTTP_ASYNC_MISSING = (
+    "http_async_client is not installed (Debian 12 does not package it); "
+    "set E2E_KAMAILIO_MODULES to a directory with a build of it"
+)
+# The "http-async" parameter of a test, skipped before any setup when the module is missing.
+HTTP_ASYNC = pytest.param(
+    "http-async",
+    marks=pytest.mark.skipif(http_async_module_path() is None, reason=HTTP_ASYNC_MISSING),
+)
 
 
 def database_url() -> str:
@@ -189,10 +226,11 @@ class Kamailio:
 
 @pytest.fixture
 def start_kamailio(processes):
-    """start_kamailio("http" | "evapi", NAME=value...): a Kamailio with the shipped config.
+    """start_kamailio("http" | "http-async" | "evapi", NAME=value...): a shipped config.
 
-    Keyword arguments become -A defines (strings quoted for Kamailio). The HTTP
-    config runs its http_client variant: Debian has no http_async_client.
+    Keyword arguments become -A defines (strings quoted for Kamailio). "http" runs
+    the HTTP config's http_client variant; "http-async" its default,
+    http_async_client, and skips the test when that module is not installed.
     """
     run_dirs: list[str] = []
 
@@ -216,6 +254,11 @@ def start_kamailio(processes):
                 "-Y", run_dir, "-w", run_dir]  # fmt: skip
         if path == "http":
             argv += ["-A", "WITH_HTTP_CLIENT"]
+        elif path == "http-async":
+            module_path = http_async_module_path()
+            if module_path is None:
+                pytest.skip(HTTP_ASYNC_MISSING)
+            values["MODULES_DIR"] = module_path
         for name, value in values.items():
             argv += ["-A", f'{name}="{value}"' if isinstance(value, str) else f"{name}={value}"]
         process = processes.start(f"kamailio-{path}", argv, cwd=run_dir)
