@@ -424,7 +424,7 @@ def _count(stats: PeriodStats, result: Result, latency: float) -> None:
     if result.kind is Kind.ANSWERED:
         stats.answers += 1
         stats.latency.add(latency)
-        if result.engine_failed:
+        if result.code >= 500 and result.error:
             stats.errors += 1
         elif result.error:
             stats.invalid += 1

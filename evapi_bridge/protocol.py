@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 ROUTING_EVENT = "sip-routing"
 DATABASE_FAILURE = (503, "Routing Database Unavailable")
 ENGINE_FAILURE = (500, "Routing Engine Failure")
+TOO_LARGE = (500, "Routing Answer Too Large")
+# Kamailio's evapi reads each client into a 32 KB buffer (CLIENT_BUFFER_SIZE); a
+# longer frame can never complete there and wedges the connection. Stay well below.
+MAX_ANSWER = 32000
 
 # Kamailio configs often build the event by string templating; a quote in a
 # display name then breaks the JSON. The transaction ids are plain integers that
@@ -99,9 +103,14 @@ def handle_event(payload: bytes, *, table: RouteTable, default_tenant: str | Non
         logger.exception("routing engine failed on tindex=%s tlabel=%s", tindex, tlabel)
         code, reason = ENGINE_FAILURE
         return _failure(tindex, tlabel, Outcome.ERROR, code, reason, repr(exc), True)
+    answer = _answer(decision, tindex, tlabel)
+    if len(answer) > MAX_ANSWER:
+        problem = f"answer of {len(answer)} bytes is over the {MAX_ANSWER} Kamailio can read"
+        logger.error("tindex=%s tlabel=%s: %s", tindex, tlabel, problem)
+        return _failure(tindex, tlabel, Outcome.ERROR, *TOO_LARGE, problem)
     return Result(
         Kind.ANSWERED,
-        answer=_answer(decision, tindex, tlabel),
+        answer=answer,
         tindex=tindex,
         tlabel=tlabel,
         outcome=str(decision.outcome),
@@ -147,9 +156,14 @@ def _failure(
 ) -> Result:
     reason = _UNPRINTABLE.sub("?", reason)[:_MAX_REASON]
     decision = Decision(outcome=outcome, code=code, reason=reason, trace=(error,))
+    answer = _answer(decision, tindex, tlabel)
+    if len(answer) > MAX_ANSWER:
+        problem = f"answer of {len(answer)} bytes is over the {MAX_ANSWER} Kamailio can read"
+        logger.error("tindex=%s tlabel=%s: %s", tindex, tlabel, problem)
+        return _failure(tindex, tlabel, Outcome.ERROR, *TOO_LARGE, problem)
     return Result(
         Kind.ANSWERED,
-        answer=_answer(decision, tindex, tlabel),
+        answer=answer,
         tindex=tindex,
         tlabel=tlabel,
         outcome=str(outcome),

@@ -13,7 +13,7 @@ from routing.requests import call_request_from_fields
 from routing.resolver import to_rtjson
 from routing.service import decide
 from routing.tables import DatabaseRouteTable
-from tests.factories import make_route
+from tests.factories import make_route, make_trunk
 
 pytestmark = pytest.mark.django_db
 
@@ -202,6 +202,18 @@ def test_garbage_without_transaction_ids_is_unanswerable(payload, problem):
     result = handle(payload)
     assert (result.kind, result.answer) == (Kind.UNANSWERABLE, None)
     assert problem in result.error
+
+
+def test_an_answer_too_large_for_kamailio_becomes_a_500(tenant_a):
+    """Kamailio reads an engine's frames into 32 KB: a longer one would wedge the link."""
+    headers = "".join(f"X-Long-{n}: {'v' * 60}\n" for n in range(20))
+    trunks = [make_trunk(tenant_a, f"t{n}", extra_headers=headers) for n in range(20)]
+    make_route(tenant_a, "33", *trunks)
+    result = handle(event())
+    document = answer(result)
+    assert (document["code"], document["reason"]) == (500, "Routing Answer Too Large")
+    assert document["xtra"] == {"tindex": 123, "tlabel": 456}
+    assert "over the 32000 Kamailio can read" in result.error
 
 
 class FailingTable(DatabaseRouteTable):
