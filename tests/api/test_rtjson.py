@@ -138,6 +138,26 @@ def test_the_callee_comes_from_the_ruri_before_the_to_uri(post_call, tenant_a, t
     assert rtjson(post_call(body))["prefix"] == "49"
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"ruri": "sips:+33612345678@[2001:db8::1]:5061;transport=tls"},
+        {"ruri": "sip:%2B33612345678@sbc.example.net;user=phone"},
+        {"ruri": ..., "to_uri": '"Bob" <sip:+33612345678@sbc.example.net>;tag=9'},
+        {"ruri": ..., "to_uri": "tel:+33612345678;phone-context=example.net"},
+        {"ruri": "sip:+33612345678;npdi@sbc.example.net"},
+        {"callee": "+33 6 12 34 56 78", "ruri": "sip:999@sbc.example.net"},
+    ],
+)
+def test_the_callee_is_read_from_any_usual_uri_form(post_call, route_a, fields):
+    document = rtjson(post_call(call_body(**fields)))
+
+    assert (document["prefix"], document["routes"][0]["uri"].split("@")[0]) == (
+        "33",
+        "sip:+33612345678",
+    )
+
+
 def test_it_answers_location_for_local_users(post_call, tenant_a):
     make_route(tenant_a, "1000", action="location")
 
@@ -391,3 +411,13 @@ def test_a_database_failure_is_answered_with_success_false_and_500(post_call, ro
         }
     }
     assert "routing engine error" in caplog.text
+
+
+def test_a_database_failure_during_authentication_is_answered_too(post_call, route_a):
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE api_kamailiotoken RENAME TO api_kamailiotoken_gone")
+
+    response = post_call()
+
+    assert response.status_code == 200
+    assert (response.json()["rtjson"]["success"], response.json()["rtjson"]["code"]) == (False, 500)
