@@ -9,6 +9,8 @@ the INVITEs each carrier received (with the headers a trunk sets).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import socket
 import sys
@@ -285,6 +287,59 @@ def test_evapi_closes_engines_from_networks_it_does_not_allow(
     kamailio.process.wait_for_log("refused: not in EVAPI_ALLOWED_NETWORKS")
 
     result = sipp.call(kamailio.port, "33123")
+
+    assert result.finals == [503, 503], result.describe()
+    assert result.seconds < FAST, result.describe()
+
+
+class BrokenEngine:
+    """An EVAPI client that answers each event with a fixed document (plus its xtra).
+
+    It stands for an engine that answers but not with rtjson, which the real bridge
+    never does: Kamailio must still reply at once.
+    """
+
+    def __init__(self, port: int, answer: dict) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=5)
+        self.answer = answer
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        buffer = b""
+        with contextlib.suppress(OSError):
+            while chunk := self.sock.recv(65536):
+                buffer += chunk
+                while b":" in buffer:
+                    size, _, rest = buffer.partition(b":")
+                    if len(rest) < int(size) + 1:
+                        break
+                    event, buffer = json.loads(rest[: int(size)]), rest[int(size) + 1 :]
+                    xtra = {"tindex": event["tindex"], "tlabel": event["tlabel"]}
+                    payload = json.dumps({**self.answer, "xtra": xtra}).encode()
+                    self.sock.sendall(b"%d:%s," % (len(payload), payload))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(2)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"version": "1.0"}, {"success": True, "routing": "sideways", "routes": []}],
+    ids=["no-success-field", "unknown-routing"],
+)
+def test_evapi_answer_that_is_not_rtjson_gets_503_at_once(answer, start_kamailio, sipp):
+    kamailio = start_kamailio("evapi")
+    seen = len(kamailio.process.log())
+    engine = BrokenEngine(kamailio.evapi_port, answer)
+    try:
+        kamailio.process.wait_for_log("routing engine connected from", after=seen)
+        result = sipp.call(kamailio.port, "33123")
+    finally:
+        engine.close()
 
     assert result.finals == [503, 503], result.describe()
     assert result.seconds < FAST, result.describe()
