@@ -28,13 +28,17 @@ from dataclasses import dataclass
 from django.db import close_old_connections, connections
 
 from evapi_bridge.netstring import FrameError, NetstringDecoder, encode
-from evapi_bridge.protocol import Kind, Result, handle_event
+from evapi_bridge.protocol import OVERLOADED, Kind, Result, handle_event
 from evapi_bridge.stats import PeriodStats
 from routing.metrics import BRIDGE_CONNECTED, BRIDGE_IN_FLIGHT, observe_decision
 from routing.resolver import RouteTable
 from routing.tables import get_route_table
 
 logger = logging.getLogger(__name__)
+
+# How long a connection attempt may take (a blackholed host would otherwise hang
+# for the kernel's SYN retries, about two minutes).
+CONNECT_TIMEOUT = 5.0
 
 # How often a worker lets Django check its connection (close it past CONN_MAX_AGE,
 # health-check it). Checking per event would cost a `SELECT 1` round trip per call.
@@ -52,6 +56,10 @@ class BridgeConfig:
     backoff_max: float = 5.0
     # At shutdown, how long to wait for decisions already taken before closing anyway.
     drain_timeout: float = 10.0
+    # An event that waited longer than this for a worker gets 503 without a decision:
+    # under overload, answering stale events fast lets the backlog drain instead of
+    # deciding calls whose transaction timer is about to fire.
+    max_wait: float = 5.0
 
 
 def address_label(host: str, port: int) -> str:
@@ -148,8 +156,11 @@ class KamailioLink:
         gauge.set(0)
         while not self.bridge.stopping:
             try:
-                _, connection = await loop.create_connection(
-                    lambda: EvapiConnection(self.bridge, self.label), self.host, self.port
+                _, connection = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: EvapiConnection(self.bridge, self.label), self.host, self.port
+                    ),
+                    CONNECT_TIMEOUT,
                 )
             except OSError as exc:
                 if not retrying:
@@ -157,7 +168,7 @@ class KamailioLink:
                         "cannot connect to %s (%s); retrying every %.1f s up to %.0f s, "
                         "logging again when connected",
                         self.label,
-                        exc.strerror or exc,
+                        exc.strerror or str(exc) or type(exc).__name__,
                         delay,
                         config.backoff_max,
                     )
@@ -211,6 +222,7 @@ class Bridge:
         self._wakeup_pending = False
         self._stop_early = False
         self._engine_failing = False
+        self._overloaded = False
         self._last_unanswerable_warning = 0.0
         self._started = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -315,7 +327,8 @@ class Bridge:
                         close_old_connections()
                     except Exception:  # a dead server can fail even the close
                         _close_connections()
-                result = self._decide(connection, payload, table, started)
+                overloaded = started - received > self.config.max_wait
+                result = self._decide(connection, payload, table, started, overloaded)
                 if result.engine_failed:
                     _close_connections()  # the next event reconnects
                 self._post((connection, result, received))
@@ -323,11 +336,21 @@ class Bridge:
             _close_connections()
 
     def _decide(
-        self, connection: EvapiConnection, payload: bytes, table: RouteTable, started: float
+        self,
+        connection: EvapiConnection,
+        payload: bytes,
+        table: RouteTable,
+        started: float,
+        overloaded: bool,
     ) -> Result:
         """handle_event() plus metrics and logs; never raises, or the worker would die."""
         try:
-            result = handle_event(payload, table=table, default_tenant=self.config.default_tenant)
+            result = handle_event(
+                payload,
+                table=table,
+                default_tenant=self.config.default_tenant,
+                overloaded=overloaded,
+            )
             seconds = time.perf_counter() - started
             if result.kind is Kind.ANSWERED:
                 observe_decision("evapi", result.outcome, seconds)
@@ -338,7 +361,19 @@ class Bridge:
         return result
 
     def _note(self, connection: EvapiConnection, result: Result, seconds: float) -> None:
-        """Log one event's fate; engine failures once per failing period."""
+        """Log one event's fate; engine failures and overload once per period."""
+        if result.reason == OVERLOADED[1]:
+            if not self._overloaded:
+                self._overloaded = True
+                logger.error(
+                    "overloaded: events waited over %.1f s for a worker; answering 503 "
+                    "without deciding until the backlog is gone",
+                    self.config.max_wait,
+                )
+            return
+        if self._overloaded and result.kind is Kind.ANSWERED:
+            self._overloaded = False
+            logger.info("no longer overloaded")
         if result.engine_failed:
             if not self._engine_failing:
                 self._engine_failing = True
@@ -384,7 +419,9 @@ class Bridge:
         self._outbox.append(item)
         if not self._wakeup_pending:
             self._wakeup_pending = True
-            self._loop.call_soon_threadsafe(self._flush)
+            # The loop is closed only if a decision outlived the shutdown's wait.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._flush)
 
     # --- answers out (loop thread) ---------------------------------------------------
 

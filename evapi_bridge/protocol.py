@@ -30,6 +30,7 @@ ROUTING_EVENT = "sip-routing"
 DATABASE_FAILURE = (503, "Routing Database Unavailable")
 ENGINE_FAILURE = (500, "Routing Engine Failure")
 TOO_LARGE = (500, "Routing Answer Too Large")
+OVERLOADED = (503, "Routing Engine Overloaded")
 # Kamailio's evapi reads each client into a 32 KB buffer (CLIENT_BUFFER_SIZE); a
 # longer frame can never complete there and wedges the connection. Stay well below.
 MAX_ANSWER = 32000
@@ -66,12 +67,16 @@ class Result:
     engine_failed: bool = False  # the resolver or database failed (not the event)
 
 
-def handle_event(payload: bytes, *, table: RouteTable, default_tenant: str | None) -> Result:
+def handle_event(
+    payload: bytes, *, table: RouteTable, default_tenant: str | None, overloaded: bool = False
+) -> Result:
     """Answer one EVAPI event payload.
 
     `default_tenant` is the slug used for events without a `source_ip` (the
     minimal tutorial event); None means such calls are refused with 403.
-    Never raises: engine failures become a 5xx answer.
+    `overloaded` answers 503 without deciding: the event waited so long that
+    deciding it would only make the backlog longer. Never raises: engine
+    failures become a 5xx answer.
     """
     try:
         event = json.loads(payload)
@@ -87,6 +92,8 @@ def handle_event(payload: bytes, *, table: RouteTable, default_tenant: str | Non
     if problem:
         return Result(Kind.UNANSWERABLE, error=problem)
 
+    if overloaded:
+        return _failure(tindex, tlabel, Outcome.ERROR, *OVERLOADED, "shed: waited too long")
     tenant = None if event.get("source_ip") else default_tenant
     try:
         request = call_request_from_fields(event, tenant=tenant)

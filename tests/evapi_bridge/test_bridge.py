@@ -95,7 +95,8 @@ def test_it_answers_1000_interleaved_events_in_bursts_exactly_once_on_their_conn
     rng = random.Random(4)
     first, second = FakeKamailio(), FakeKamailio()
     try:
-        with running_bridge(first, second):
+        # A 1,000-event burst is a backlog by design: no overload shedding here.
+        with running_bridge(first, second, max_wait=120):
             clients = [first.accept(), second.accept()]
             sent: list[dict[int, dict[str, Any]]] = [{}, {}]
             for tindex in range(1000):
@@ -301,6 +302,24 @@ def test_a_slow_decision_does_not_hold_back_the_next_events(kamailio, route_a):
         assert sorted(answer["xtra"]["tindex"] for answer in first) == [1, 2, 3, 4, 5]
         assert time.monotonic() - started < 0.9
         assert evapi.answers(1)[0]["xtra"]["tindex"] == 0
+
+
+def test_events_that_waited_too_long_for_a_worker_get_a_fast_503(kamailio, route_a, caplog):
+    """Overload: shed what Kamailio is about to time out, instead of deciding it late."""
+    with running_bridge(kamailio, workers=1, max_wait=0.3, table_factory=SlowTable):
+        evapi = kamailio.accept()
+        evapi.send_events(event(0, callee="+999123"), event(1), event(2))
+        answers = by_tindex(evapi.answers(3))
+        evapi.send_events(event(3))
+        answers.update(by_tindex(evapi.answers(1)))
+    assert answers[0]["outcome"] == "no_route"  # decided, slowly (tenant A has no 999)
+    for shed in (answers[1], answers[2]):
+        assert (shed["success"], shed["code"]) == (False, 503)
+        assert shed["reason"] == "Routing Engine Overloaded"
+    assert answers[3]["success"] is True  # the backlog is gone: deciding again
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum(m.startswith("overloaded: events waited over 0.3 s") for m in messages) == 1
+    assert "no longer overloaded" in messages
 
 
 class database_outage:

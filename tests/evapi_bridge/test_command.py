@@ -69,6 +69,7 @@ def test_it_refuses_an_unknown_tenant_at_start_up(tenant_a, tenant_b):
     [
         (["--workers", "0"], "--workers 0: must be at least 1"),
         (["--stats-interval", "-1"], "--stats-interval must be 0 (off) or a number of seconds"),
+        (["--max-wait", "0"], "--max-wait must be a positive number of seconds"),
     ],
 )
 def test_it_refuses_bad_numbers(option, message):
@@ -131,7 +132,7 @@ def bridge_process(
     }
     command = [sys.executable, str(MANAGE), "run_evapi_bridge", "--connect", kamailio.address]
     process = subprocess.Popen(
-        [*command, "--tenant", "tenant-a", "--workers", "2"],
+        [*command, "--tenant", "tenant-a", "--workers", "2", "--max-wait", "120"],
         env=env,
         stderr=subprocess.PIPE,
         text=True,

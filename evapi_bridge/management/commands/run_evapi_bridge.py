@@ -71,6 +71,15 @@ class Command(BaseCommand):
             help="Seconds between summary lines (events, answers, errors, latency); "
             "0 turns them off. Default 60.",
         )
+        parser.add_argument(
+            "--max-wait",
+            type=float,
+            default=5.0,
+            metavar="SECONDS",
+            help="An event that waited longer for a worker is answered 503 without a "
+            "decision, so an overloaded bridge catches up instead of deciding calls "
+            "Kamailio is about to time out. Default 5.",
+        )
 
     def handle(self, *args, **options):
         addresses = tuple(parse_address(a) for a in options["connect"] or settings.EVAPI_CONNECT)
@@ -80,6 +89,8 @@ class Command(BaseCommand):
             raise CommandError(f"--workers {options['workers']}: must be at least 1")
         if options["stats_interval"] < 0:
             raise CommandError("--stats-interval must be 0 (off) or a number of seconds")
+        if options["max_wait"] <= 0:
+            raise CommandError("--max-wait must be a positive number of seconds")
         tenant = (options["tenant"] or settings.EVAPI_DEFAULT_TENANT or "").strip() or None
         self._configure_logging(options["verbosity"])
         self._announce_tenant(tenant)
@@ -91,6 +102,7 @@ class Command(BaseCommand):
                 default_tenant=tenant,
                 workers=options["workers"],
                 stats_interval=options["stats_interval"],
+                max_wait=options["max_wait"],
                 max_frame=settings.EVAPI_MAX_FRAME,
             )
         )
