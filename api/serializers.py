@@ -12,7 +12,7 @@ from rest_framework.settings import api_settings
 from rest_framework.validators import UniqueValidator
 
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
-from routing.resolver import Decision, PrefixRow, Route, to_rtjson
+from routing.resolver import Decision, Route, to_rtjson
 from tenants.models import Tenant, TenantSource
 from tenants.networks import NetworkError, parse_address
 from tenants.scoping import is_tenant_scoped, scope_queryset, user_scope
@@ -110,59 +110,60 @@ class RoutingAnswerSerializer(serializers.Serializer):
 # --- Simulation: the decision with its trace ------------------------------------------
 
 
-def _prefix_json(row: PrefixRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "prefix": row.prefix,
-        "action": row.action,
-        "routing_mode": row.routing_mode,
-        "min_length": row.min_length,
-        "max_length": row.max_length,
-        "description": row.description,
-    }
+class PrefixRowSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    prefix = serializers.CharField()
+    action = serializers.CharField()
+    routing_mode = serializers.CharField()
+    min_length = serializers.IntegerField(allow_null=True)
+    max_length = serializers.IntegerField(allow_null=True)
+    description = serializers.CharField()
 
 
-def _route_json(route: Route) -> dict[str, Any]:
-    return {
-        "carrier": route.carrier,
-        "trunk": route.trunk,
-        "trunk_id": route.trunk_id,
-        "priority": route.priority,
-        "weight": route.weight,
-        "uri": route.uri,
-        "dst_uri": route.dst_uri,
-        "path": route.path,
-        "socket": route.socket,
-        "from_display": route.from_display,
-        "from_uri": route.from_uri,
-        "to_display": route.to_display,
-        "to_uri": route.to_uri,
-        "extra_headers": [f"{name}: {value}" for name, value in route.extra_headers],
-        "branch_flags": route.branch_flags,
-        "fr_timer": route.fr_timer,
-        "fr_inv_timer": route.fr_inv_timer,
-    }
+class RouteSerializer(serializers.Serializer):
+    carrier = serializers.CharField()
+    trunk = serializers.CharField()
+    trunk_id = serializers.IntegerField()
+    priority = serializers.IntegerField()
+    weight = serializers.IntegerField()
+    uri = serializers.CharField()
+    dst_uri = serializers.CharField()
+    path = serializers.CharField()
+    socket = serializers.CharField()
+    from_display = serializers.CharField(allow_null=True)
+    from_uri = serializers.CharField(allow_null=True)
+    to_display = serializers.CharField(allow_null=True)
+    to_uri = serializers.CharField(allow_null=True)
+    extra_headers = serializers.SerializerMethodField()
+    branch_flags = serializers.IntegerField(allow_null=True)
+    fr_timer = serializers.IntegerField(allow_null=True)
+    fr_inv_timer = serializers.IntegerField(allow_null=True)
+
+    def get_extra_headers(self, route: Route) -> list[str]:
+        return [f"{name}: {value}" for name, value in route.extra_headers]
 
 
-def decision_json(decision: Decision) -> dict[str, Any]:
+class DecisionSerializer(serializers.Serializer):
     """The whole decision for an operator: what matched, what it beat, what was skipped."""
-    return {
-        "decision_id": decision.decision_id,
-        "outcome": str(decision.outcome),
-        "success": decision.success,
-        "code": decision.code,
-        "reason": decision.reason,
-        "tenant": decision.tenant.slug if decision.tenant else None,
-        "caller": decision.caller,
-        "callee": decision.callee,
-        "matched": _prefix_json(decision.matched) if decision.matched else None,
-        "beaten": [_prefix_json(row) for row in decision.beaten],
-        "routing": decision.routing,
-        "routes": [_route_json(route) for route in decision.routes],
-        "skipped": list(decision.skipped),
-        "trace": list(decision.trace),
-        "rtjson": to_rtjson(decision),
-    }
+
+    decision_id = serializers.CharField()
+    outcome = serializers.CharField()
+    success = serializers.BooleanField()
+    code = serializers.IntegerField(help_text="SIP code Kamailio replies when not routed.")
+    reason = serializers.CharField()
+    tenant = serializers.CharField(source="tenant.slug", allow_null=True)
+    caller = serializers.CharField()
+    callee = serializers.CharField()
+    matched = PrefixRowSerializer(allow_null=True)
+    beaten = PrefixRowSerializer(many=True, help_text="Shorter prefixes the match beat.")
+    routing = serializers.CharField(allow_null=True)
+    routes = RouteSerializer(many=True)
+    skipped = serializers.ListField(child=serializers.CharField(), help_text="Unusable targets.")
+    trace = serializers.ListField(child=serializers.CharField())
+    rtjson = serializers.SerializerMethodField()
+
+    def get_rtjson(self, decision: Decision) -> dict[str, Any]:
+        return to_rtjson(decision)
 
 
 class SimulationSerializer(CallRequestSerializer):

@@ -9,7 +9,7 @@ from typing import Any
 from django.db import IntegrityError
 from django.db.models import Prefetch, ProtectedError
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import filters, status, viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import APIException, ValidationError
@@ -27,13 +27,13 @@ from api.permissions import HasKamailioToken, HasTenantScope, ModelPermissions, 
 from api.serializers import (
     CallRequestSerializer,
     CarrierSerializer,
+    DecisionSerializer,
     DialPrefixSerializer,
     RoutingAnswerSerializer,
     SimulationSerializer,
     TenantSerializer,
     TenantSourceSerializer,
     TrunkSerializer,
-    decision_json,
     own_tenant,
 )
 from routing import service
@@ -147,7 +147,7 @@ USER_AUTHENTICATION = [TokenAuthentication, SessionAuthentication]
 
 @extend_schema(
     request=SimulationSerializer,
-    responses={200: OpenApiResponse(description="The decision, its trace and its rtjson.")},
+    responses={200: DecisionSerializer},
     summary="Try a call against a route table",
     tags=["simulate"],
 )
@@ -172,7 +172,7 @@ class SimulateView(APIView):
         call = call_request(fields, tenant=tenant.slug if tenant else None)
         decision = service.decide(call)
         observe_decision("simulator", str(decision.outcome), time.perf_counter() - started)
-        return Response(decision_json(decision))
+        return Response(DecisionSerializer(decision).data)
 
 
 # --- The route table ---------------------------------------------------------------------

@@ -73,3 +73,12 @@ def test_bad_input_is_a_400(operator_a):
 
     assert response.status_code == 400
     assert "ruri" in response.json()
+
+
+def test_an_unknown_source_is_explained_not_an_error(superuser, route_a):
+    response = logged_in(superuser).post("/api/v1/simulate", call_body(source_ip="203.0.113.9"))
+
+    result = response.json()
+    assert (response.status_code, result["outcome"], result["code"]) == (200, "forbidden", 403)
+    assert (result["tenant"], result["matched"], result["routes"]) == (None, None, [])
+    assert "203.0.113.9 is in no tenant's networks" in result["trace"][0]
