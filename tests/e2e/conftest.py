@@ -228,13 +228,14 @@ class Kamailio:
 def start_kamailio(processes):
     """start_kamailio("http" | "http-async" | "evapi", NAME=value...): a shipped config.
 
-    Keyword arguments become -A defines (strings quoted for Kamailio). "http" runs
+    Keyword arguments become -A defines (strings quoted for Kamailio); `env` adds
+    environment variables. "http" runs
     the HTTP config's http_client variant; "http-async" its default,
     http_async_client, and skips the test when that module is not installed.
     """
     run_dirs: list[str] = []
 
-    def start(path: str, **defines: str | int) -> Kamailio:
+    def start(path: str, env: dict[str, str] | None = None, **defines: str | int) -> Kamailio:
         # A short directory: the ctl unix socket path must fit in 108 bytes.
         run_dir = tempfile.mkdtemp(prefix="kam-", dir="/tmp")
         run_dirs.append(run_dir)
@@ -261,7 +262,9 @@ def start_kamailio(processes):
             values["MODULES_DIR"] = module_path
         for name, value in values.items():
             argv += ["-A", f'{name}="{value}"' if isinstance(value, str) else f"{name}={value}"]
-        process = processes.start(f"kamailio-{path}", argv, cwd=run_dir)
+        process = processes.start(
+            f"kamailio-{path}", argv, cwd=run_dir, env={**os.environ, **(env or {})}
+        )
         process.wait_until(
             lambda: sip_options_answered(port), what=f"Kamailio ({path}) answering OPTIONS"
         )

@@ -87,11 +87,13 @@ def proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
     installed; Debian's packages have "http" (http_client) and "evapi".
     """
     if request.param.startswith("http"):
+        # The token from the environment, as in production (not in `ps`).
         token = request.getfixturevalue("kamailio_token")
         return start_kamailio(
             request.param,
+            env={"KAMAILIO_ENGINE_TOKEN": token},
             ENGINE_URL=f"{web_server.url}/api/v1/kamailio/rtjson",
-            ENGINE_TOKEN=token,
+            ENGINE_TOKEN_FROM_ENV=1,
         )
     kamailio = start_kamailio("evapi")
     start_bridge(kamailio)
