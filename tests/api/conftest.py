@@ -14,7 +14,10 @@ RTJSON_URL = "/api/v1/kamailio/rtjson"
 
 
 def call_body(**fields: Any) -> dict[str, Any]:
-    """A routing request as Kamailio's config builds it: a call from tenant A's PBX."""
+    """A routing request as Kamailio's config builds it: a call from tenant A's PBX.
+
+    Keyword arguments replace fields; a field given as `...` is left out.
+    """
     body = {
         "event": "sip-routing",
         "source_ip": "192.0.2.7",
