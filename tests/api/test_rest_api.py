@@ -199,6 +199,17 @@ def test_deleting_a_row_still_in_use_is_a_409_saying_by_what(operator_api, route
     assert "33" in response.json()["detail"]
 
 
+def test_a_409_names_a_few_users_and_counts_the_rest(operator_api, tenant_a, trunks_a):
+    for n in range(7):
+        make_route(tenant_a, f"4{n}", trunks_a[0])
+
+    response = operator_api.delete(f"/api/v1/trunks/{trunks_a[0].pk}")
+
+    assert response.status_code == 409
+    assert response.json()["detail"].count("→") == 5
+    assert "and 2 more" in response.json()["detail"]
+
+
 def test_lists_are_paginated_filterable_searchable_and_ordered(operator_api, tenant_a):
     for n in range(5):
         make_trunk(tenant_a, f"t{n}", carrier="Big" if n % 2 else "Small", is_active=n != 3)
