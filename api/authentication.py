@@ -33,7 +33,10 @@ class KamailioTokenAuthentication(BaseAuthentication):
             key = parts[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid token.") from None
-        token = KamailioToken.objects.filter(key_digest=hash_key(key)).first()
+        try:
+            token = KamailioToken.objects.get(key_digest=hash_key(key))
+        except KamailioToken.DoesNotExist:
+            token = None
         if token is None or not token.is_active:
             raise exceptions.AuthenticationFailed("Invalid or inactive token.")
         if not token.allows_address(request.META.get("REMOTE_ADDR")):
