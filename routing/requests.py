@@ -1,7 +1,7 @@
 """Build a CallRequest from the fields Kamailio sends, the same way for every transport.
 
 The callee is the explicit `callee`, else the R-URI user, else the To-URI user;
-the caller is the explicit `caller`, else the From-URI user. Both the HTTP view
+the caller is the explicit `caller`, else the From-URI user; all percent-decoded. Both the HTTP view
 and the EVAPI bridge call this, so the same call gets the same answer either way.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from routing.numbers import SipUriError, bare_uri, parse_uri
 from routing.resolver import CallRequest
@@ -50,8 +51,10 @@ def call_request_from_fields(
     ruri_user = _uri_user(fields, "ruri", errors)
     to_user = _uri_user(fields, "to_uri", errors)
     from_user = _uri_user(fields, "from_uri", errors)
-    callee = _text(fields, "callee") or ruri_user or to_user
-    caller = _text(fields, "caller") or from_user
+    # Explicit values come from $rU / $fU, which Kamailio leaves escaped (%2B33...);
+    # decode them as parse_uri() decodes URI users, so both paths give one number.
+    callee = unquote(_text(fields, "callee")) or ruri_user or to_user
+    caller = unquote(_text(fields, "caller")) or from_user
     if not callee and "callee" not in errors:
         errors["callee"] = "no callee: send callee, ruri or to_uri with a user part"
     port = fields.get("source_port")

@@ -147,6 +147,7 @@ def test_the_callee_comes_from_the_ruri_before_the_to_uri(post_call, tenant_a, t
         {"ruri": ..., "to_uri": "tel:+33612345678;phone-context=example.net"},
         {"ruri": "sip:+33612345678;npdi@sbc.example.net"},
         {"callee": "+33 6 12 34 56 78", "ruri": "sip:999@sbc.example.net"},
+        {"callee": "%2B33612345678", "ruri": "sip:%2B33612345678@sbc.example.net"},  # $rU
     ],
 )
 def test_the_callee_is_read_from_any_usual_uri_form(post_call, route_a, fields):
