@@ -297,11 +297,12 @@ def test_evapi_closes_engines_from_networks_it_does_not_allow(
 class BrokenEngine:
     """An EVAPI client that answers each event with a fixed document (plus its xtra).
 
-    It stands for an engine that answers but not with rtjson, which the real bridge
-    never does: Kamailio must still reply at once.
+    It stands for an engine that answers but not with rtjson, or (`answer` None)
+    reads events and never answers, which the real bridge never does: Kamailio
+    must still reply, and fast.
     """
 
-    def __init__(self, port: int, answer: dict) -> None:
+    def __init__(self, port: int, answer: dict | None) -> None:
         self.sock = socket.create_connection((HOST, port), timeout=5)
         self.answer = answer
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -317,6 +318,8 @@ class BrokenEngine:
                     if len(rest) < int(size) + 1:
                         break
                     event, buffer = json.loads(rest[: int(size)]), rest[int(size) + 1 :]
+                    if self.answer is None:
+                        continue
                     xtra = {"tindex": event["tindex"], "tlabel": event["tlabel"]}
                     payload = json.dumps({**self.answer, "xtra": xtra}).encode()
                     self.sock.sendall(b"%d:%s," % (len(payload), payload))
@@ -330,11 +333,15 @@ class BrokenEngine:
 
 @pytest.mark.parametrize(
     "answer",
-    [{"version": "1.0"}, {"success": True, "routing": "sideways", "routes": []}],
-    ids=["no-success-field", "unknown-routing"],
+    [{"version": "1.0"}, {"success": True, "routing": "sideways", "routes": []}, None],
+    ids=["no-success-field", "unknown-routing", "no-answer"],
 )
-def test_evapi_answer_that_is_not_rtjson_gets_503_at_once(answer, start_kamailio, sipp):
-    kamailio = start_kamailio("evapi")
+def test_evapi_engine_that_does_not_answer_rtjson_gets_the_call_a_fast_503(
+    answer, start_kamailio, sipp
+):
+    # No answer: each call waits ENGINE_TIMEOUT_MS (1 s), not the 5 s fr_timer.
+    limit = FAST if answer is not None else FAST + 1.0
+    kamailio = start_kamailio("evapi", ENGINE_TIMEOUT_MS=1000)
     seen = len(kamailio.process.log())
     engine = BrokenEngine(kamailio.evapi_port, answer)
     try:
@@ -344,4 +351,4 @@ def test_evapi_answer_that_is_not_rtjson_gets_503_at_once(answer, start_kamailio
         engine.close()
 
     assert result.finals == [503, 503], result.describe()
-    assert result.seconds < FAST, result.describe()
+    assert result.seconds < limit, result.describe()
