@@ -137,8 +137,8 @@ def web_server(django_db_setup, django_db_blocker, tmp_path_factory):
         port = free_port()
         process = processes.start(
             "gunicorn",
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"{HOST}:{port}",
-             "-w", "2", "--graceful-timeout", "2"],
+            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
+             "-b", f"{HOST}:{port}", "-w", "2", "--graceful-timeout", "2"],
             cwd=BASE_DIR,
             env=service_env(),
         )  # fmt: skip
