@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -322,6 +324,41 @@ def test_events_that_waited_too_long_for_a_worker_get_a_fast_503(kamailio, route
     assert "no longer overloaded" in messages
 
 
+def postgres_admin() -> psycopg.Connection:
+    """A connection to the server's maintenance database, outside Django."""
+    db = connection.settings_dict
+    return psycopg.connect(
+        dbname="postgres",
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        host=db["HOST"],
+        port=db["PORT"] or 5432,
+        autocommit=True,
+    )
+
+
+def open_database_connections() -> int:
+    """Connections to the test database held by this process (SQLite) or anyone (PostgreSQL)."""
+    name = connection.settings_dict["NAME"]
+    if connection.vendor == "sqlite":
+        fds = Path("/proc/self/fd").iterdir()
+        return sum(1 for fd in fds if os.path.realpath(fd) == os.path.realpath(name))
+    with postgres_admin() as admin:
+        row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [name])
+        return row.fetchone()[0]
+
+
+def test_it_holds_one_database_connection_per_worker_and_none_per_event(kamailio, route_a):
+    connection.close()  # the test's own, so that only the bridge's are counted
+    with running_bridge(kamailio, workers=3):
+        evapi = kamailio.accept()
+        for burst in range(5):
+            evapi.send_events(*(event(burst * 100 + n) for n in range(100)))
+            assert len(evapi.answers(100)) == 100
+        assert 1 <= open_database_connections() <= 3
+    assert open_database_connections() == 0  # the workers closed theirs on the way out
+
+
 class database_outage:
     """Make the test database really unavailable to the bridge's connections, then back.
 
@@ -345,7 +382,7 @@ class database_outage:
         if self.vendor == "sqlite":
             self.locker.execute("BEGIN EXCLUSIVE")
             return
-        with self._admin() as admin:
+        with postgres_admin() as admin:
             admin.execute(f'ALTER DATABASE "{self.settings["NAME"]}" ALLOW_CONNECTIONS false')
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -358,19 +395,8 @@ class database_outage:
             if self.locker.in_transaction:
                 self.locker.execute("ROLLBACK")
             return
-        with self._admin() as admin:
+        with postgres_admin() as admin:
             admin.execute(f'ALTER DATABASE "{self.settings["NAME"]}" ALLOW_CONNECTIONS true')
-
-    def _admin(self) -> psycopg.Connection:
-        s = self.settings
-        return psycopg.connect(
-            dbname="postgres",
-            user=s["USER"],
-            password=s["PASSWORD"] or None,
-            host=s["HOST"],
-            port=s["PORT"] or 5432,
-            autocommit=True,
-        )
 
     def __exit__(self, *exc_info: object) -> None:
         self.unlock()
