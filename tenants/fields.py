@@ -43,3 +43,9 @@ class NetworkField(models.CharField):
             value = self.to_python(value)
             setattr(model_instance, self.attname, value)
         return value
+
+    def get_prep_value(self, value):
+        # CharField.get_prep_value() calls to_python(), which would parse each of the
+        # 32 (IPv4) or 128 (IPv6) candidate networks of every routing decision again.
+        # Values reaching here are normalised already (pre_save, containing_networks).
+        return None if value is None else str(value)
