@@ -11,7 +11,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
+    # The test settings put development values in os.environ (SECRET_KEY,
+    # SECURE_SSL_REDIRECT...): the child must see the production defaults.
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "DEBUG"} and not k.startswith(("SECURE_", "SESSION_", "CSRF_"))
+    }
     clean.update(DJANGO_SETTINGS_MODULE="config.settings", **env)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
