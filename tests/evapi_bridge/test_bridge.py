@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import connection
+from prometheus_client import REGISTRY
 
 from api.models import KamailioToken
 from evapi_bridge.bridge import Bridge, BridgeConfig
@@ -171,6 +172,28 @@ def test_it_uses_its_default_tenant_only_for_events_without_a_source(kamailio, r
         answers = by_tindex(evapi.answers(2))
     assert answers[1]["tenant"] == "tenant-b"
     assert answers[3]["tenant"] == "tenant-a"
+
+
+def test_it_counts_decisions_connections_and_events_in_flight_in_prometheus(kamailio, route_a):
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    routed = sample("routing_decisions_total", transport="evapi", outcome="routed")
+    forbidden = sample("routing_decisions_total", transport="evapi", outcome="forbidden")
+    timed = sample("routing_decision_seconds_count", transport="evapi")
+    in_flight = sample("evapi_bridge_events_in_flight")
+    with running_bridge(kamailio):
+        evapi = kamailio.accept()
+        evapi.send_events(event(1), event(2), event(3, source_ip="203.0.113.1"))
+        evapi.answers(3)
+        assert sample("evapi_bridge_connected", address=kamailio.address) == 1
+    assert sample("evapi_bridge_connected", address=kamailio.address) == 0
+    assert sample("evapi_bridge_events_in_flight") == in_flight  # every event answered
+    assert sample("routing_decisions_total", transport="evapi", outcome="routed") == routed + 2
+    assert sample("routing_decisions_total", transport="evapi", outcome="forbidden") == (
+        forbidden + 1
+    )
+    assert sample("routing_decision_seconds_count", transport="evapi") == timed + 3
 
 
 def test_it_logs_each_decision_at_debug_and_a_periodic_summary_at_info(kamailio, route_a, caplog):
