@@ -9,6 +9,7 @@ that can contain an address, whatever the size of the table.
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -57,11 +58,37 @@ def parse_address(value: str) -> IPAddress:
 
 
 def containing_networks(address: IPAddress) -> list[str]:
-    """Every network that contains `address`, most specific first, as normalised text."""
-    bits = address.max_prefixlen
-    return [
-        str(ipaddress.ip_network((address, length), strict=False)) for length in range(bits, 0, -1)
-    ]
+    """Every network that contains `address`, most specific first, as normalised text.
+
+    This runs on every routing decision, so it masks integers and formats them
+    directly (the same text as str(ipaddress.ip_network(...)), which a property
+    test checks) instead of building 32 or 128 ip_network objects.
+    """
+    value = int(address)
+    if address.version == 4:
+        return [_ipv4_network(value, length) for length in range(32, 0, -1)]
+    return [_ipv6_network(value, length) for length in range(128, 0, -1)]
+
+
+def _ipv4_network(value: int, length: int) -> str:
+    net = value & (_IPV4_ALL ^ (_IPV4_ALL >> length))
+    return f"{net >> 24}.{(net >> 16) & 255}.{(net >> 8) & 255}.{net & 255}/{length}"
+
+
+def _ipv6_network(value: int, length: int) -> str:
+    net = value & (_IPV6_ALL ^ (_IPV6_ALL >> length))
+    high = net >> 32
+    if high == 0 or high == 0xFFFF:
+        # inet_ntop writes these with an embedded dotted quad (::ffff:1.2.3.4);
+        # ipaddress does not, and stored networks use ipaddress's spelling.
+        text = str(ipaddress.IPv6Address(net))
+    else:
+        text = socket.inet_ntop(socket.AF_INET6, net.to_bytes(16, "big"))
+    return f"{text}/{length}"
+
+
+_IPV4_ALL = (1 << 32) - 1
+_IPV6_ALL = (1 << 128) - 1
 
 
 def prefix_length(network: str) -> int:

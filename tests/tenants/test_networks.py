@@ -3,6 +3,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tenants.networks import NetworkError, containing_networks, parse_address, parse_network
 
@@ -39,3 +41,21 @@ def test_parse_address_refuses_non_addresses(text):
 def test_parse_network_refuses_empty_input():
     with pytest.raises(NetworkError, match="Enter a network"):
         parse_network("  ")
+
+
+def _reference(address) -> list[str]:
+    bits = address.max_prefixlen
+    return [str(ipaddress.ip_network((address, n), strict=False)) for n in range(bits, 0, -1)]
+
+
+@given(st.ip_addresses())
+def test_containing_networks_spells_networks_exactly_as_ipaddress_does(address):
+    assert containing_networks(address) == _reference(address)
+
+
+@pytest.mark.parametrize(
+    "text", ["::", "::1", "::2:3", "::ffff:0:1", "::ffff:1.2.3.4", "ffff::", "fe80::1:0:0:1"]
+)
+def test_containing_networks_of_awkward_ipv6_spellings(text):
+    address = ipaddress.ip_address(text)
+    assert containing_networks(address) == _reference(address)
