@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests
 # make between browser steps are ordinary synchronous code (test-only setting).
@@ -34,7 +35,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
@@ -42,6 +43,11 @@ def chromium():
         from playwright.sync_api import Error, sync_playwright
     except ImportError:
         pytest.skip("the playwright package is not installed")
+    # Django keeps connections per thread *and* per context (asgiref.local), and
+    # Playwright's sync API runs this thread inside its own event-loop context: a
+    # connection opened before would be unreachable from here on, and left open when
+    # the test database is dropped. Close it now; the browser tests open their own.
+    connections.close_all()
     playwright = sync_playwright().start()
     try:
         try:
@@ -55,6 +61,7 @@ def chromium():
         finally:
             browser.close()
     finally:
+        connections.close_all()  # the ones opened in Playwright's context, same reason
         playwright.stop()
 
 
