@@ -92,7 +92,10 @@ def database_url() -> str:
 
 def service_env(**extra: str) -> dict[str, str]:
     """Environment of the project's own processes: production settings, the test database."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DEBUG")}
+    # Nothing of the test process's Django setup leaks in (the browser suite sets
+    # DJANGO_ALLOW_ASYNC_UNSAFE for itself, for instance).
+    unwanted = ("DJANGO_SETTINGS_MODULE", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    env = {k: v for k, v in os.environ.items() if k not in unwanted}
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
         SECRET_KEY="e2e-only-secret-key-not-for-production",
