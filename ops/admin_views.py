@@ -51,20 +51,19 @@ def recent_changes_view(request: HttpRequest) -> HttpResponse:
     tenant = next((t for t in tenants if t.slug == request.GET.get("tenant")), None)
     kinds = dict(kinds_choices())
     kind = request.GET.get("kind") if request.GET.get("kind") in kinds else None
-    try:
-        page = min(max(int(request.GET.get("page", "1")), 1), MAX_PAGES)
-    except ValueError:
-        page = 1
+    page = min(max(_int(request.GET.get("page")) or 1, 1), MAX_PAGES)
+    prefix_id = _int(request.GET.get("prefix"))
     changes = recent_changes(
         request.user,
         tenant_id=tenant.pk if tenant else None,
         kinds=[kind] if kind else None,
+        prefix_id=prefix_id,
         limit=CHANGES_PER_PAGE + 1,
         offset=(page - 1) * CHANGES_PER_PAGE,
     )
     context = {
         **admin.site.each_context(request),
-        "title": "Recent changes",
+        "title": "Changes of one route" if prefix_id else "Recent changes",
         "changes": changes[:CHANGES_PER_PAGE],
         "has_next": len(changes) > CHANGES_PER_PAGE and page < MAX_PAGES,
         "page": page,
@@ -72,6 +71,14 @@ def recent_changes_view(request: HttpRequest) -> HttpResponse:
         "tenant": tenant,
         "kinds": kinds,
         "kind": kind,
+        "prefix_id": prefix_id,
         "show_tenant": scope is EVERYTHING,
     }
     return TemplateResponse(request, "admin/ops/recent_changes.html", context)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None

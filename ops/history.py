@@ -151,6 +151,8 @@ class Change:
 
 ACTIONS = {"+": "created", "~": "changed", "-": "deleted"}
 IMPORT_KIND = "import"
+# How the historical rows of a route's parts name their prefix.
+ROUTE_PARTS: dict[type[Model], str] = {DialPrefix: "id", RouteTarget: "prefix_id"}
 
 
 def recent_changes(
@@ -158,24 +160,31 @@ def recent_changes(
     *,
     tenant_id: int | None = None,
     kinds: list[str] | None = None,
+    prefix_id: int | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> list[Change]:
     """The latest changes `user` may see across the tracked models, newest first.
 
-    Each model contributes at most `offset + limit` rows (indexed on history_date),
-    so the cost depends on the page, not on the size of the history.
+    `prefix_id` narrows it to one route: the prefix and its targets. Each model
+    contributes at most `offset + limit` rows (indexed on history_date), so the
+    cost depends on the page, not on the size of the history.
     """
     rows = []
     for model in TRACKED_MODELS:
         if kinds and model._meta.model_name not in kinds:
             continue
+        if prefix_id is not None and model not in ROUTE_PARTS:
+            continue
         queryset = scope_history(model.history.all(), model, user)
         if tenant_id is not None:
             queryset = queryset.filter(**tenant_filter(model, tenant_id))
+        if prefix_id is not None:
+            queryset = queryset.filter(**{ROUTE_PARTS[model]: prefix_id})
         queryset = queryset.select_related("history_user").order_by("-history_date", "-pk")
         rows.extend((record, model) for record in queryset[: offset + limit])
-    if not kinds or IMPORT_KIND in kinds:  # an import is one entry with its row counts
+    if prefix_id is None and (not kinds or IMPORT_KIND in kinds):
+        # an import is one entry with its row counts
         queryset = scope_queryset(ImportRecord.objects.all(), user)
         if tenant_id is not None:
             queryset = queryset.filter(tenant_id=tenant_id)

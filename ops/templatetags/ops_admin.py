@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django import template
+from django.urls import reverse
+from django.utils.http import urlencode
 
 from ops.simulator import sample_number, simulator_url
 from routing.models import DialPrefix
@@ -19,4 +21,12 @@ def simulator_link(obj) -> str:
     if isinstance(obj, DialPrefix) and obj.pk:
         number = sample_number(obj.prefix, obj.min_length, obj.max_length)
         return simulator_url(tenant=obj.tenant.slug, callee=number)
+    return ""
+
+
+@register.simple_tag
+def route_changes_link(obj) -> str:
+    """The recent changes of one route (the prefix and its targets), or "" for others."""
+    if isinstance(obj, DialPrefix) and obj.pk:
+        return f"{reverse('ops:recent-changes')}?{urlencode({'prefix': obj.pk})}"
     return ""

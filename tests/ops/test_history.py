@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from routing.models import Carrier, ImportRecord, Trunk
-from tests.factories import make_trunk
+from tests.factories import make_route, make_trunk
 
 CHANGES = "/admin/recent-changes/"
 
@@ -231,3 +231,27 @@ def test_an_import_is_one_entry_with_its_row_counts_for_its_tenant_only(
     other = Client()
     other.force_login(outsider)
     assert "france.csv" not in other.get(CHANGES).content.decode()
+
+
+def test_one_routes_changes_cover_its_prefix_and_targets_only(
+    client, operator_a, outsider, tenant_a, trunks_a, route_a
+):
+    make_route(tenant_a, "44", trunks_a[0])
+    target = route_a.targets.get(trunk=trunks_a[1])
+    target.weight = 30
+    target.save()
+    client.force_login(operator_a)
+
+    prefix_page = client.get(reverse("admin:routing_dialprefix_change", args=[route_a.pk]))
+    assert f"{CHANGES}?prefix={route_a.pk}" in prefix_page.content.decode()
+    response = client.get(CHANGES, {"prefix": route_a.pk})
+
+    changes = response.context["changes"]
+    assert {c.kind for c in changes} == {"dial prefix", "route target"}
+    assert "Carrier A / a-backup" in changes[0].label
+    assert changes[0].changes[0]["old"] == "100"
+    assert changes[0].changes[0]["new"] == "30"
+    assert all(c.label.startswith("33") for c in changes)  # nothing of route 44
+    other_client = Client()
+    other_client.force_login(outsider)
+    assert other_client.get(CHANGES, {"prefix": route_a.pk}).context["changes"] == []
