@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,8 +11,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.models import KamailioToken
 from tests.ops.test_simulator import FRANCE, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +138,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_gunicorn_with_the_shipped_config_serves_health_and_metrics(tmp_path):
+def _database_url() -> str:
+    """The test database as a DATABASE_URL, for a server in another process."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{credentials}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _call(base: str, key: str) -> dict:
+    body = json.dumps(
+        {
+            "event": "sip-routing",
+            "source_ip": "192.0.2.7",
+            "source_port": 5060,
+            "call_id": "gunicorn-metrics@pbx",
+            "from_name": "",
+            "from_uri": "sip:3312@pbx.example",
+            "from_tag": "t1",
+            "to_name": "",
+            "to_uri": "sip:+33612345678@pbx.example",
+            "to_tag": "",
+        }
+    ).encode()
+    request = urllib.request.Request(  # noqa: S310
+        f"{base}/api/v1/kamailio/rtjson",
+        data=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Token {key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        return json.loads(answer.read())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gunicorn_workers_add_up_in_metrics_with_the_shipped_config(tmp_path, route_a):
+    token = KamailioToken(name="kamailio-test")
+    key = token.set_new_key()
+    token.save()
     port = _free_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
@@ -147,7 +187,7 @@ def test_gunicorn_with_the_shipped_config_serves_health_and_metrics(tmp_path):
         "WEB_CONCURRENCY": "2",
         "SECRET_KEY": "gunicorn-test-key",
         "SECURE_SSL_REDIRECT": "false",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DATABASE_URL": _database_url(),
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     server = subprocess.Popen(
@@ -155,7 +195,7 @@ def test_gunicorn_with_the_shipped_config_serves_health_and_metrics(tmp_path):
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -169,9 +209,14 @@ def test_gunicorn_with_the_shipped_config_serves_health_and_metrics(tmp_path):
                     raise
                 time.sleep(0.2)
         assert health.status == 200
-        metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5)  # noqa: S310
-        assert metrics.status == 200
         assert not (metrics_dir / "counter_999.db").exists()  # wiped at start
+
+        answers = [_call(base, key) for _ in range(20)]  # a new connection each
+
+        assert all(a["rtjson"]["success"] for a in answers)
+        text = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()  # noqa: S310
+        assert sample(text, "routing_decisions_total", transport="http", outcome="routed") == 20
+        assert sample(text, "routing_decision_seconds_count", transport="http") == 20
     finally:
         server.terminate()
         try:
