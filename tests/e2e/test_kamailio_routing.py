@@ -18,8 +18,8 @@ import threading
 
 import pytest
 
-from tests.e2e.conftest import BASE_DIR, HTTP_ASYNC, Api, Kamailio, service_env
 from tests.e2e.processes import HOST, free_port
+from tests.e2e.services import BASE_DIR, HTTP_ASYNC, Api, Kamailio, service_env
 
 _missing = [tool for tool in ("kamailio", "sipp") if shutil.which(tool) is None]
 if _missing:

@@ -1,0 +1,159 @@
+"""The project's own services as the end-to-end suite runs them, and the Kamailio configs.
+
+gunicorn, the bridge and management commands run the production settings
+against the test database of this pytest process (its name is read from the live
+connection settings), so they see the rows the test commits.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.e2e.processes import Process
+
+BASE_DIR = Path(settings.BASE_DIR)
+CONFIG_DIR = BASE_DIR / "deploy" / "kamailio"
+# Kamailio "paths": the HTTP config with http_client (what Debian packages) or with
+# http_async_client (the production default, when installed), and the EVAPI config.
+CONFIGS = {
+    "http": CONFIG_DIR / "kamailio-http.cfg",
+    "http-async": CONFIG_DIR / "kamailio-http.cfg",
+    "evapi": CONFIG_DIR / "kamailio-evapi.cfg",
+}
+
+
+def http_async_module_path() -> str | None:
+    """Kamailio's mpath for the http_async_client variant, or None when it is not installed.
+
+    Debian 12 does not package http_async_client; E2E_KAMAILIO_MODULES may name a
+    directory with a build of it, searched before Kamailio's own module directory.
+    """
+    candidates = [
+        os.environ.get("E2E_KAMAILIO_MODULES", ""),
+        *glob.glob("/usr/lib/*/kamailio/modules"),
+        "/usr/lib64/kamailio/modules",
+        "/usr/local/lib64/kamailio/modules",
+        "/usr/local/lib/kamailio/modules",
+    ]
+    directories = [d for d in candidates if d and Path(d).is_dir()]
+    if any((Path(d) / "http_async_client.so").exists() for d in directories):
+        return ":".join(directories)
+    return None
+
+
+HTTP_ASYNC_MISSING = (
+    "http_async_client is not installed (Debian 12 does not package it); "
+    "set E2E_KAMAILIO_MODULES to a directory with a build of it"
+)
+# The "http-async" parameter of a test, skipped before any setup when the module is missing.
+HTTP_ASYNC = pytest.param(
+    "http-async",
+    marks=pytest.mark.skipif(http_async_module_path() is None, reason=HTTP_ASYNC_MISSING),
+)
+
+
+def database_url() -> str:
+    """DATABASE_URL of the test database this pytest process created."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    if "postgresql" not in db["ENGINE"]:
+        raise NotImplementedError(f"the e2e suite knows SQLite and PostgreSQL, not {db['ENGINE']}")
+    user = quote(db.get("USER") or "", safe="")
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}{port}/{quote(db['NAME'])}"
+
+
+def service_env(**extra: str) -> dict[str, str]:
+    """Environment of the project's own processes: production settings, the test database."""
+    # Nothing of the test process's Django setup leaks in (the browser suite sets
+    # DJANGO_ALLOW_ASYNC_UNSAFE for itself, for instance).
+    unwanted = ("DJANGO_SETTINGS_MODULE", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    env = {k: v for k, v in os.environ.items() if k not in unwanted}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        SECRET_KEY="e2e-only-secret-key-not-for-production",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="false",
+        DATABASE_URL=database_url(),
+        LOG_LEVEL="INFO",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def manage(*args: str, timeout: float = 60) -> str:
+    """Run a management command against the test database; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=service_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, f"manage.py {' '.join(args)} failed:\n{done.stderr}"
+    return done.stdout
+
+
+@dataclass
+class WebServer:
+    url: str
+    process: Process
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 (http on loopback)
+            return answer.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+class Api:
+    """The project's REST API, as a superuser with a DRF token."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url
+        self.token = token
+
+    def post(self, path: str, data: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(  # noqa: S310 (http on loopback)
+            f"{self.base_url}/api/v1/{path}",
+            data=json.dumps(data).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Token {self.token}"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+                return json.load(answer)
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(
+                f"POST /api/v1/{path} {data} -> {exc.code}: {exc.read().decode(errors='replace')}"
+            ) from None
+
+
+@dataclass
+class Kamailio:
+    path: str
+    port: int
+    process: Process
+    evapi_port: int | None = None
