@@ -88,6 +88,10 @@ ORDER BY length(p.prefix), p.prefix
 }
 
 
+def _odd_at_least(value: int) -> int:
+    return max(value, 1021) | 1
+
+
 def _key(prefix: str) -> int:
     return int("1" + prefix)
 
@@ -118,6 +122,9 @@ class PrefixTable:
         self.texts: list[str] = []
         self.profiles: list[tuple[tuple[int, int, int], ...]] = []
         self.overlay: dict[str, Entry | None] = {}
+        self.longest = 0  # digits of the longest prefix: longer candidates cannot match
+        self.size1 = self.size2 = 1
+        self.filter1 = self.filter2 = bytearray(1)  # see _build_filter()
         self._interned: dict = {}
 
     def _intern(self, pool: list, value) -> int:
@@ -131,6 +138,7 @@ class PrefixTable:
         """Add one row of _PREFIX_SQL; rows come in key order (checked in finish())."""
         pid, prefix, min_len, max_len, action, mode, code, reason, active, desc, ids, prof = row
         index = len(self.ids)
+        self.longest = max(self.longest, len(prefix))
         if len(prefix) <= _KEY_DIGITS:
             self.keys.append(_key(prefix))
         else:
@@ -157,6 +165,7 @@ class PrefixTable:
         if any(keys[i] >= keys[i + 1] for i in range(len(keys) - 1)):
             self._sort()
         self._interned = {}
+        self._build_filter()
         return self
 
     def _sort(self) -> None:
@@ -184,12 +193,60 @@ class PrefixTable:
         i = bisect_left(keys, key)
         return i if i < len(keys) and keys[i] == key else None
 
+    def find_all(self, candidates: list[str]) -> list[Entry]:
+        """The entries of those `candidates` that are in the table (the hot path)."""
+        overlay, keys, longest = self.overlay, self.keys, self.longest
+        filter1, filter2, size1, size2 = self.filter1, self.filter2, self.size1, self.size2
+        size = len(keys)
+        found = []
+        for prefix in candidates:
+            if len(prefix) > longest:
+                continue
+            if overlay and prefix in overlay:
+                entry = overlay[prefix]
+                if entry is not None:
+                    found.append(entry)
+                continue
+            if len(prefix) > _KEY_DIGITS:
+                i = self.long.get(prefix)
+                if i is not None:
+                    found.append(self._entry(i, prefix))
+                continue
+            key = int("1" + prefix)
+            if not (filter1[key % size1] and filter2[key % size2]):
+                continue  # surely absent: most candidates end here, without a bisect
+            i = bisect_left(keys, key)
+            if i < size and keys[i] == key:
+                found.append(self._entry(i, prefix))
+        return found
+
+    def _build_filter(self) -> None:
+        """Two one-byte-per-slot hash filters over the keys (a Bloom filter, k=2).
+
+        A bisect costs 1-4 us of Python per candidate; the filters answer "surely
+        not there" for ~92% of absent candidates in a fraction of that, for about
+        6 bytes per prefix.
+        """
+        self.size1 = _odd_at_least(3 * len(self.keys))
+        self.size2 = _odd_at_least(self.size1 + 2 * 1024 + 2)
+        self.filter1 = bytearray(self.size1)
+        self.filter2 = bytearray(self.size2)
+        for key in self.keys:
+            self.filter1[key % self.size1] = 1
+            self.filter2[key % self.size2] = 1
+
+    def note(self, changed: dict[str, Entry | None]) -> None:
+        """Put reloaded rows (None: deleted) in the overlay."""
+        self.overlay.update(changed)
+        self.longest = max([self.longest, *(len(k) for k, v in changed.items() if v)])
+
     def lookup(self, prefix: str) -> Entry | None:
         if prefix in self.overlay:
             return self.overlay[prefix]
         i = self._index(prefix)
-        if i is None:
-            return None
+        return None if i is None else self._entry(i, prefix)
+
+    def _entry(self, i: int, prefix: str) -> Entry:
         shape = self.shapes[self.shape[i]]
         row = PrefixRow(self.ids[i], prefix, *shape, description=self.texts[self.text[i]])
         start = self.target_start[i]
@@ -263,14 +320,9 @@ class CompiledRouteTable:
         if table is None:
             self._memo.targets = None
             return self.database.prefixes(tenant_id, candidates)
-        rows, memo = [], {}
-        for candidate in candidates:
-            entry = table.lookup(candidate)
-            if entry is not None:
-                rows.append(entry[0])
-                memo[entry[0].id] = entry[1]
-        self._memo.targets = memo
-        return rows
+        found = table.find_all(candidates)
+        self._memo.targets = {row.id: targets for row, targets in found}
+        return [row for row, _ in found]
 
     def targets(self, prefix_id: int) -> list[TargetRow]:
         memo = getattr(self._memo, "targets", None)
@@ -443,7 +495,7 @@ class CompiledRouteTable:
                 self._prefix_rows(tenant_id, keys_list[start : start + _CHUNK], cursor)
                 for row in cursor.fetchall():
                     found[row[1]] = _entry(row)
-        table.overlay.update(found)
+        table.note(found)
         if len(table.overlay) > _MAX_OVERLAY:
             self._schedule_build(tenant_id)
 
