@@ -110,7 +110,7 @@ class Sipp:
         self._runs = 0
 
     def carrier(self, scenario: str, name: str) -> Carrier:
-        """A carrier running scenarios/`scenario`.xml (carrier_answer, _reject or _ring)."""
+        """A carrier running scenarios/`scenario`.xml (carrier_answer, _reject, _ring, _silent)."""
         argv, log_file = _sipp_base(self.directory, name)
         port = int(argv[argv.index("-p") + 1])
         argv += ["-sf", str(SCENARIOS / f"{scenario}.xml")]

@@ -118,6 +118,25 @@ def test_serial_failover_completes_the_call_on_the_next_trunk(proxy, table, sipp
     assert [i.ruri for i in up.invites()] == [f"sip:33123@{HOST}:{up.port}"] * 3
 
 
+def test_serial_failover_moves_on_when_a_trunk_does_not_answer_within_its_fr_timer(
+    proxy, table, sipp
+):
+    silent = sipp.carrier("carrier_silent", "carrier-silent")
+    up = sipp.carrier("carrier_answer", "carrier-up")
+    table.route("33", table.trunk("silent", silent.port, fr_timer=500), table.trunk("up", up.port))
+
+    result = sipp.call(proxy.port, "33123")
+
+    assert result.returncode == 0, result.describe()
+    assert result.finals == [200, 200], result.describe()
+    # The trunk's 500 ms, from the route table via rtjson, not tm's 5 s default.
+    assert result.seconds < FAST, result.describe()
+    silent.process.stop()
+    up.process.stop()
+    assert len(silent.invites()) == 2
+    assert len(up.invites()) == 2
+
+
 def test_parallel_routing_rings_every_trunk(proxy, table, sipp):
     ringing = sipp.carrier("carrier_ring", "carrier-ringing")
     answering = sipp.carrier("carrier_answer", "carrier-answering")
