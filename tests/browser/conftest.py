@@ -16,9 +16,6 @@ from pathlib import Path
 import pytest
 from django.db import connections
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls the tests
-# make between browser steps are ordinary synchronous code (test-only setting).
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 # The live server binds the loopback address, not whatever "localhost" resolves to.
 os.environ.setdefault("DJANGO_LIVE_TEST_SERVER_ADDRESS", "127.0.0.1")
 
@@ -48,6 +45,11 @@ def chromium():
     # connection opened before would be unreachable from here on, and left open when
     # the test database is dropped. Close it now; the browser tests open their own.
     connections.close_all()
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests
+    # make between browser steps are ordinary synchronous code. Only while it runs:
+    # elsewhere Django's guard against ORM calls from async code stays on.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     playwright = sync_playwright().start()
     try:
         try:
@@ -63,6 +65,10 @@ def chromium():
     finally:
         connections.close_all()  # the ones opened in Playwright's context, same reason
         playwright.stop()
+        if previous is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
