@@ -169,8 +169,8 @@ class DecisionSerializer(serializers.Serializer):
 class SimulationSerializer(CallRequestSerializer):
     """A routing request from an operator: source_ip is optional, a tenant may be named.
 
-    `tenant` names the table to simulate against (a superuser may name any; a tenant
-    user's simulation always runs against their own tenant, whatever they send).
+    `tenant` names the table to simulate against: a superuser may name any, a tenant
+    user only their own (another slug is an invalid choice).
     """
 
     source_ip = SourceIPField(required=False, allow_null=True)

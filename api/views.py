@@ -13,7 +13,7 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import filters, status, viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
@@ -37,6 +37,7 @@ from api.serializers import (
     TrunkSerializer,
     own_tenant,
 )
+from ops.simulator import simulate
 from routing import service
 from routing.metrics import observe_decision
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
@@ -156,7 +157,10 @@ class SimulateView(APIView):
     """Route a call as Kamailio would, and show why: matched prefix, beaten prefixes,
     skipped targets, routes, trace and the rtjson document. Nothing is sent anywhere.
 
-    A tenant user always simulates against their own tenant's table.
+    The same rule as the admin's simulator (ops.simulator.simulate): a tenant user
+    decides against their own table only; another tenant's source IP is refused
+    with 403 without naming that tenant. Without a source IP or a tenant, a tenant
+    user's own tenant is used.
     """
 
     authentication_classes = USER_AUTHENTICATION
@@ -166,14 +170,14 @@ class SimulateView(APIView):
         serializer = SimulationSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         fields = dict(serializer.validated_data)
-        chosen = fields.pop("tenant", None)
-        own = own_tenant(request.user)
-        tenant = own or chosen
-        started = time.perf_counter()
+        tenant = fields.pop("tenant", None)
+        if tenant is None and not fields.get("source_ip"):
+            tenant = own_tenant(request.user)
         call = call_request(fields, tenant=tenant.slug if tenant else None)
-        decision = service.decide(call)
-        observe_decision("simulator", str(decision.outcome), time.perf_counter() - started)
-        return Response(DecisionSerializer(decision).data)
+        simulation = simulate(call, user=request.user)
+        if simulation.refused:
+            raise PermissionDenied(simulation.refused)
+        return Response(DecisionSerializer(simulation.decision).data)
 
 
 # --- The route table ---------------------------------------------------------------------

@@ -36,16 +36,21 @@ def test_it_explains_the_decision(operator_a, route_a, tenant_a, trunks_a):
     assert result["rtjson"]["routes"][0]["uri"] == "sip:+33612345678@192.0.2.101:5060"
 
 
-def test_a_tenant_user_always_simulates_their_own_table(outsider, route_a, route_b):
+def test_a_tenant_user_only_ever_simulates_their_own_table(outsider, route_a, route_b):
     client = logged_in(outsider)
 
-    by_source = client.post("/api/v1/simulate", call_body(source_ip="192.0.2.7")).json()
-    by_name = client.post("/api/v1/simulate", {"callee": "+3361", "tenant": "tenant-a"})
+    own_source = client.post("/api/v1/simulate", call_body(source_ip="198.51.100.7")).json()
+    no_source = client.post("/api/v1/simulate", {"callee": "+3361"}).json()
+    other_source = client.post("/api/v1/simulate", call_body(source_ip="192.0.2.7"))
+    other_name = client.post("/api/v1/simulate", {"callee": "+3361", "tenant": "tenant-a"})
 
-    assert by_source["tenant"] == "tenant-b"
-    assert {route["carrier"] for route in by_source["routes"]} == {"Carrier B"}
-    assert by_name.status_code == 400
-    assert "tenant" in by_name.json()
+    assert own_source["tenant"] == no_source["tenant"] == "tenant-b"
+    assert {route["carrier"] for route in own_source["routes"]} == {"Carrier B"}
+    assert other_source.status_code == 403
+    assert other_source.json() == {"detail": "This source is not one of your networks."}
+    assert "tenant-a" not in other_source.content.decode()
+    assert other_name.status_code == 400
+    assert "tenant" in other_name.json()
 
 
 def test_a_superuser_picks_the_tenant_or_lets_the_source_decide(superuser, route_a, route_b):
