@@ -1,0 +1,1 @@
+"""Benchmarks of the routing engine at 10^6 prefixes (not part of the test suite)."""
