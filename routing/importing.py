@@ -348,41 +348,57 @@ def import_prefixes(
     return result
 
 
+# Staged rows get their final prefix id from the table's own sequence as they are
+# copied in (an existing prefix takes its id back below), so targets are written
+# straight from the staging table, without joining a million rows back.
 _STAGE_SQL = """
 CREATE TEMP TABLE routing_import (
+    id bigint DEFAULT nextval(pg_get_serial_sequence('routing_dialprefix', 'id')),
+    existed boolean NOT NULL DEFAULT false,
     line integer, prefix text, min_length smallint, max_length smallint, action text,
     routing_mode text, reject_code smallint, reject_reason text, description text,
     is_active boolean, trunks bigint[], priorities integer[], weights integer[]
 ) ON COMMIT DROP
 """
 _EXISTING_SQL = """
-SELECT count(*) FROM routing_import s
-JOIN routing_dialprefix p ON p.tenant_id = %s AND p.prefix = s.prefix
+UPDATE routing_import s SET id = p.id, existed = true
+FROM routing_dialprefix p WHERE p.tenant_id = %s AND p.prefix = s.prefix
 """
-_DELETE_TARGETS_SQL = """
+_DELETE_TARGETS_SQL = {
+    "replace": """
 DELETE FROM routing_routetarget t USING routing_dialprefix p
 WHERE t.prefix_id = p.id AND p.tenant_id = %s
+""",
+    "merge": """
+DELETE FROM routing_routetarget t USING routing_import s
+WHERE t.prefix_id = s.id AND s.existed
+""",
+}
+_DELETE_PREFIXES_SQL = """
+DELETE FROM routing_dialprefix p WHERE p.tenant_id = %s AND NOT EXISTS
+    (SELECT 1 FROM routing_import s WHERE s.existed AND s.id = p.id)
 """
-_UPSERT_SQL = """
-INSERT INTO routing_dialprefix (tenant_id, prefix, description, min_length, max_length,
+_UPDATE_SQL = """
+UPDATE routing_dialprefix p SET description = s.description, min_length = s.min_length,
+    max_length = s.max_length, action = s.action, routing_mode = s.routing_mode,
+    reject_code = s.reject_code, reject_reason = s.reject_reason, is_active = s.is_active
+FROM routing_import s WHERE s.existed AND p.id = s.id
+"""
+_INSERT_SQL = """
+INSERT INTO routing_dialprefix (id, tenant_id, prefix, description, min_length, max_length,
     action, routing_mode, reject_code, reject_reason, is_active)
-SELECT %s, prefix, description, min_length, max_length, action, routing_mode, reject_code,
-    reject_reason, is_active
-FROM routing_import ORDER BY line
-ON CONFLICT (tenant_id, prefix) DO UPDATE SET description = EXCLUDED.description,
-    min_length = EXCLUDED.min_length, max_length = EXCLUDED.max_length,
-    action = EXCLUDED.action, routing_mode = EXCLUDED.routing_mode,
-    reject_code = EXCLUDED.reject_code, reject_reason = EXCLUDED.reject_reason,
-    is_active = EXCLUDED.is_active
+SELECT id, %s, prefix, description, min_length, max_length, action, routing_mode,
+    reject_code, reject_reason, is_active
+FROM routing_import WHERE NOT existed
 """
+# One staged row's targets come out of unnest() in the file's order and get
+# increasing ids in that order, which export uses to order equal targets.
 _TARGETS_SQL = """
 INSERT INTO routing_routetarget (prefix_id, trunk_id, priority, weight)
-SELECT p.id, u.trunk_id, u.priority, u.weight
+SELECT s.id, u.trunk_id, u.priority, u.weight
 FROM routing_import s
-JOIN routing_dialprefix p ON p.tenant_id = %s AND p.prefix = s.prefix
 CROSS JOIN LATERAL unnest(s.trunks, s.priorities, s.weights) WITH ORDINALITY
     AS u(trunk_id, priority, weight, n)
-ORDER BY s.line, u.n
 """
 
 
@@ -429,30 +445,22 @@ def _write_postgresql(
             progress("writing", 0, 3)
         cursor.execute("ANALYZE routing_import")
         cursor.execute(_EXISTING_SQL, [tenant.pk])
-        result.updated = cursor.fetchone()[0]
+        result.updated = cursor.rowcount
         result.created = result.rows - result.updated
         if replace:
-            cursor.execute(_DELETE_TARGETS_SQL, [tenant.pk])
-            cursor.execute(
-                "DELETE FROM routing_dialprefix p WHERE p.tenant_id = %s AND NOT EXISTS "
-                "(SELECT 1 FROM routing_import s WHERE s.prefix = p.prefix)",
-                [tenant.pk],
-            )
+            cursor.execute(_DELETE_TARGETS_SQL["replace"], [tenant.pk])
+            cursor.execute(_DELETE_PREFIXES_SQL, [tenant.pk])
             result.deleted = cursor.rowcount
         else:
-            cursor.execute(
-                _DELETE_TARGETS_SQL.replace(
-                    "%s", "%s AND p.prefix IN (SELECT prefix FROM routing_import)"
-                ),
-                [tenant.pk],
-            )
+            cursor.execute(_DELETE_TARGETS_SQL["merge"])
         if progress:
             progress("writing", 1, 3)
         unchecked = _lock_referenced_rows(cursor, tenant) and _skip_row_fk_checks(cursor)
-        cursor.execute(_UPSERT_SQL, [tenant.pk])
+        cursor.execute(_UPDATE_SQL)
+        cursor.execute(_INSERT_SQL, [tenant.pk])
         if progress:
             progress("writing", 2, 3)
-        cursor.execute(_TARGETS_SQL, [tenant.pk])
+        cursor.execute(_TARGETS_SQL)
         if unchecked:
             cursor.execute("SET LOCAL session_replication_role = origin")
         if progress:

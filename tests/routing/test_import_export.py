@@ -65,6 +65,8 @@ def varied_a(tenant_a, trunks_a):
     make_route(tenant_a, "339", action="reject", reject_code=403, reject_reason="Premium, no")
     make_route(tenant_a, "2", action="location", description="Büro «extensions»\tback\\slash")
     make_route(tenant_a, "44", primary, is_active=False)
+    # Equal priority and weight: only the targets' order in the file tells them apart.
+    make_route(tenant_a, "49", (backup, 1, 100), (primary, 1, 100))
     return tenant_a
 
 
@@ -207,7 +209,7 @@ def test_a_merge_adds_and_overwrites_and_keeps_the_rest(route_a, trunks_a):
 def test_replace_makes_the_table_exactly_the_file(varied_a, route_b):
     body = HEADER + "1,route,serial,Carrier A/a-primary:1:100,,,,,,yes\n"
     result = import_prefixes(text(body), tenant=varied_a, replace=True)
-    assert (result.created, result.updated, result.deleted, result.targets) == (1, 0, 6, 1)
+    assert (result.created, result.updated, result.deleted, result.targets) == (1, 0, 7, 1)
     assert [row[0] for row in table_of(varied_a)] == ["1"]
     assert [row[0] for row in table_of(route_b.tenant)] == ["33"]  # the other tenant untouched
     assert RouteChange.objects.filter(kind=changes.TABLE, tenant_id=varied_a.pk).exists()
@@ -283,7 +285,7 @@ def test_the_commands_export_and_import_with_a_progress_bar(varied_a, tmp_path, 
     call_command("export_prefixes", "--tenant", "tenant-a", "-o", str(path))
     call_command("import_prefixes", str(path), "--tenant", "tenant-a", "--replace")
     out = capsys.readouterr()
-    assert "Imported into tenant-a: 6 rows: 0 prefixes created, 6 overwritten" in out.out
+    assert "Imported into tenant-a: 7 rows: 0 prefixes created, 7 overwritten" in out.out
     assert "checking  [##############################]" in out.err
     assert path.read_text() == export_text(varied_a)
 
