@@ -114,10 +114,13 @@ class RtjsonView(APIView):
         super().initial(request, *args, **kwargs)
 
     def post(self, request: Request) -> Response:
-        serializer = CallRequestSerializer(data=request.data)
         try:
-            serializer.is_valid(raise_exception=True)
-            call = call_request(serializer.validated_data)
+            fields = CallRequestSerializer.fast_validated_data(request.data)
+            if fields is None:
+                serializer = CallRequestSerializer(data=request.data)
+                serializer.is_valid(raise_exception=True)
+                fields = serializer.validated_data
+            call = call_request(fields)
         except ValidationError:
             self.observe(Outcome.INVALID)
             raise
