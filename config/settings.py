@@ -157,6 +157,10 @@ ROUTING_FR_INV_TIMER = env.int("ROUTING_FR_INV_TIMER", default=30000)
 # from the database; see routing/tables.py).
 ROUTING_TABLE = env.str("ROUTING_TABLE", default="database")
 
+# Seconds each process may keep a Kamailio token it looked up: a revoked token stops
+# working everywhere within this time. 0 looks the token up on every request.
+KAMAILIO_TOKEN_CACHE_SECONDS = env.float("KAMAILIO_TOKEN_CACHE_SECONDS", default=1.0)
+
 # --- EVAPI bridge ----------------------------------------------------------------------
 EVAPI_CONNECT = env.list("EVAPI_CONNECT", default=["127.0.0.1:8448"])
 # Tenant (slug) for events that carry no source IP (the minimal EVAPI tutorial event).

@@ -24,3 +24,8 @@ else:
 # Serve static files from the apps (no collectstatic before tests).
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+
+# Tests create and revoke tokens at will: look them up every time, except in the
+# tests of the cache itself (tests/api/test_token_cache.py). Servers started by
+# the e2e suite read the environment and keep the production default.
+KAMAILIO_TOKEN_CACHE_SECONDS = 0
