@@ -14,6 +14,7 @@ it, each process reports its own values (runserver, tests, a single bridge).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -57,8 +58,19 @@ BRIDGE_IN_FLIGHT = Gauge(
 
 def observe_decision(transport: str, outcome: str, seconds: float) -> None:
     """Count one answered call and its decision time."""
-    DECISIONS.labels(transport=transport, outcome=outcome).inc()
-    DECISION_SECONDS.labels(transport=transport).observe(seconds)
+    series = _SERIES.get((transport, outcome))
+    if series is None:
+        # .labels() resolves the child series by name on every call (about 10 µs,
+        # a visible share of a decision); the children never change, so keep them.
+        series = _SERIES[(transport, outcome)] = (
+            DECISIONS.labels(transport=transport, outcome=outcome),
+            DECISION_SECONDS.labels(transport=transport),
+        )
+    series[0].inc()
+    series[1].observe(seconds)
+
+
+_SERIES: dict[tuple[str, str], tuple[Any, Any]] = {}
 
 
 def multiprocess_dir() -> str | None:

@@ -246,7 +246,7 @@ def resolve(
         return fail(Outcome.NO_ROUTE, 503, "No Active Trunk", skipped=tuple(skipped), **common)
 
     ordered = order_targets(usable, key=request.call_id or f"{caller}|{callee}")
-    routes = tuple(_route(target, request, caller, callee, defaults) for target in ordered)
+    routes = tuple(_route(target, request, caller, callee, digits, defaults) for target in ordered)
     trace.append(
         f"{matched.routing_mode} to "
         + ", ".join(f"{r.carrier}/{r.trunk} (p{r.priority} w{r.weight})" for r in routes)
@@ -342,9 +342,9 @@ def _route(
     request: CallRequest,
     caller: str,
     callee: str,
+    digits: str | None,
     defaults: RoutingDefaults,
 ) -> Route:
-    digits = match_digits(callee)
     if digits is not None and (target.strip_digits or target.tech_prefix):
         user = target.tech_prefix + digits[target.strip_digits :]
     else:
