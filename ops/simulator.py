@@ -24,6 +24,7 @@ from routing.resolver import to_rtjson as rtjson_of
 from routing.service import decide
 from routing.tables import get_route_table
 from tenants.models import Tenant
+from tenants.networks import IPAddress
 from tenants.scoping import EVERYTHING, user_scope
 
 NOT_YOURS = "This source is not one of your networks."
@@ -43,8 +44,8 @@ class OwnTenantTable:
             return None
         return tenant
 
-    def tenant_by_source(self, networks: list[str]) -> tuple[TenantRef, str] | None:
-        found = self.inner.tenant_by_source(networks)
+    def tenant_by_source(self, address: IPAddress) -> tuple[TenantRef, str] | None:
+        found = self.inner.tenant_by_source(address)
         if found is None or self._own(found[0]) is None:
             return None
         return found

@@ -36,6 +36,7 @@ from django.db import DatabaseError, connections, transaction
 from routing import changes
 from routing.resolver import PrefixRow, TargetRow, TenantRef
 from routing.tables import DatabaseRouteTable
+from tenants.networks import IPAddress, NetworkIndex
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +284,7 @@ class CompiledRouteTable:
         self.version: int | None = None  # None until the first load
         self._tenants: dict[int, TenantRef] = {}
         self._slugs: dict[str, int] = {}
-        self._sources: dict[str, int] = {}
+        self._sources: NetworkIndex[int] = NetworkIndex(())
         self._trunks: dict[int, tuple] = {}
         self._tables: dict[int, PrefixTable] = {}  # tenants whose table is ready
         # Tenants being built: the prefixes changed meanwhile, or None to start over.
@@ -297,16 +298,15 @@ class CompiledRouteTable:
 
     # --- RouteTable ------------------------------------------------------------------
 
-    def tenant_by_source(self, networks: list[str]) -> tuple[TenantRef, str] | None:
+    def tenant_by_source(self, address: IPAddress) -> tuple[TenantRef, str] | None:
         self._maybe_refresh()
         if self.version is None:
-            return self.database.tenant_by_source(networks)
-        sources, tenants = self._sources, self._tenants
-        for network in networks:
-            tenant_id = sources.get(network)
-            if tenant_id is not None and tenant_id in tenants:
-                return tenants[tenant_id], network
-        return None
+            return self.database.tenant_by_source(address)
+        found = self._sources.lookup(address)
+        if found is None or found[1] not in self._tenants:
+            return None
+        network, tenant_id = found
+        return self._tenants[tenant_id], network
 
     def tenant_by_slug(self, slug: str) -> TenantRef | None:
         self._maybe_refresh()
@@ -440,7 +440,7 @@ class CompiledRouteTable:
     def _load_sources(self) -> None:
         with self._cursor() as cursor:
             cursor.execute("SELECT network, tenant_id FROM tenants_tenantsource")
-            self._sources = dict(cursor.fetchall())
+            self._sources = NetworkIndex(cursor.fetchall())
 
     def _load_trunks(self, carrier_ids: set[int] | None, trunk_ids: set[int] | None) -> None:
         sql, params = _TRUNK_SQL, []

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from routing.numbers import clean_number, is_safe_user, match_digits
-from tenants.networks import NetworkError, parse_address
+from tenants.networks import IPAddress, NetworkError, parse_address
 
 
 class Outcome(enum.StrEnum):
@@ -88,8 +88,8 @@ class RouteTable(Protocol):
     Each method is one lookup whose cost must not grow with the size of the table.
     """
 
-    def tenant_by_source(self, networks: list[str]) -> tuple[TenantRef, str] | None:
-        """The tenant of the most specific of `networks` (most specific first) found."""
+    def tenant_by_source(self, address: IPAddress) -> tuple[TenantRef, str] | None:
+        """The tenant of the most specific source network containing `address`, and it."""
 
     def tenant_by_slug(self, slug: str) -> TenantRef | None: ...
 
@@ -262,8 +262,6 @@ def resolve(
 
 
 def _find_tenant(request: CallRequest, table: RouteTable, trace: list[str]) -> TenantRef | None:
-    from tenants.networks import containing_networks
-
     if request.tenant:
         tenant = table.tenant_by_slug(request.tenant)
         trace.append(
@@ -280,7 +278,7 @@ def _find_tenant(request: CallRequest, table: RouteTable, trace: list[str]) -> T
     except NetworkError:
         trace.append(f"source {request.source_ip!r} is not an IP address")
         return None
-    found = table.tenant_by_source(containing_networks(address))
+    found = table.tenant_by_source(address)
     if found is None:
         trace.append(f"source {address} is in no tenant's networks")
         return None

@@ -14,7 +14,7 @@ from django.utils.module_loading import import_string
 from routing.models import DialPrefix, RouteTarget
 from routing.resolver import PrefixRow, RouteTable, RoutingDefaults, TargetRow, TenantRef
 from tenants.models import Tenant, TenantSource
-from tenants.networks import prefix_length
+from tenants.networks import IPAddress, containing_networks, prefix_length
 
 _TENANT_FIELDS = ("id", "slug", "name", "is_active")
 _PREFIX_FIELDS = (
@@ -62,10 +62,10 @@ class DatabaseRouteTable:
     def __init__(self, using: str = "default") -> None:
         self.using = using
 
-    def tenant_by_source(self, networks: list[str]) -> tuple[TenantRef, str] | None:
+    def tenant_by_source(self, address: IPAddress) -> tuple[TenantRef, str] | None:
         rows = (
             TenantSource.objects.using(self.using)
-            .filter(network__in=networks)
+            .filter(network__in=containing_networks(address))
             .values_list("network", *(f"tenant__{name}" for name in _TENANT_FIELDS))
         )
         best = max(rows, key=lambda row: prefix_length(row[0]), default=None)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable
+from typing import Generic, TypeVar
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+V = TypeVar("V")
 
 
 class NetworkError(ValueError):
@@ -94,3 +97,33 @@ _IPV6_ALL = (1 << 128) - 1
 def prefix_length(network: str) -> int:
     """The prefix length of a normalised network text."""
     return int(network.rsplit("/", 1)[1])
+
+
+class NetworkIndex(Generic[V]):
+    """Most-specific-network lookup over a fixed set of networks, for in-memory tables.
+
+    One dict per prefix length that occurs (usually a handful), keyed by the masked
+    address as an integer: a lookup costs one mask and one dict probe per length
+    present, not the 32 or 128 candidate networks the database lookup has to name.
+    """
+
+    def __init__(self, pairs: Iterable[tuple[str, V]]) -> None:
+        by_length: dict[tuple[int, int], dict[int, tuple[str, V]]] = {}
+        for text, value in pairs:
+            network = ipaddress.ip_network(text)
+            key = (network.version, network.prefixlen)
+            by_length.setdefault(key, {})[int(network.network_address)] = (text, value)
+        self._levels: dict[int, list[tuple[int, dict[int, tuple[str, V]]]]] = {4: [], 6: []}
+        for (version, length), networks in sorted(by_length.items(), key=lambda kv: -kv[0][1]):
+            bits = 32 if version == 4 else 128
+            mask = ((1 << length) - 1) << (bits - length)
+            self._levels[version].append((mask, networks))
+
+    def lookup(self, address: IPAddress) -> tuple[str, V] | None:
+        """(network text, value) of the most specific network containing `address`."""
+        value = int(address)
+        for mask, networks in self._levels[address.version]:
+            found = networks.get(value & mask)
+            if found is not None:
+                return found
+        return None

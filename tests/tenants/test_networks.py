@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenants.networks import NetworkError, containing_networks, parse_address, parse_network
+from tenants.networks import (
+    NetworkError,
+    NetworkIndex,
+    containing_networks,
+    parse_address,
+    parse_network,
+)
 
 
 def test_containing_networks_lists_every_enclosing_network_most_specific_first():
@@ -59,3 +65,26 @@ def test_containing_networks_spells_networks_exactly_as_ipaddress_does(address):
 def test_containing_networks_of_awkward_ipv6_spellings(text):
     address = ipaddress.ip_address(text)
     assert containing_networks(address) == _reference(address)
+
+
+@given(
+    st.lists(st.tuples(st.ip_addresses(), st.integers(min_value=1, max_value=128)), max_size=12),
+    st.ip_addresses(),
+)
+def test_network_index_finds_what_the_candidate_list_finds(specs, address):
+    networks = {
+        str(ipaddress.ip_network((ip, min(length, ip.max_prefixlen)), strict=False))
+        for ip, length in specs
+    }
+    index = NetworkIndex((network, n) for n, network in enumerate(sorted(networks)))
+    expected = next((n for n in containing_networks(address) if n in networks), None)
+    found = index.lookup(address)
+    assert (found[0] if found else None) == expected
+
+
+def test_network_index_prefers_the_most_specific_network():
+    index = NetworkIndex([("10.0.0.0/8", "wide"), ("10.1.0.0/16", "narrow"), ("::/1", "v6")])
+    assert index.lookup(ipaddress.ip_address("10.1.2.3")) == ("10.1.0.0/16", "narrow")
+    assert index.lookup(ipaddress.ip_address("10.2.0.1")) == ("10.0.0.0/8", "wide")
+    assert index.lookup(ipaddress.ip_address("11.0.0.1")) is None
+    assert index.lookup(ipaddress.ip_address("::1")) == ("::/1", "v6")
