@@ -452,6 +452,7 @@ def _write_postgresql(
         # can pick a nested loop over a million staged rows per deleted prefix.
         cursor.execute("CREATE INDEX ON routing_import (id)")
         cursor.execute("ANALYZE routing_import")
+        unchecked = _lock_referenced_rows(cursor, tenant) and _skip_row_fk_checks(cursor)
         if replace:
             cursor.execute(_DELETE_TARGETS_SQL["replace"], [tenant.pk])
             cursor.execute(_DELETE_PREFIXES_SQL, [tenant.pk])
@@ -460,7 +461,6 @@ def _write_postgresql(
             cursor.execute(_DELETE_TARGETS_SQL["merge"])
         if progress:
             progress("writing", 1, 3)
-        unchecked = _lock_referenced_rows(cursor, tenant) and _skip_row_fk_checks(cursor)
         cursor.execute(_UPDATE_SQL)
         cursor.execute(_INSERT_SQL, [tenant.pk])
         if progress:
@@ -500,9 +500,18 @@ def _skip_row_fk_checks(cursor) -> bool:
     cost more than the inserts. _lock_referenced_rows() did their work in two
     statements. Only roles allowed to set session_replication_role (superusers, or
     `GRANT SET ON PARAMETER session_replication_role TO <role>` on PostgreSQL 15+)
-    may; others keep the per-row checks, correct and slower. Deletes always run
-    with the checks on.
+    may; others keep the per-row checks, correct and slower. The deletes of a
+    replace run unchecked too, unless another table references prefixes or targets.
     """
+    # Deleted prefixes must be referenced by nothing but their targets (deleted first).
+    cursor.execute(
+        "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND ("
+        "(confrelid = 'routing_dialprefix'::regclass "
+        "AND conrelid <> 'routing_routetarget'::regclass) "
+        "OR confrelid = 'routing_routetarget'::regclass)"
+    )
+    if cursor.fetchone()[0]:
+        return False
     cursor.execute("SAVEPOINT routing_import_role")
     try:
         cursor.execute("SET LOCAL session_replication_role = replica")
