@@ -77,7 +77,9 @@ def validate_host(value: str) -> None:
 
 def validate_digits(value: str) -> None:
     """Digits only: prefixes are matched on the dialled number without + or separators."""
-    if not value.isdigit() and value != "":
+    # str.isdigit() also accepts other scripts' digits (Arabic-Indic '٣'), which no
+    # dialled number matches: only 0-9.
+    if value and not (value.isascii() and value.isdigit()):
         raise ValidationError(
             "Use digits only (%(value)s): write E.164 prefixes without '+', spaces or dashes, "
             "e.g. 3361 for +33 6 1…",

@@ -88,7 +88,7 @@ def test_prefixes_are_unique_per_tenant(tenant_a, tenant_b):
     DialPrefix(tenant=tenant_b, prefix="33").full_clean()
 
 
-@pytest.mark.parametrize("prefix", ["+33", "33 6", "3a", "33-"])
+@pytest.mark.parametrize("prefix", ["+33", "33 6", "3a", "33-", "٣٣", "３３"])
 def test_prefixes_are_digits_only(tenant_a, prefix):
     assert "Use digits only" in str(messages_of(DialPrefix(tenant=tenant_a, prefix=prefix)))
 
