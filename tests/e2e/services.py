@@ -17,13 +17,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from tests.e2e.processes import Process
+from tests.servers import child_database_url
 
 BASE_DIR = Path(settings.BASE_DIR)
 CONFIG_DIR = BASE_DIR / "deploy" / "kamailio"
@@ -66,20 +65,6 @@ HTTP_ASYNC = pytest.param(
 )
 
 
-def database_url() -> str:
-    """DATABASE_URL of the test database this pytest process created."""
-    db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db['NAME']}"
-    if "postgresql" not in db["ENGINE"]:
-        raise NotImplementedError(f"the e2e suite knows SQLite and PostgreSQL, not {db['ENGINE']}")
-    user = quote(db.get("USER") or "", safe="")
-    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
-    auth = f"{user}{password}@" if user else ""
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}{port}/{quote(db['NAME'])}"
-
-
 def service_env(**extra: str) -> dict[str, str]:
     """Environment of the project's own processes: production settings, the test database."""
     # Nothing of the test process's Django setup leaks in (the browser suite sets
@@ -91,7 +76,7 @@ def service_env(**extra: str) -> dict[str, str]:
         SECRET_KEY="e2e-only-secret-key-not-for-production",
         ALLOWED_HOSTS="127.0.0.1,localhost",
         SECURE_SSL_REDIRECT="false",
-        DATABASE_URL=database_url(),
+        DATABASE_URL=child_database_url(),
         LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
         **extra,

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from evapi_bridge.management.commands.run_evapi_bridge import Command, parse_address
 from tests.evapi_bridge.fake_kamailio import FakeKamailio
+from tests.servers import child_database_url
 
 MANAGE = Path(settings.BASE_DIR) / "manage.py"
 
@@ -87,15 +87,6 @@ def test_it_says_when_events_without_source_ip_will_be_refused(caplog):
     ]
 
 
-def database_url() -> str:
-    """The URL of the test database, for a child process."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 class StderrLines:
     """The child's stderr, read in a thread so that it never blocks on a full pipe."""
 
@@ -127,7 +118,7 @@ def bridge_process(
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "SECRET_KEY": "test-only",
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": child_database_url(),
         "LOG_LEVEL": "INFO",
     }
     command = [sys.executable, str(MANAGE), "run_evapi_bridge", "--connect", kamailio.address]

@@ -11,11 +11,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.models import KamailioToken
 from tests.ops.test_simulator import FRANCE, simulate
+from tests.servers import child_database_url, free_tcp_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,23 +130,6 @@ def test_processes_add_up_in_multiprocess_mode(tmp_path):
     assert sample(text, "routing_decision_seconds_count", transport="http") == 2
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _database_url() -> str:
-    """The test database as a DATABASE_URL, for a server in another process."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{credentials}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def _call(base: str, key: str) -> dict:
     body = json.dumps(
         {
@@ -176,7 +159,7 @@ def test_gunicorn_workers_add_up_in_metrics_with_the_shipped_config(tmp_path, ro
     token = KamailioToken(name="kamailio-test")
     key = token.set_new_key()
     token.save()
-    port = _free_port()
+    port = free_tcp_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_999.db").write_bytes(b"stale file from a previous run")
@@ -187,7 +170,7 @@ def test_gunicorn_workers_add_up_in_metrics_with_the_shipped_config(tmp_path, ro
         "WEB_CONCURRENCY": "2",
         "SECRET_KEY": "gunicorn-test-key",
         "SECURE_SSL_REDIRECT": "false",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": child_database_url(),
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     server = subprocess.Popen(

@@ -21,35 +21,21 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
 from routing.importing import import_prefixes
 from routing.models import DialPrefix, Trunk
 from tests.factories import make_route, make_tenant, make_trunk
+from tests.servers import child_database_url, free_tcp_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 1.0  # seconds: the promise made in the README
-
-
-def database_url() -> str:
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings['NAME']}"
-    user = settings["USER"] + (f":{settings['PASSWORD']}" if settings["PASSWORD"] else "")
-    return f"postgres://{user}@{settings['HOST']}:{settings['PORT'] or 5432}/{settings['NAME']}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_env() -> dict[str, str]:
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": child_database_url(),
         "SECRET_KEY": "live-test-key",
         "DEBUG": "0",
         "SECURE_SSL_REDIRECT": "false",
@@ -167,7 +153,7 @@ def live(transactional_db):
     call_command("create_kamailio_token", "live-test", stdout=out)
     key = out.getvalue().strip()
     kamailio = Kamailio()
-    ports = [free_port(), free_port()]
+    ports = [free_tcp_port(), free_tcp_port()]
     gunicorn = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--workers", "1"]
     bridge = [sys.executable, "manage.py", "run_evapi_bridge", "--tenant", "tenant-a"]
     with (
