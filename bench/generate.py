@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import DATA
+from routing.csv_columns import COLUMNS
 
 # (country code, relative weight of its ranges): the big destinations get most rows.
 COUNTRIES = [
@@ -37,18 +38,7 @@ COUNTRIES = [
     ("966", 3), ("971", 3), ("972", 2), ("974", 1), ("977", 1), ("992", 1), ("994", 1),
     ("995", 1), ("998", 2),
 ]  # fmt: skip
-HEADER = [
-    "prefix",
-    "action",
-    "routing_mode",
-    "targets",
-    "min_length",
-    "max_length",
-    "reject_code",
-    "reject_reason",
-    "description",
-    "is_active",
-]
+
 # Leading digits of mobile ranges (national significant number), else fixed.
 MOBILE_LEADS = "6789"
 
@@ -140,7 +130,7 @@ def write_tenant_csv(spec: TenantSpec, count: int, path: Path, seed: int = 6) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(HEADER)
+        writer.writerow(COLUMNS)
         for prefix, description in prefixes_for(rng, count):
             if rng.random() < 0.015:
                 writer.writerow([prefix, "reject", "serial", "", "", "", 403, "Barred", "", "yes"])

@@ -30,21 +30,10 @@ from typing import NamedTuple, TextIO
 from django.db import DatabaseError, IntegrityError, connections, transaction
 
 from routing import changes
+from routing.csv_columns import COLUMNS
 from routing.models import Action, ImportRecord, RoutingMode, Trunk
 from tenants.models import Tenant
 
-COLUMNS = (
-    "prefix",
-    "action",
-    "routing_mode",
-    "targets",
-    "min_length",
-    "max_length",
-    "reject_code",
-    "reject_reason",
-    "description",
-    "is_active",
-)
 MAX_PREFIX = 32
 MAX_ERRORS = 10_000  # listed; beyond that only counted
 TRUE, FALSE = {"", "yes", "true", "1", "y"}, {"no", "false", "0", "n"}
