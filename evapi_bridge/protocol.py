@@ -112,9 +112,7 @@ def handle_event(
         return _failure(tindex, tlabel, Outcome.ERROR, code, reason, repr(exc), True)
     answer = _answer(decision, tindex, tlabel)
     if len(answer) > MAX_ANSWER:
-        problem = f"answer of {len(answer)} bytes is over the {MAX_ANSWER} Kamailio can read"
-        logger.error("tindex=%s tlabel=%s: %s", tindex, tlabel, problem)
-        return _failure(tindex, tlabel, Outcome.ERROR, *TOO_LARGE, problem)
+        return _too_large(answer, tindex, tlabel)
     return Result(
         Kind.ANSWERED,
         answer=answer,
@@ -126,6 +124,13 @@ def handle_event(
         caller=decision.caller or request.caller,
         callee=decision.callee or request.callee,
     )
+
+
+def _too_large(answer: bytes, tindex: int, tlabel: int) -> Result:
+    """A short failure in place of an answer Kamailio's 32 KB client buffer cannot hold."""
+    problem = f"answer of {len(answer)} bytes is over the {MAX_ANSWER} Kamailio can read"
+    logger.error("tindex=%s tlabel=%s: %s", tindex, tlabel, problem)
+    return _failure(tindex, tlabel, Outcome.ERROR, *TOO_LARGE, problem)
 
 
 def _transaction(event: dict[str, Any]) -> tuple[int, int, str]:
@@ -165,9 +170,7 @@ def _failure(
     decision = Decision(outcome=outcome, code=code, reason=reason, trace=(error,))
     answer = _answer(decision, tindex, tlabel)
     if len(answer) > MAX_ANSWER:
-        problem = f"answer of {len(answer)} bytes is over the {MAX_ANSWER} Kamailio can read"
-        logger.error("tindex=%s tlabel=%s: %s", tindex, tlabel, problem)
-        return _failure(tindex, tlabel, Outcome.ERROR, *TOO_LARGE, problem)
+        return _too_large(answer, tindex, tlabel)
     return Result(
         Kind.ANSWERED,
         answer=answer,
