@@ -110,17 +110,10 @@ def handle_event(
         logger.exception("routing engine failed on tindex=%s tlabel=%s", tindex, tlabel)
         code, reason = ENGINE_FAILURE
         return _failure(tindex, tlabel, Outcome.ERROR, code, reason, repr(exc), True)
-    answer = _answer(decision, tindex, tlabel)
-    if len(answer) > MAX_ANSWER:
-        return _too_large(answer, tindex, tlabel)
-    return Result(
-        Kind.ANSWERED,
-        answer=answer,
-        tindex=tindex,
-        tlabel=tlabel,
-        outcome=str(decision.outcome),
-        code=decision.code,
-        reason=decision.reason,
+    return _answered(
+        decision,
+        tindex,
+        tlabel,
         caller=decision.caller or request.caller,
         callee=decision.callee or request.callee,
     )
@@ -168,6 +161,11 @@ def _failure(
 ) -> Result:
     reason = _UNPRINTABLE.sub("?", reason)[:_MAX_REASON]
     decision = Decision(outcome=outcome, code=code, reason=reason, trace=(error,))
+    return _answered(decision, tindex, tlabel, error=error, engine_failed=engine_failed)
+
+
+def _answered(decision: Decision, tindex: int, tlabel: int, **details: Any) -> Result:
+    """The answer to send for `decision`, unless it is too large for Kamailio to read."""
     answer = _answer(decision, tindex, tlabel)
     if len(answer) > MAX_ANSWER:
         return _too_large(answer, tindex, tlabel)
@@ -176,11 +174,10 @@ def _failure(
         answer=answer,
         tindex=tindex,
         tlabel=tlabel,
-        outcome=str(outcome),
-        code=code,
-        reason=reason,
-        error=error,
-        engine_failed=engine_failed,
+        outcome=str(decision.outcome),
+        code=decision.code,
+        reason=decision.reason,
+        **details,
     )
 
 
