@@ -10,7 +10,7 @@ Decisions use the Django ORM, which is synchronous, so they run in a few worker
 threads fed by one queue; a slow decision holds one worker, not the next event.
 Answers come back through a deque and at most one loop wake-up per batch, so a
 burst does not pay a thread hop per event. Each worker owns its route table
-(`routing.tables.get_route_table()`, made once) and its database connection.
+(`routing.service.get_route_table()`, made once) and its database connection.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from evapi_bridge.protocol import OVERLOADED, Kind, Result, handle_event
 from evapi_bridge.stats import PeriodStats
 from routing.metrics import BRIDGE_CONNECTED, BRIDGE_IN_FLIGHT, observe_decision
 from routing.resolver import RouteTable
-from routing.tables import get_route_table
+from routing.service import get_route_table
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from routing.metrics import observe_decision
-from routing.resolver import CallRequest, Decision, PrefixRow, Route, RouteTable, TenantRef
+from routing.resolver import CallRequest, Decision, Route, RouteTable
 from routing.resolver import to_rtjson as rtjson_of
-from routing.service import decide
-from routing.tables import get_route_table
+from routing.rows import RouteEntry, TenantRef
+from routing.service import decide, get_route_table
 from tenants.models import Tenant
 from tenants.networks import IPAddress
 from tenants.scoping import EVERYTHING, user_scope
@@ -53,13 +53,10 @@ class OwnTenantTable:
     def tenant_by_slug(self, slug: str) -> TenantRef | None:
         return self._own(self.inner.tenant_by_slug(slug))
 
-    def prefixes(self, tenant_id: int, candidates: list[str]) -> list[PrefixRow]:
+    def routes(self, tenant_id: int, candidates: list[str]) -> list[RouteEntry]:
         if tenant_id != self.tenant_id:  # unreachable through resolve(); a guard, not a path
             raise PermissionError("another tenant's route table")
-        return self.inner.prefixes(tenant_id, candidates)
-
-    def targets(self, prefix_id: int):
-        return self.inner.targets(prefix_id)
+        return self.inner.routes(tenant_id, candidates)
 
 
 class SimulatorForm(forms.Form):

@@ -262,6 +262,11 @@ class DialPrefix(models.Model):
     is_active = models.BooleanField(
         default=True, help_text="Untick to take this route out of matching."
     )
+    is_final = models.BooleanField(
+        default=False,
+        help_text="When none of this route's trunks can take a call (all inactive), answer "
+        "503 instead of falling back to the next shorter matching prefix.",
+    )
 
     history = HistoricalRecords()
 

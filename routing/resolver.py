@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from routing.numbers import clean_number, is_safe_user, match_digits
+from routing.rows import RouteEntry, RouteRow, TargetRow, TenantRef
 from tenants.networks import IPAddress, NetworkError, parse_address
 
 
@@ -33,55 +34,6 @@ class Outcome(enum.StrEnum):
 # --- What the route table provides -------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TenantRef:
-    id: int
-    slug: str
-    name: str
-    is_active: bool
-
-
-@dataclass(frozen=True, slots=True)
-class PrefixRow:
-    id: int
-    prefix: str
-    min_length: int | None
-    max_length: int | None
-    action: str
-    routing_mode: str
-    reject_code: int | None
-    reject_reason: str
-    is_active: bool
-    description: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class TargetRow:
-    id: int
-    priority: int
-    weight: int
-    trunk_id: int
-    trunk_name: str
-    trunk_active: bool
-    carrier_name: str
-    carrier_active: bool
-    host: str
-    port: int | None
-    transport: str
-    outbound_proxy: str = ""
-    socket: str = ""
-    path: str = ""
-    tech_prefix: str = ""
-    strip_digits: int = 0
-    from_display: str = ""
-    from_uri: str = ""
-    rewrite_to: bool = False
-    extra_headers: str = ""
-    branch_flags: int | None = None
-    fr_timer: int | None = None
-    fr_inv_timer: int | None = None
-
-
 class RouteTable(Protocol):
     """Where the resolver reads rows from: the database, or a compiled copy of it.
 
@@ -93,10 +45,9 @@ class RouteTable(Protocol):
 
     def tenant_by_slug(self, slug: str) -> TenantRef | None: ...
 
-    def prefixes(self, tenant_id: int, candidates: list[str]) -> list[PrefixRow]:
-        """The tenant's routes whose prefix is one of `candidates`, any order."""
-
-    def targets(self, prefix_id: int) -> list[TargetRow]: ...
+    def routes(self, tenant_id: int, candidates: list[str]) -> list[RouteEntry]:
+        """The tenant's routes whose prefix is one of `candidates`, each with its
+        targets (trunks included), in any order."""
 
 
 # --- Input and output --------------------------------------------------------------
@@ -166,8 +117,8 @@ class Decision:
     tenant: TenantRef | None = None
     caller: str = ""
     callee: str = ""
-    matched: PrefixRow | None = None
-    beaten: tuple[PrefixRow, ...] = ()
+    matched: RouteRow | None = None
+    beaten: tuple[RouteRow, ...] = ()
     routing: str | None = None
     routes: tuple[Route, ...] = ()
     skipped: tuple[str, ...] = ()
@@ -216,49 +167,78 @@ def resolve(
         candidates = [""]
     else:
         candidates = [digits[:n] for n in range(len(digits), -1, -1)]
-    matched, beaten = _longest_match(table.prefixes(tenant.id, candidates), digits, trace)
-    if matched is None:
+    fits = _fitting_routes(table.routes(tenant.id, candidates), digits, trace)
+    if not fits:
         return fail(Outcome.NO_ROUTE, 404, "No Route", **common)
-    common.update(matched=matched, beaten=beaten)
 
-    if matched.action == "reject":
-        return fail(
-            Outcome.REJECTED,
-            matched.reject_code or 403,
-            matched.reject_reason or "Rejected",
-            **common,
+    skipped: list[str] = []
+    for position, (route, targets) in enumerate(fits):
+        common.update(matched=route, beaten=tuple(row for row, _ in fits[position + 1 :]))
+        if route.action == "reject":
+            return fail(
+                Outcome.REJECTED,
+                route.reject_code or 403,
+                route.reject_reason or "Rejected",
+                **common,
+            )
+        if route.action == "location":
+            trace.append("action location: Kamailio looks the callee up in its location table")
+            return Decision(
+                outcome=Outcome.LOCATION, routing="location", trace=tuple(trace), **common
+            )
+        usable = _usable_targets(targets, digits, skipped, trace)
+        if usable:
+            break
+        name = _name(route)
+        if route.is_final or position == len(fits) - 1:
+            if route.is_final and position < len(fits) - 1:
+                trace.append(f"prefix {name} is final: no fallback to a shorter prefix")
+            return fail(Outcome.NO_ROUTE, 503, "No Active Trunk", skipped=tuple(skipped), **common)
+        shorter = fits[position + 1][0]
+        trace.append(
+            f"prefix {name} has no usable target: falling back to {_name(shorter)} "
+            f"({shorter.action})"
         )
-    if matched.action == "location":
-        trace.append("action location: Kamailio looks the callee up in its location table")
-        return Decision(outcome=Outcome.LOCATION, routing="location", trace=tuple(trace), **common)
-
-    usable, skipped = [], []
-    for target in table.targets(matched.id):
-        label = f"{target.carrier_name}/{target.trunk_name}"
-        if not target.carrier_active:
-            skipped.append(f"{label}: carrier {target.carrier_name} is inactive")
-        elif not target.trunk_active:
-            skipped.append(f"{label}: trunk is inactive")
-        else:
-            usable.append(target)
-    trace.extend(f"skipped {reason}" for reason in skipped)
-    if not usable:
-        return fail(Outcome.NO_ROUTE, 503, "No Active Trunk", skipped=tuple(skipped), **common)
 
     ordered = order_targets(usable, key=request.call_id or f"{caller}|{callee}")
     routes = tuple(_route(target, request, caller, callee, digits, defaults) for target in ordered)
     trace.append(
-        f"{matched.routing_mode} to "
+        f"{route.routing_mode} to "
         + ", ".join(f"{r.carrier}/{r.trunk} (p{r.priority} w{r.weight})" for r in routes)
     )
     return Decision(
         outcome=Outcome.ROUTED,
-        routing=matched.routing_mode,
+        routing=route.routing_mode,
         routes=routes,
         skipped=tuple(skipped),
         trace=tuple(trace),
         **common,
     )
+
+
+def _name(route: RouteRow) -> str:
+    return route.prefix or "(default)"
+
+
+def _usable_targets(
+    targets: tuple[TargetRow, ...], digits: str | None, skipped: list[str], trace: list[str]
+) -> list[TargetRow]:
+    """The targets a call can be sent to; the others are added to `skipped` with why."""
+    usable = []
+    for target in targets:
+        trunk = target.trunk
+        if not trunk.carrier_active:
+            why = f"carrier {trunk.carrier_name} is inactive"
+        elif not trunk.is_active:
+            why = "trunk is inactive"
+        elif digits is not None and trunk.strip_digits >= len(digits) > 0:
+            why = f"strips {trunk.strip_digits} digits and the number has only {len(digits)}"
+        else:
+            usable.append(target)
+            continue
+        skipped.append(f"{trunk.label}: {why}")
+        trace.append(f"skipped {trunk.label}: {why}")
+    return usable
 
 
 def _find_tenant(request: CallRequest, table: RouteTable, trace: list[str]) -> TenantRef | None:
@@ -287,14 +267,18 @@ def _find_tenant(request: CallRequest, table: RouteTable, trace: list[str]) -> T
     return tenant
 
 
-def _longest_match(
-    rows: list[PrefixRow], digits: str | None, trace: list[str]
-) -> tuple[PrefixRow | None, tuple[PrefixRow, ...]]:
-    """The longest active prefix whose length bounds fit, and the shorter fits it beat."""
+def _fitting_routes(
+    entries: list[RouteEntry], digits: str | None, trace: list[str]
+) -> list[RouteEntry]:
+    """The active routes whose length bounds fit the number, longest prefix first.
+
+    The first one answers; the shorter ones are where a call falls back to when the
+    first has no usable target (unless it is final).
+    """
     length = len(digits) if digits is not None else None
-    fits: list[PrefixRow] = []
-    for row in sorted(rows, key=lambda r: len(r.prefix), reverse=True):
-        name = row.prefix or "(default)"
+    fits: list[RouteEntry] = []
+    for entry in sorted(entries, key=lambda e: len(e[0].prefix), reverse=True):
+        row, name = entry[0], _name(entry[0])
         if not row.is_active:
             trace.append(f"prefix {name} is inactive")
         elif length is not None and row.min_length is not None and length < row.min_length:
@@ -302,16 +286,16 @@ def _longest_match(
         elif length is not None and row.max_length is not None and length > row.max_length:
             trace.append(f"prefix {name} allows at most {row.max_length} digits, got {length}")
         else:
-            fits.append(row)
+            fits.append(entry)
     if not fits:
         trace.append("no active prefix matches")
-        return None, ()
-    matched, beaten = fits[0], tuple(fits[1:])
+        return fits
+    matched, beaten = fits[0][0], [row for row, _ in fits[1:]]
     trace.append(
-        f"matched prefix {matched.prefix or '(default)'} ({matched.action})"
-        + (f", longer than {', '.join(r.prefix or '(default)' for r in beaten)}" if beaten else "")
+        f"matched prefix {_name(matched)} ({matched.action})"
+        + (f", longer than {', '.join(_name(r) for r in beaten)}" if beaten else "")
     )
-    return matched, beaten
+    return fits
 
 
 def order_targets(targets: list[TargetRow], *, key: str) -> list[TargetRow]:
@@ -343,45 +327,46 @@ def _route(
     digits: str | None,
     defaults: RoutingDefaults,
 ) -> Route:
-    if digits is not None and (target.strip_digits or target.tech_prefix):
-        user = target.tech_prefix + digits[target.strip_digits :]
+    trunk = target.trunk
+    if digits is not None and (trunk.strip_digits or trunk.tech_prefix):
+        user = trunk.tech_prefix + digits[trunk.strip_digits :]
     else:
         user = callee  # as dialled: a leading '+' is the caller's, not ours to drop
-    host = f"[{target.host}]" if ":" in target.host else target.host
-    hostport = f"{host}:{target.port}" if target.port else host
-    params = f";transport={target.transport}" if target.transport in ("tcp", "tls") else ""
+    host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
+    hostport = f"{host}:{trunk.port}" if trunk.port else host
+    params = f";transport={trunk.transport}" if trunk.transport in ("tcp", "tls") else ""
     uri = f"sip:{user}@{hostport}{params}"
 
     from_display = from_uri = to_display = to_uri = None
-    if target.from_display or target.from_uri:
+    if trunk.from_display or trunk.from_uri:
         from_display = (
-            _render(target.from_display, caller, user) if target.from_display else request.from_name
+            _render(trunk.from_display, caller, user) if trunk.from_display else request.from_name
         )
-        from_uri = _render(target.from_uri, caller, user) if target.from_uri else request.from_uri
-    if target.rewrite_to:
+        from_uri = _render(trunk.from_uri, caller, user) if trunk.from_uri else request.from_uri
+    if trunk.rewrite_to:
         to_display = request.to_name
         to_uri = f"sip:{user}@{hostport}"
     extra = tuple(
-        (name, _render(value, caller, user)) for name, value in _header_pairs(target.extra_headers)
+        (name, _render(value, caller, user)) for name, value in _header_pairs(trunk.extra_headers)
     )
     return Route(
-        carrier=target.carrier_name,
-        trunk=target.trunk_name,
-        trunk_id=target.trunk_id,
+        carrier=trunk.carrier_name,
+        trunk=trunk.name,
+        trunk_id=trunk.id,
         priority=target.priority,
         weight=target.weight,
         uri=uri,
-        dst_uri=target.outbound_proxy,
-        path=target.path,
-        socket=target.socket,
+        dst_uri=trunk.outbound_proxy,
+        path=trunk.path,
+        socket=trunk.socket,
         from_display=from_display,
         from_uri=from_uri or None,
         to_display=to_display,
         to_uri=to_uri,
         extra_headers=extra,
-        branch_flags=target.branch_flags,
-        fr_timer=target.fr_timer or defaults.fr_timer,
-        fr_inv_timer=target.fr_inv_timer or defaults.fr_inv_timer,
+        branch_flags=trunk.branch_flags,
+        fr_timer=trunk.fr_timer or defaults.fr_timer,
+        fr_inv_timer=trunk.fr_inv_timer or defaults.fr_inv_timer,
     )
 
 

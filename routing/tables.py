@@ -1,58 +1,39 @@
-"""Route tables: where the resolver reads tenants, prefixes and targets from.
+"""The database route table: the resolver's rows read straight from the database.
 
-`DatabaseRouteTable` answers each lookup with one indexed query, so a decision
-costs three queries whatever the size of the table (source → tenant, candidate
-prefixes of the number, targets of the winning prefix). Because it keeps no copy,
-a change is live for the very next call in every process.
+`DatabaseRouteTable` answers each lookup with indexed queries, so a decision costs
+three queries whatever the size of the table (source → tenant, candidate prefixes
+of the number, the targets of those prefixes). Because it keeps no copy, a change
+is live for the very next call in every process. The compiled table
+(`routing.compiled`) answers the same protocol from memory.
 """
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.utils.module_loading import import_string
+from collections import defaultdict
 
 from routing.models import DialPrefix, RouteTarget
-from routing.resolver import PrefixRow, RouteTable, RoutingDefaults, TargetRow, TenantRef
+from routing.rows import (
+    RouteEntry,
+    RouteRow,
+    TargetLink,
+    TargetRow,
+    TenantRef,
+    TrunkRow,
+    builder,
+    orm_paths,
+)
 from tenants.models import Tenant, TenantSource
 from tenants.networks import IPAddress, containing_networks, prefix_length
 
-_TENANT_FIELDS = ("id", "slug", "name", "is_active")
-_PREFIX_FIELDS = (
-    "id",
-    "prefix",
-    "min_length",
-    "max_length",
-    "action",
-    "routing_mode",
-    "reject_code",
-    "reject_reason",
-    "is_active",
-    "description",
-)
-_TARGET_FIELDS = (
-    "id",
-    "priority",
-    "weight",
-    "trunk_id",
-    "trunk__name",
-    "trunk__is_active",
-    "trunk__carrier__name",
-    "trunk__carrier__is_active",
-    "trunk__host",
-    "trunk__port",
-    "trunk__transport",
-    "trunk__outbound_proxy",
-    "trunk__socket",
-    "trunk__path",
-    "trunk__tech_prefix",
-    "trunk__strip_digits",
-    "trunk__from_display",
-    "trunk__from_uri",
-    "trunk__rewrite_to",
-    "trunk__extra_headers",
-    "trunk__branch_flags",
-    "trunk__fr_timer",
-    "trunk__fr_inv_timer",
+_TENANT_PATHS = orm_paths(TenantRef)
+_ROUTE_PATHS = orm_paths(RouteRow)
+_LINK_PATHS = orm_paths(TargetLink)
+_TRUNK_PATHS = orm_paths(TrunkRow, "trunk__")
+_tenant, _route, _link, _trunk = (
+    builder(TenantRef),
+    builder(RouteRow),
+    builder(TargetLink),
+    builder(TrunkRow),
 )
 
 
@@ -66,53 +47,35 @@ class DatabaseRouteTable:
         rows = (
             TenantSource.objects.using(self.using)
             .filter(network__in=containing_networks(address))
-            .values_list("network", *(f"tenant__{name}" for name in _TENANT_FIELDS))
+            .values_list("network", *(f"tenant__{path}" for path in _TENANT_PATHS))
         )
         best = max(rows, key=lambda row: prefix_length(row[0]), default=None)
         if best is None:
             return None
-        return TenantRef(*best[1:]), best[0]
+        return _tenant(best[1:]), best[0]
 
     def tenant_by_slug(self, slug: str) -> TenantRef | None:
-        row = (
-            Tenant.objects.using(self.using).filter(slug=slug).values_list(*_TENANT_FIELDS).first()
-        )
-        return TenantRef(*row) if row else None
+        row = Tenant.objects.using(self.using).filter(slug=slug).values_list(*_TENANT_PATHS).first()
+        return _tenant(row) if row else None
 
-    def prefixes(self, tenant_id: int, candidates: list[str]) -> list[PrefixRow]:
-        rows = (
-            DialPrefix.objects.using(self.using)
+    def routes(self, tenant_id: int, candidates: list[str]) -> list[RouteEntry]:
+        rows = [
+            _route(values)
+            for values in DialPrefix.objects.using(self.using)
             .filter(tenant_id=tenant_id, prefix__in=candidates)
             .order_by()
-            .values_list(*_PREFIX_FIELDS)
-        )
-        return [PrefixRow(*row) for row in rows]
-
-    def targets(self, prefix_id: int) -> list[TargetRow]:
-        rows = (
+            .values_list(*_ROUTE_PATHS)
+        ]
+        if not rows:
+            return []
+        targets: dict[int, list[TargetRow]] = defaultdict(list)
+        width = len(_LINK_PATHS)
+        for values in (
             RouteTarget.objects.using(self.using)
-            .filter(prefix_id=prefix_id)
+            .filter(prefix_id__in=[row.id for row in rows])
             .order_by()
-            .values_list(*_TARGET_FIELDS)
-        )
-        return [TargetRow(*row) for row in rows]
-
-
-def get_route_table() -> RouteTable:
-    """The route table named by settings.ROUTING_TABLE: "database", "compiled" or a dotted path."""
-    name = settings.ROUTING_TABLE
-    if name == "database":
-        return DatabaseRouteTable()
-    if name == "compiled":
-        from routing.compiled import compiled_route_table  # one per process, kept current
-
-        return compiled_route_table()
-    return import_string(name)()
-
-
-def routing_defaults() -> RoutingDefaults:
-    """The platform's defaults, read from settings at call time."""
-    return RoutingDefaults(
-        fr_timer=settings.ROUTING_FR_TIMER or None,
-        fr_inv_timer=settings.ROUTING_FR_INV_TIMER or None,
-    )
+            .values_list("prefix_id", *_LINK_PATHS, *_TRUNK_PATHS)
+        ):
+            link = _link(values[1 : width + 1])
+            targets[values[0]].append(TargetRow.of(link, _trunk(values[width + 1 :])))
+        return [(row, tuple(targets.get(row.id, ()))) for row in rows]

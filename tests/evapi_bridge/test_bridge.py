@@ -27,7 +27,8 @@ from prometheus_client import REGISTRY
 from api.models import KamailioToken
 from evapi_bridge.bridge import Bridge, BridgeConfig
 from routing.resolver import RouteTable
-from routing.tables import DatabaseRouteTable, get_route_table
+from routing.service import get_route_table
+from routing.tables import DatabaseRouteTable
 from tests.evapi_bridge.fake_kamailio import FakeKamailio, frame
 from tests.factories import make_route
 
@@ -312,10 +313,10 @@ def test_a_framing_error_resets_the_connection_after_answering_what_came_before(
 class SlowTable(DatabaseRouteTable):
     """The real route table, one second slow for numbers starting with 999 (a slow query)."""
 
-    def prefixes(self, tenant_id: int, candidates: list[str]):
+    def routes(self, tenant_id: int, candidates: list[str]):
         if candidates[0].startswith("999"):
             time.sleep(1.0)
-        return super().prefixes(tenant_id, candidates)
+        return super().routes(tenant_id, candidates)
 
 
 def test_a_slow_decision_does_not_hold_back_the_next_events(kamailio, route_a):

@@ -223,7 +223,7 @@ class FailingTable(DatabaseRouteTable):
         super().__init__()
         self.error = error
 
-    def targets(self, prefix_id: int):
+    def routes(self, tenant_id: int, candidates: list[str]):
         raise self.error
 
 

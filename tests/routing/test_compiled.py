@@ -13,7 +13,9 @@ from routing import changes
 from routing.compiled import CompiledRouteTable, PrefixTable, compiled_route_table
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
 from routing.resolver import CallRequest, Decision, resolve
-from routing.tables import DatabaseRouteTable, get_route_table
+from routing.rows import RouteRow, names
+from routing.service import get_route_table
+from routing.tables import DatabaseRouteTable
 from tenants.models import Tenant, TenantSource
 from tests.factories import make_route, make_tenant, make_trunk
 
@@ -47,6 +49,7 @@ def build_table(tenant: Tenant, rng: random.Random, size: int) -> list[str]:
                 min_length=low,
                 max_length=rng.choice([None, None, None, (low or len(prefix)) + 6]),
                 is_active=rng.random() > 0.05,
+                is_final=rng.random() < 0.3,
                 description=rng.choice(["", "mobile", "fixed", "premium"]),
             )
         )
@@ -188,7 +191,8 @@ def test_long_prefixes_beyond_packed_keys_match(tenant_a, trunks_a, compiled):
 def test_the_packed_table_sorts_rows_that_arrive_out_of_order():
     table = PrefixTable()
     for n, prefix in enumerate(["44", "1", "33", "441"]):
-        table.append((n, prefix, None, None, "route", "serial", None, "", True, "", "", ""))
+        row = RouteRow(id=n, prefix=prefix)
+        table.append((*(getattr(row, name) for name in names(RouteRow)), "", ""))
     table.finish()
     assert [table.lookup(p)[0].id for p in ["1", "33", "44", "441"]] == [1, 2, 0, 3]
     assert table.lookup("4") is None

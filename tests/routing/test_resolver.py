@@ -125,6 +125,63 @@ def test_a_route_whose_trunks_are_all_inactive_is_503(tenant_a, trunks_a):
     assert (decision.outcome, decision.code) == (Outcome.NO_ROUTE, 503)
 
 
+def test_a_route_with_no_usable_trunk_falls_back_to_a_shorter_prefix(tenant_a, trunks_a):
+    primary, backup = trunks_a
+    make_route(tenant_a, "33", backup)
+    make_route(tenant_a, "336", primary)
+    make_route(tenant_a, "3361", primary)
+    primary.is_active = False
+    primary.save()
+    decision = call("+33612345678")
+    assert (decision.outcome, decision.matched.prefix) == (Outcome.ROUTED, "33")
+    assert trunk_names(decision) == ["a-backup"]
+    assert decision.skipped == (
+        "Carrier A/a-primary: trunk is inactive",
+        "Carrier A/a-primary: trunk is inactive",
+    )
+    assert "prefix 3361 has no usable target: falling back to 336 (route)" in decision.trace
+    assert "prefix 336 has no usable target: falling back to 33 (route)" in decision.trace
+
+
+def test_a_final_route_answers_503_instead_of_falling_back(tenant_a, trunks_a):
+    primary, backup = trunks_a
+    make_route(tenant_a, "33", backup)
+    make_route(tenant_a, "336", primary, is_final=True)
+    primary.is_active = False
+    primary.save()
+    decision = call("+33612345678")
+    assert (decision.outcome, decision.code, decision.matched.prefix) == (
+        Outcome.NO_ROUTE,
+        503,
+        "336",
+    )
+    assert "prefix 336 is final: no fallback to a shorter prefix" in decision.trace
+
+
+def test_a_fallback_takes_the_shorter_routes_action(tenant_a, trunks_a):
+    make_route(tenant_a, "", action="reject", reject_code=404, reject_reason="Not Here")
+    make_route(tenant_a, "33", trunks_a[0])
+    trunks_a[0].carrier.is_active = False
+    trunks_a[0].carrier.save()
+    decision = call("+33612345678")
+    assert (decision.outcome, decision.code, decision.reason) == (
+        Outcome.REJECTED,
+        404,
+        "Not Here",
+    )
+
+
+def test_a_trunk_that_strips_the_whole_number_is_skipped(tenant_a):
+    short = make_trunk(tenant_a, "short", strip_digits=11)
+    fine = make_trunk(tenant_a, "fine", strip_digits=2)
+    make_route(tenant_a, "33", short, fine)
+    decision = call("+33612345678")  # 11 digits
+    assert [route.uri for route in decision.routes] == ["sip:612345678@fine.example.net"]
+    assert decision.skipped == ("Carrier/short: strips 11 digits and the number has only 11",)
+    only_short = call("+3361234567890", source_ip="192.0.2.10")  # 13 digits: usable
+    assert trunk_names(only_short)[0] in {"short", "fine"}
+
+
 def test_an_inactive_route_is_skipped_for_a_shorter_one(tenant_a, trunks_a):
     make_route(tenant_a, "33", trunks_a[0])
     make_route(tenant_a, "336", trunks_a[1], is_active=False)

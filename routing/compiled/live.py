@@ -1,0 +1,333 @@
+"""A compiled route table: each process keeps a packed copy in memory, kept current.
+
+`CompiledRouteTable` answers the RouteTable protocol (routing.resolver) from memory,
+so a decision costs no query, except one primary-key read of the route-table
+version at most every `poll_interval` seconds (0.2 s). When the version moved, it
+reads the change log (routing.changes) and reloads only what changed: a prefix and
+its targets, a trunk, a carrier's trunks, a tenant, the source networks. A change
+is therefore used by every process, on every host, within the poll interval.
+
+A tenant's whole table is (re)built in a background thread when the process
+starts and after an import; until it is ready, that tenant is answered from the
+database (DatabaseRouteTable: current, only slower). So no answer is ever staler
+than the poll interval, and a restart does not wait for a million rows.
+
+How a tenant's routes are packed is routing.compiled.packing; what is read from
+the database, routing.compiled.loading.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import defaultdict
+
+from django.db import DatabaseError, connections, transaction
+
+from routing import changes
+from routing.compiled import loading
+from routing.compiled.packing import PROFILE_NAMES, Entry, PrefixTable, entry_of
+from routing.rows import RouteEntry, TargetLink, TargetRow, TenantRef, TrunkRow
+from routing.tables import DatabaseRouteTable
+from tenants.networks import IPAddress, NetworkIndex
+
+logger = logging.getLogger(__name__)
+
+# Beyond this many changes at once, rebuilding is cheaper than applying them.
+_MAX_DELTA = 20_000
+# An overlay this large means the packed arrays are mostly outdated: rebuild.
+_MAX_OVERLAY = 50_000
+_CHUNK = 500
+
+
+class CompiledRouteTable:
+    """The route tables compiled in memory, refreshed from the change log (see module doc)."""
+
+    def __init__(
+        self, using: str = "default", *, poll_interval: float = 0.2, background: bool = True
+    ) -> None:
+        self.using = using
+        self.poll_interval = poll_interval
+        self.background = background
+        self.database = DatabaseRouteTable(using)
+        self.version: int | None = None  # None until the first load
+        self._tenants: dict[int, TenantRef] = {}
+        self._slugs: dict[str, int] = {}
+        self._sources: NetworkIndex[int] = NetworkIndex(())
+        self._trunks: dict[int, TrunkRow] = {}
+        self._tables: dict[int, PrefixTable] = {}  # tenants whose table is ready
+        # Tenants being built: the prefixes changed meanwhile, or None to start over.
+        self._building: dict[int, set[str] | None] = {}
+        self._lock = threading.RLock()
+        self._refreshing = threading.Lock()
+        self._next_check = 0.0
+        self._queue: queue.Queue[int] = queue.Queue()
+        self._worker: threading.Thread | None = None
+
+    # --- RouteTable ------------------------------------------------------------------
+
+    def tenant_by_source(self, address: IPAddress) -> tuple[TenantRef, str] | None:
+        self._maybe_refresh()
+        if self.version is None:
+            return self.database.tenant_by_source(address)
+        found = self._sources.lookup(address)
+        if found is None or found[1] not in self._tenants:
+            return None
+        network, tenant_id = found
+        return self._tenants[tenant_id], network
+
+    def tenant_by_slug(self, slug: str) -> TenantRef | None:
+        self._maybe_refresh()
+        if self.version is None:
+            return self.database.tenant_by_slug(slug)
+        tenant_id = self._slugs.get(slug)
+        return self._tenants.get(tenant_id) if tenant_id is not None else None
+
+    def routes(self, tenant_id: int, candidates: list[str]) -> list[RouteEntry]:
+        table = self._tables.get(tenant_id)
+        if table is None:
+            return self.database.routes(tenant_id, candidates)
+        trunks = self._trunks
+        return [
+            (
+                row,
+                tuple(
+                    TargetRow.of(
+                        TargetLink(id=target_id, **dict(zip(PROFILE_NAMES, item, strict=True))),
+                        trunks[item[0]],
+                    )
+                    for target_id, item in targets
+                    if item[0] in trunks
+                ),
+            )
+            for row, targets in table.find_all(candidates)
+        ]
+
+    # --- Freshness -------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        """Whether every tenant is answered from memory (no build pending)."""
+        return self.version is not None and not self._building
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Load now and wait for the background builds (for startup and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._maybe_refresh()
+            if self.ready() or time.monotonic() > deadline:
+                return self.ready()
+            time.sleep(0.05)
+
+    def _maybe_refresh(self) -> None:
+        now = time.monotonic()
+        if now < self._next_check or not self._refreshing.acquire(blocking=False):
+            return
+        try:
+            self._next_check = now + self.poll_interval
+            self.refresh()
+        except DatabaseError:
+            logger.exception("route table refresh failed; serving version %s", self.version)
+        finally:
+            self._refreshing.release()
+
+    def refresh(self) -> None:
+        """Bring the copy up to the database's current version now."""
+        version = changes.current_version(self.using)
+        known = self.version
+        if known is None or version < known or version - known > _MAX_DELTA:
+            self._load_all(version)
+        elif version > known:
+            self._apply(changes.changes_between(known, version, self.using))
+            self.version = version
+
+    def _load_all(self, version: int) -> None:
+        with self._lock:
+            self._load_tenants(None)
+            self._load_sources()
+            self._load_trunks(None, None)
+            self._tables = {}
+            self.version = version
+            for tenant_id in list(self._tenants):
+                self._schedule_build(tenant_id)
+
+    def _apply(self, batch: list[changes.Change]) -> None:
+        kinds: dict[str, set] = defaultdict(set)
+        prefixes: dict[int, set[str]] = defaultdict(set)
+        for change in batch:
+            if change.kind == changes.PREFIX:
+                prefixes[change.tenant_id].add(change.key)
+            elif change.kind in (changes.CARRIER, changes.TRUNK):
+                kinds[change.kind].add(int(change.key))
+            else:
+                kinds[change.kind].add(change.tenant_id)
+        with self._lock:
+            if kinds[changes.TENANT]:
+                self._load_tenants(kinds[changes.TENANT])
+            if kinds[changes.SOURCES]:
+                self._load_sources()
+            if kinds[changes.CARRIER] or kinds[changes.TRUNK]:
+                self._load_trunks(kinds[changes.CARRIER], kinds[changes.TRUNK])
+            for tenant_id in kinds[changes.TABLE] | (kinds[changes.TENANT] - self._known()):
+                if tenant_id in self._tenants:
+                    self._schedule_build(tenant_id)
+            for tenant_id, keys in prefixes.items():
+                if tenant_id in self._building:
+                    pending = self._building[tenant_id]
+                    if pending is not None:
+                        pending |= keys
+                elif tenant_id in self._tables:
+                    self._reload_prefixes(self._tables[tenant_id], tenant_id, keys)
+
+    def _known(self) -> set[int]:
+        return set(self._tables) | set(self._building)
+
+    # --- Loading ---------------------------------------------------------------------
+
+    def _cursor(self):
+        return connections[self.using].cursor()
+
+    def _load_tenants(self, ids: set[int] | None) -> None:
+        with self._cursor() as cursor:
+            found = loading.tenants(cursor, ids)
+        tenants = dict(self._tenants) if ids is not None else {}
+        for tenant_id in ids or ():
+            tenants.pop(tenant_id, None)
+        tenants.update(found)
+        for tenant_id in set(self._tenants) - set(tenants):
+            self._tables.pop(tenant_id, None)
+            self._building.pop(tenant_id, None)
+        self._tenants = tenants
+        self._slugs = {tenant.slug: tenant.id for tenant in tenants.values()}
+
+    def _load_sources(self) -> None:
+        with self._cursor() as cursor:
+            self._sources = NetworkIndex(loading.sources(cursor))
+
+    def _load_trunks(self, carrier_ids: set[int] | None, trunk_ids: set[int] | None) -> None:
+        with self._cursor() as cursor:
+            found = loading.trunks(cursor, carrier_ids, trunk_ids)
+        if carrier_ids is None and trunk_ids is None:
+            self._trunks = found
+            return
+        trunks = dict(self._trunks)
+        for trunk_id in trunk_ids or ():
+            trunks.pop(trunk_id, None)  # deleted unless found again
+        trunks.update(found)
+        self._trunks = trunks
+
+    def _select_routes(self, cursor, tenant_id: int, prefixes: list[str] | None) -> None:
+        vendor = connections[self.using].vendor
+        loading.select_routes(cursor, vendor, tenant_id, prefixes)
+
+    def _reload_prefixes(self, table: PrefixTable, tenant_id: int, keys: set[str]) -> None:
+        """Put the current rows of `keys` (None where deleted) into the table's overlay."""
+        keys_list = sorted(keys)
+        found: dict[str, Entry | None] = dict.fromkeys(keys_list)
+        with self._cursor() as cursor:
+            for start in range(0, len(keys_list), _CHUNK):
+                self._select_routes(cursor, tenant_id, keys_list[start : start + _CHUNK])
+                for values in cursor.fetchall():
+                    entry = entry_of(values)
+                    found[entry[0].prefix] = entry
+        table.note(found)
+        if len(table.overlay) > _MAX_OVERLAY:
+            self._schedule_build(tenant_id)
+
+    def load_table(self, tenant_id: int) -> PrefixTable:
+        """Read a tenant's whole prefix table from the database, packed."""
+        table = PrefixTable()
+        # A server-side cursor on PostgreSQL: rows stream in, the result is never
+        # held whole in this process.
+        connection = connections[self.using]
+        with transaction.atomic(using=self.using), connection.chunked_cursor() as cursor:
+            self._select_routes(cursor, tenant_id, None)
+            while rows := cursor.fetchmany(10_000):
+                for values in rows:
+                    table.append(values)
+        return table.finish()
+
+    # --- Builds ----------------------------------------------------------------------
+
+    def _schedule_build(self, tenant_id: int) -> None:
+        """Rebuild a tenant's table; the database answers for it meanwhile."""
+        with self._lock:
+            self._tables.pop(tenant_id, None)
+            already = tenant_id in self._building
+            self._building[tenant_id] = None  # (re)start from a fresh read
+        if not self.background:
+            self._build(tenant_id)
+        elif not already:
+            self._queue.put(tenant_id)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(
+                    target=self._work, name="route-table-builder", daemon=True
+                )
+                self._worker.start()
+
+    def _work(self) -> None:
+        try:
+            while True:
+                try:
+                    tenant_id = self._queue.get(timeout=5)
+                except queue.Empty:
+                    return
+                try:
+                    self._build(tenant_id)
+                except DatabaseError:
+                    logger.exception("building the route table of tenant %s failed", tenant_id)
+                    with self._lock:
+                        self._building[tenant_id] = None
+                    time.sleep(1)
+                    self._queue.put(tenant_id)
+        finally:
+            connections[self.using].close()
+
+    def _build(self, tenant_id: int) -> None:
+        while True:
+            with self._lock:
+                if tenant_id not in self._building:
+                    return  # the tenant was deleted meanwhile
+                self._building[tenant_id] = set()
+            started = time.monotonic()
+            table = self.load_table(tenant_id)
+            while True:
+                with self._lock:
+                    pending = self._building.get(tenant_id, set())
+                    if pending is None:
+                        break  # another full change came in: read again
+                    if not pending:
+                        if tenant_id in self._building:
+                            del self._building[tenant_id]
+                            self._tables[tenant_id] = table
+                        logger.info(
+                            "route table of tenant %s compiled: %d prefixes in %.1f s",
+                            tenant_id,
+                            len(table),
+                            time.monotonic() - started,
+                        )
+                        return
+                    self._building[tenant_id] = set()
+                self._reload_prefixes(table, tenant_id, pending)
+
+
+_instances: dict[tuple[int, str], CompiledRouteTable] = {}
+_instances_lock = threading.Lock()
+
+
+def compiled_route_table(using: str = "default") -> CompiledRouteTable:
+    """This process's compiled table (one per process: a forked worker gets its own)."""
+    key = (os.getpid(), using)
+    table = _instances.get(key)
+    if table is None:
+        with _instances_lock:
+            table = _instances.setdefault(key, CompiledRouteTable(using))
+    return table
+
+
+def forget_compiled_tables() -> None:
+    """Drop this process's compiled tables (tests switch databases between them)."""
+    with _instances_lock:
+        _instances.clear()

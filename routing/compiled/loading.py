@@ -1,0 +1,89 @@
+"""What the compiled table reads from the database, derived from routing.rows.
+
+Each function takes a cursor and returns rows in the shapes the compiled table
+keeps: tenants and trunks as rows.TenantRef / rows.TrunkRow, source networks as
+(network, tenant id), and a tenant's routes as value tuples for packing.PrefixTable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from routing.compiled.packing import PROFILE_NAMES
+from routing.rows import RouteRow, TenantRef, TrunkRow, builder, select_sql
+
+_TENANT_SQL = f"SELECT {select_sql(TenantRef, 't')} FROM tenants_tenant t"  # noqa: S608
+_TRUNK_SQL = (
+    f"SELECT {select_sql(TrunkRow, 'tr')} FROM routing_trunk tr "  # noqa: S608
+    "JOIN routing_carrier c ON c.id = tr.carrier_id"
+)
+_ROUTE_COLUMNS = select_sql(RouteRow, "p")
+_PROFILE = " || ':' || ".join(f"t.{name}" for name in PROFILE_NAMES)
+# The targets of each route as two strings: the ids, and the profile (trunk:priority:
+# weight,...) which is the same for thousands of routes and is parsed once.
+_PREFIX_SQL = {
+    "postgresql": f"""
+SELECT {_ROUTE_COLUMNS}, t.ids, t.profile
+FROM routing_dialprefix p LEFT JOIN LATERAL (
+    SELECT string_agg(t.id::text, ',' ORDER BY t.id) AS ids,
+           string_agg({_PROFILE}, ',' ORDER BY t.id) AS profile
+    FROM routing_routetarget t WHERE t.prefix_id = p.id) t ON true
+WHERE p.tenant_id = %s {{where}}
+ORDER BY length(p.prefix), p.prefix COLLATE "C"
+""",  # noqa: S608
+    "sqlite": f"""
+SELECT {_ROUTE_COLUMNS},
+  (SELECT group_concat(id, ',') FROM (SELECT t.id FROM routing_routetarget t
+     WHERE t.prefix_id = p.id ORDER BY t.id)),
+  (SELECT group_concat(x, ',') FROM (SELECT {_PROFILE}
+     AS x FROM routing_routetarget t WHERE t.prefix_id = p.id ORDER BY t.id))
+FROM routing_dialprefix p
+WHERE p.tenant_id = %s {{where}}
+ORDER BY length(p.prefix), p.prefix
+""",  # noqa: S608
+}
+
+_tenant, _trunk = builder(TenantRef), builder(TrunkRow)
+
+
+def _marks(values: Iterable) -> str:
+    return ", ".join(["%s"] * len(list(values)))
+
+
+def tenants(cursor, ids: set[int] | None = None) -> dict[int, TenantRef]:
+    """The tenants with these ids (all when None), by id."""
+    sql, params = _TENANT_SQL, []
+    if ids is not None:
+        sql += f" WHERE t.id IN ({_marks(ids)})"
+        params = list(ids)
+    cursor.execute(sql, params)
+    return {row.id: row for row in map(_tenant, cursor.fetchall())}
+
+
+def sources(cursor) -> list[tuple[str, int]]:
+    """Every source network with its tenant id."""
+    cursor.execute("SELECT network, tenant_id FROM tenants_tenantsource")
+    return cursor.fetchall()
+
+
+def trunks(cursor, carrier_ids: set[int] | None, trunk_ids: set[int] | None) -> dict[int, TrunkRow]:
+    """The trunks of these carriers plus these trunks (all when both are None), by id."""
+    sql, params = _TRUNK_SQL, []
+    if carrier_ids is not None or trunk_ids is not None:
+        carrier_ids, trunk_ids = carrier_ids or {0}, trunk_ids or {0}
+        sql += f" WHERE tr.carrier_id IN ({_marks(carrier_ids)}) OR tr.id IN ({_marks(trunk_ids)})"
+        params = [*carrier_ids, *trunk_ids]
+    cursor.execute(sql, params)
+    return {row.id: row for row in map(_trunk, cursor.fetchall())}
+
+
+def select_routes(cursor, vendor: str, tenant_id: int, prefixes: list[str] | None) -> None:
+    """Execute the query of a tenant's routes (these prefixes only, unless None), in key order."""
+    sql = _PREFIX_SQL.get(vendor, _PREFIX_SQL["sqlite"])
+    if prefixes is None:
+        cursor.execute(sql.replace("{where}", ""), [tenant_id])
+    else:
+        cursor.execute(
+            sql.replace("{where}", f"AND p.prefix IN ({_marks(prefixes)})"),
+            [tenant_id, *prefixes],
+        )

@@ -1,0 +1,247 @@
+"""The route-table rows, declared once: everything that reads or writes them derives from here.
+
+A route table is four kinds of row: a tenant, a route (a dial prefix), a trunk, and a
+route's target (a trunk with a priority and a weight). Each is a frozen dataclass
+whose fields carry their `Column` (kind, bounds, where it lives in SQL, whether the
+CSV format has it). From these declarations come:
+
+- the rows the resolver reads (`RouteRow`, `TargetRow`, ...), built by keyword only;
+- the SELECT lists of the database route table and of the compiled table's loader
+  (`select_sql`, `orm_paths`), and building rows from their values (`build`);
+- the CSV columns of the import and export format (`CSV_COLUMNS`, `csv_route_columns`);
+- what the compiled table packs into its shared profiles (`packed_route_columns`).
+
+Adding an attribute to routes or trunks is therefore: the model field (and its
+migration), one field here, and the rule that uses it in the resolver.
+
+Free of Django on purpose: tools outside the project's processes (bench/generate.py)
+write exactly the CSV format the importer reads.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, TypeVar
+
+
+class Kind(enum.StrEnum):
+    INT = "int"
+    TEXT = "text"
+    BOOL = "bool"
+    CHOICE = "choice"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """How one attribute of a row is stored, read and written.
+
+    `sql` is the expression that selects it in the route table's SQL (default: the
+    row's table alias and the field name); `orm` the Django lookup path for
+    `values_list` (default: the name). `csv` says whether the CSV format carries it.
+    For CSV and imports: `low`/`high` bound integers, `max_length` texts, `choices`
+    lists the allowed values, `one_line` refuses line breaks, `default` is what an
+    empty cell means.
+    """
+
+    kind: Kind
+    null: bool = False
+    sql: str = ""
+    orm: str = ""
+    csv: bool = False
+    low: int | None = None
+    high: int | None = None
+    max_length: int | None = None
+    choices: tuple[str, ...] = ()
+    one_line: bool = False
+    default: Any = None
+    name: str = ""  # filled in from the dataclass field
+
+
+def column(kind: Kind, **options: Any) -> Any:
+    """A dataclass field described by a Column (the row's default is the Column's)."""
+    spec = Column(kind, **options)
+    if spec.null:
+        default: Any = None
+    elif spec.default is not None:
+        default = spec.default
+    else:
+        default = {Kind.INT: 0, Kind.TEXT: "", Kind.BOOL: False, Kind.CHOICE: ""}[kind]
+    return field(default=default, metadata={"column": spec})
+
+
+ACTIONS = ("route", "location", "reject")
+ROUTING_MODES = ("serial", "parallel")
+TRANSPORTS = ("udp", "tcp", "tls")
+MAX_PREFIX = 32
+_SMALL = 32767  # PositiveSmallIntegerField
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TenantRef:
+    """A tenant as the resolver sees it."""
+
+    id: int = column(Kind.INT)
+    slug: str = column(Kind.TEXT)
+    name: str = column(Kind.TEXT)
+    is_active: bool = column(Kind.BOOL, default=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteRow:
+    """A route (a dial prefix of a tenant) without its targets."""
+
+    id: int = column(Kind.INT)
+    prefix: str = column(Kind.TEXT, csv=True, max_length=MAX_PREFIX)
+    action: str = column(Kind.CHOICE, csv=True, choices=ACTIONS, default="route")
+    routing_mode: str = column(Kind.CHOICE, csv=True, choices=ROUTING_MODES, default="serial")
+    min_length: int | None = column(Kind.INT, null=True, csv=True, low=0, high=MAX_PREFIX)
+    max_length: int | None = column(Kind.INT, null=True, csv=True, low=0, high=MAX_PREFIX)
+    reject_code: int | None = column(Kind.INT, null=True, csv=True, low=400, high=699)
+    reject_reason: str = column(Kind.TEXT, csv=True, max_length=100, one_line=True)
+    description: str = column(Kind.TEXT, csv=True, max_length=200)
+    is_active: bool = column(Kind.BOOL, csv=True, default=True)
+    is_final: bool = column(Kind.BOOL, csv=True, default=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrunkRow:
+    """A trunk with what the resolver needs of its carrier."""
+
+    id: int = column(Kind.INT, sql="tr.id")
+    name: str = column(Kind.TEXT, sql="tr.name")
+    is_active: bool = column(Kind.BOOL, sql="tr.is_active", default=True)
+    carrier_name: str = column(Kind.TEXT, sql="c.name", orm="carrier__name")
+    carrier_active: bool = column(Kind.BOOL, sql="c.is_active", orm="carrier__is_active")
+    host: str = column(Kind.TEXT, sql="tr.host")
+    port: int | None = column(Kind.INT, null=True, sql="tr.port")
+    transport: str = column(Kind.CHOICE, sql="tr.transport", choices=TRANSPORTS, default="udp")
+    outbound_proxy: str = column(Kind.TEXT, sql="tr.outbound_proxy")
+    socket: str = column(Kind.TEXT, sql="tr.socket")
+    path: str = column(Kind.TEXT, sql="tr.path")
+    tech_prefix: str = column(Kind.TEXT, sql="tr.tech_prefix")
+    strip_digits: int = column(Kind.INT, sql="tr.strip_digits")
+    from_display: str = column(Kind.TEXT, sql="tr.from_display")
+    from_uri: str = column(Kind.TEXT, sql="tr.from_uri")
+    rewrite_to: bool = column(Kind.BOOL, sql="tr.rewrite_to")
+    extra_headers: str = column(Kind.TEXT, sql="tr.extra_headers")
+    branch_flags: int | None = column(Kind.INT, null=True, sql="tr.branch_flags")
+    fr_timer: int | None = column(Kind.INT, null=True, sql="tr.fr_timer")
+    fr_inv_timer: int | None = column(Kind.INT, null=True, sql="tr.fr_inv_timer")
+
+    @property
+    def label(self) -> str:
+        return f"{self.carrier_name}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetLink:
+    """A route's reference to a trunk: the target columns stored per route."""
+
+    id: int = column(Kind.INT, sql="t.id")
+    trunk_id: int = column(Kind.INT, sql="t.trunk_id", low=0)
+    priority: int = column(Kind.INT, sql="t.priority", csv=True, low=0, high=_SMALL, default=1)
+    weight: int = column(Kind.INT, sql="t.weight", csv=True, low=1, high=_SMALL, default=100)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetRow:
+    """A target as the resolver reads it: the link's columns and the trunk it names."""
+
+    id: int
+    priority: int
+    weight: int
+    trunk: TrunkRow
+
+    @classmethod
+    def of(cls, link: TargetLink, trunk: TrunkRow) -> TargetRow:
+        return cls(id=link.id, priority=link.priority, weight=link.weight, trunk=trunk)
+
+
+RouteEntry = tuple[RouteRow, tuple[TargetRow, ...]]
+"""A route with its targets: what a RouteTable returns per matching prefix."""
+
+
+# --- Deriving from the declarations ----------------------------------------------------
+
+Row = TypeVar("Row")
+
+
+def columns(row_type: type) -> tuple[Column, ...]:
+    """The Columns of a row type, in declaration order, with their names filled in."""
+    found = []
+    for item in fields(row_type):
+        spec: Column = item.metadata["column"]
+        found.append(
+            Column(
+                **{
+                    **{name: getattr(spec, name) for name in Column.__slots__},
+                    "name": item.name,
+                    "default": item.default if item.default is not MISSING else None,
+                }
+            )
+        )
+    return tuple(found)
+
+
+def names(row_type: type) -> tuple[str, ...]:
+    return tuple(spec.name for spec in columns(row_type))
+
+
+def select_sql(row_type: type, alias: str) -> str:
+    """The SELECT list of a row type's columns, for a table aliased `alias`."""
+    return ", ".join(spec.sql or f"{alias}.{spec.name}" for spec in columns(row_type))
+
+
+def orm_paths(row_type: type, prefix: str = "") -> tuple[str, ...]:
+    """The values_list() paths of a row type's columns, under a relation `prefix`."""
+    return tuple(prefix + (spec.orm or spec.name) for spec in columns(row_type))
+
+
+def builder(row_type: type[Row]):
+    """A function making a row from database values in select order.
+
+    By keyword, never by position; booleans come back as 0/1 from SQLite's cursor
+    and text may be NULL where a join found nothing, so both are normalised.
+    """
+    specs = columns(row_type)
+    keys = tuple(spec.name for spec in specs)
+    fixes = tuple(
+        (i, spec.kind)
+        for i, spec in enumerate(specs)
+        if spec.kind is Kind.BOOL or (spec.kind in (Kind.TEXT, Kind.CHOICE) and not spec.null)
+    )
+
+    def build(values) -> Row:
+        if fixes:
+            values = list(values)
+            for i, kind in fixes:
+                value = values[i]
+                values[i] = bool(value) if kind is Kind.BOOL else (value or "")
+        return row_type(**dict(zip(keys, values, strict=True)))
+
+    return build
+
+
+def csv_route_columns() -> tuple[Column, ...]:
+    """The route's own columns in the CSV format, in order."""
+    return tuple(spec for spec in columns(RouteRow) if spec.csv)
+
+
+def _csv_columns() -> tuple[str, ...]:
+    route = [spec.name for spec in csv_route_columns()]
+    # The targets cell (carrier/trunk:priority:weight|...) follows the routing mode,
+    # where a reader of the file looks for where the calls go.
+    route.insert(route.index("routing_mode") + 1, "targets")
+    return tuple(route)
+
+
+CSV_COLUMNS: tuple[str, ...] = _csv_columns()
+"""The header of the route-table CSV format (routing.importing, routing.exporting)."""
+
+
+def packed_route_columns() -> tuple[Column, ...]:
+    """What the compiled table shares between routes: all but the id, prefix and text."""
+    return tuple(
+        spec for spec in columns(RouteRow) if spec.name not in ("id", "prefix", "description")
+    )
