@@ -13,6 +13,7 @@ from rest_framework.validators import UniqueValidator
 
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
 from routing.resolver import Decision, Route, to_rtjson
+from routing.rows import RouteRow, TrunkRow, model_fields
 from tenants.models import Tenant, TenantSource
 from tenants.networks import NetworkError, parse_address
 from tenants.scoping import is_tenant_scoped, scope_queryset, user_scope
@@ -175,6 +176,7 @@ class PrefixRowSerializer(serializers.Serializer):
     min_length = serializers.IntegerField(allow_null=True)
     max_length = serializers.IntegerField(allow_null=True)
     description = serializers.CharField()
+    is_final = serializers.BooleanField()
 
 
 class RouteSerializer(serializers.Serializer):
@@ -371,28 +373,7 @@ class TrunkSerializer(ScopedModelSerializer):
 
     class Meta:
         model = Trunk
-        fields = [
-            "id",
-            "tenant",
-            "carrier",
-            "name",
-            "host",
-            "port",
-            "transport",
-            "outbound_proxy",
-            "socket",
-            "path",
-            "tech_prefix",
-            "strip_digits",
-            "from_display",
-            "from_uri",
-            "rewrite_to",
-            "extra_headers",
-            "branch_flags",
-            "fr_timer",
-            "fr_inv_timer",
-            "is_active",
-        ]
+        fields = ["id", "tenant", "carrier", *model_fields(TrunkRow)[1:]]
         validators: list = []
 
     def validate_carrier(self, carrier: Carrier) -> Carrier:
@@ -432,20 +413,7 @@ class DialPrefixSerializer(ScopedModelSerializer):
 
     class Meta:
         model = DialPrefix
-        fields = [
-            "id",
-            "tenant",
-            "prefix",
-            "description",
-            "min_length",
-            "max_length",
-            "action",
-            "routing_mode",
-            "reject_code",
-            "reject_reason",
-            "is_active",
-            "targets",
-        ]
+        fields = ["id", "tenant", *model_fields(RouteRow)[1:], "targets"]
         validators: list = []
 
     def validate_nested(self, obj: DialPrefix, nested: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import DATA
-from routing.csv_columns import COLUMNS
+from routing.rows import CSV_COLUMNS as COLUMNS
 
 # (country code, relative weight of its ranges): the big destinations get most rows.
 COUNTRIES = [

@@ -13,38 +13,50 @@ from typing import TextIO
 
 from django.db import connections, transaction
 
-from routing.importing import COLUMNS, Progress
+from routing.importing import Progress
 from routing.models import Trunk
+from routing.rows import CSV_COLUMNS, Kind, csv_route_columns
 from tenants.models import Tenant
 
-_SQL = {
-    "postgresql": """
-SELECT p.prefix, p.action, p.routing_mode, t.targets, p.min_length, p.max_length,
-       p.reject_code, p.reject_reason, p.description, p.is_active
-FROM routing_dialprefix p LEFT JOIN LATERAL (
-    SELECT string_agg(c.name || '/' || tr.name || ':' || t.priority || ':' || t.weight, '|'
-                      ORDER BY t.priority, t.weight DESC, t.id) AS targets
+_KINDS = {spec.name: spec.kind for spec in csv_route_columns()}
+# The targets of a route as carrier/trunk:priority:weight, by priority, then weight
+# (highest first), then creation.
+_TARGET_ROWS = """
     FROM routing_routetarget t
     JOIN routing_trunk tr ON tr.id = t.trunk_id
     JOIN routing_carrier c ON c.id = tr.carrier_id
-    WHERE t.prefix_id = p.id) t ON true
-WHERE p.tenant_id = %s
-ORDER BY p.prefix COLLATE "C"
-""",
-    "sqlite": """
-SELECT p.prefix, p.action, p.routing_mode,
-  (SELECT group_concat(x, '|') FROM (
-      SELECT c.name || '/' || tr.name || ':' || t.priority || ':' || t.weight AS x
-      FROM routing_routetarget t
-      JOIN routing_trunk tr ON tr.id = t.trunk_id
-      JOIN routing_carrier c ON c.id = tr.carrier_id
-      WHERE t.prefix_id = p.id ORDER BY t.priority, t.weight DESC, t.id)),
-  p.min_length, p.max_length, p.reject_code, p.reject_reason, p.description, p.is_active
-FROM routing_dialprefix p
-WHERE p.tenant_id = %s
-ORDER BY p.prefix
-""",
+    WHERE t.prefix_id = p.id"""
+_TARGET_TEXT = "c.name || '/' || tr.name || ':' || t.priority || ':' || t.weight"
+_ORDER = "t.priority, t.weight DESC, t.id"
+_TARGETS = {
+    "postgresql": f"(SELECT string_agg({_TARGET_TEXT}, '|' ORDER BY {_ORDER}){_TARGET_ROWS})",
+    "sqlite": f"""(SELECT group_concat(x, '|') FROM (
+    SELECT {_TARGET_TEXT} AS x{_TARGET_ROWS} ORDER BY {_ORDER}))""",  # noqa: S608
 }
+_ORDER_BY = {"postgresql": 'p.prefix COLLATE "C"', "sqlite": "p.prefix"}
+
+
+def _export_sql(vendor: str) -> str:
+    """The export query: one row per route, its cells in CSV_COLUMNS order."""
+    cells = ", ".join(_TARGETS[vendor] if n == "targets" else f"p.{n}" for n in CSV_COLUMNS)
+    return (
+        f"SELECT {cells} FROM routing_dialprefix p "  # noqa: S608 (names from routing.rows)
+        f"WHERE p.tenant_id = %s ORDER BY {_ORDER_BY[vendor]}"
+    )
+
+
+_SQL = {vendor: _export_sql(vendor) for vendor in _TARGETS}
+
+
+def _cell(kind: Kind | None, value) -> str:
+    if value is None:
+        return ""
+    if kind is Kind.BOOL:
+        return "yes" if value else "no"
+    return str(value)
+
+
+_CELL_KINDS = tuple(_KINDS.get(name) for name in CSV_COLUMNS)
 
 
 class ExportError(Exception):
@@ -70,25 +82,14 @@ def check_names(tenant: Tenant) -> None:
 def export_rows(tenant: Tenant, using: str = "default") -> Iterator[list[str]]:
     """The header, then one CSV row per prefix of `tenant`."""
     check_names(tenant)
-    yield list(COLUMNS)
+    yield list(CSV_COLUMNS)
     connection = connections[using]
     sql = _SQL.get(connection.vendor, _SQL["sqlite"])
     with transaction.atomic(using=using), connection.chunked_cursor() as cursor:
         cursor.execute(sql, [tenant.pk])
         while rows := cursor.fetchmany(10_000):
-            for prefix, action, mode, targets, low, high, code, reason, text, active in rows:
-                yield [
-                    prefix,
-                    action,
-                    mode,
-                    targets or "",
-                    "" if low is None else str(low),
-                    "" if high is None else str(high),
-                    "" if code is None else str(code),
-                    reason,
-                    text,
-                    "yes" if active else "no",
-                ]
+            for values in rows:
+                yield [_cell(kind, value) for kind, value in zip(_CELL_KINDS, values, strict=True)]
 
 
 def write_csv(

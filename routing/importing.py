@@ -1,13 +1,14 @@
 """Import a tenant's dial prefixes from CSV: validate every row, then write all or nothing.
 
-The format (one row per prefix; `routing.exporting` writes the same):
+The format (one row per prefix; `routing.exporting` writes the same; the columns
+are `routing.rows.CSV_COLUMNS`, declared with the route's row):
 
-    prefix,action,routing_mode,targets,min_length,max_length,reject_code,reject_reason,description,is_active
-    33,route,serial,Carrier A/a-primary:1:100|Carrier A/a-backup:2:100,,,,,France,yes
-    339,reject,serial,,,,403,Premium,,yes
+    prefix,action,routing_mode,targets,min_length,max_length,reject_code,reject_reason,description,is_active,is_final
+    33,route,serial,Carrier A/a-primary:1:100|Carrier A/a-backup:2:100,,,,,France,yes,no
+    339,reject,serial,,,,403,Premium,,yes,no
 
 Only `prefix` is required in the header; a missing column takes its default
-(action route, routing mode serial, no targets, no bounds, active). Targets are
+(action route, routing mode serial, no targets, no bounds, active, not final). Targets are
 `carrier/trunk:priority:weight` separated by `|`, naming trunks of the tenant.
 
 Every row is checked before anything is written, and every bad row is reported
@@ -25,22 +26,26 @@ import csv
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from django.db import DatabaseError, IntegrityError, connections, transaction
 
 from routing import changes
-from routing.csv_columns import COLUMNS
-from routing.models import Action, ImportRecord, RoutingMode, Trunk
+from routing.models import ImportRecord, Trunk
+from routing.rows import CSV_COLUMNS, MAX_PREFIX, Column, Kind, csv_route_columns
 from tenants.models import Tenant
 
-MAX_PREFIX = 32
+COLUMNS = CSV_COLUMNS
 MAX_ERRORS = 10_000  # listed; beyond that only counted
-TRUE, FALSE = {"", "yes", "true", "1", "y"}, {"no", "false", "0", "n"}
-_BOOLEANS = TRUE | FALSE
-_ACTIONS = frozenset(Action.values)
-_MODES = frozenset(RoutingMode.values)
+TRUE, FALSE = {"yes", "true", "1", "y"}, {"no", "false", "0", "n"}
 _SMALL = 32767  # PositiveSmallIntegerField
+
+# The route's own columns, as declared in routing.rows; the prefix is checked apart
+# (digits, duplicates) and every other one by its Column.
+_ROUTE_COLUMNS = csv_route_columns()
+ROUTE_FIELDS = tuple(spec.name for spec in _ROUTE_COLUMNS)
+WRITTEN_FIELDS = tuple(name for name in ROUTE_FIELDS if name != "prefix")
+_BAD = object()
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -69,16 +74,12 @@ class Row(NamedTuple):
     """One valid row, in the shape it is written."""
 
     line: int
-    prefix: str
-    min_length: int | None
-    max_length: int | None
-    action: str
-    routing_mode: str
-    reject_code: int | None
-    reject_reason: str
-    description: str
-    is_active: bool
+    values: dict[str, Any]  # the route's columns (ROUTE_FIELDS) by name
     targets: tuple[tuple[int, int, int], ...]  # (trunk id, priority, weight)
+
+    @property
+    def prefix(self) -> str:
+        return self.values["prefix"]
 
 
 @dataclass
@@ -104,6 +105,64 @@ def trunk_names(tenant: Tenant) -> dict[str, int]:
     return {f"{carrier}/{trunk}": pk for carrier, trunk, pk in rows}
 
 
+def cell_parser(spec: Column) -> Callable[[str], Any]:
+    """A function from a cell's text to its value, or to a 1-tuple holding what is wrong.
+
+    Built once per column from its declaration (bounds, choices, length, default), so
+    a million rows pay for one call per cell and no lookups.
+    """
+    if spec.kind is Kind.INT:
+        low, high = spec.low, spec.high
+        empty = None if spec.null else spec.default
+
+        def parse_int(text: str):
+            if not text:
+                return empty
+            if text.isascii() and text.isdigit() and low <= int(text) <= high:
+                return int(text)
+            return (f"{text!r}: a whole number from {low} to {high}",)
+
+        return parse_int
+    if spec.kind is Kind.BOOL:
+        default = spec.default
+
+        def parse_bool(text: str):
+            lowered = text.lower()
+            if not lowered:
+                return default
+            if lowered in TRUE:
+                return True
+            if lowered in FALSE:
+                return False
+            return (f"{lowered!r}: use yes or no",)
+
+        return parse_bool
+    if spec.kind is Kind.CHOICE:
+        choices, default = frozenset(spec.choices), spec.default
+
+        def parse_choice(text: str):
+            lowered = text.lower() or default
+            if lowered in choices:
+                return lowered
+            return (f"{lowered!r}: use {', '.join(spec.choices)}",)
+
+        return parse_choice
+    limit, one_line = spec.max_length, spec.one_line
+    message = (
+        f"one line of at most {limit} characters" if one_line else f"at most {limit} characters"
+    )
+
+    def parse_text(text: str):
+        if len(text) > limit or (one_line and ("\n" in text or "\r" in text)):
+            return (message,)
+        return text
+
+    return parse_text
+
+
+_PARSERS = tuple((spec.name, cell_parser(spec)) for spec in _ROUTE_COLUMNS if spec.name != "prefix")
+
+
 class RowParser:
     """Checks rows one by one, remembering what it needs across rows (duplicates)."""
 
@@ -113,7 +172,7 @@ class RowParser:
         self.errors: list[RowError] = []
         self.more = 0
         self.columns: list[str] = []
-        self.positions: list[int] = []
+        self.positions: dict[str, int] = {}
         self._parsed: dict[str, tuple[tuple[int, int, int], ...]] = {"": ()}
 
     def error(self, line: int, column: str, message: str) -> None:
@@ -136,19 +195,22 @@ class RowParser:
             self.error(1, "prefix", "the header has no prefix column")
             ok = False
         # Where each known column is in a row (-1: absent, read as empty).
-        self.positions = [self.columns.index(n) if n in self.columns else -1 for n in COLUMNS]
+        self.positions = {n: self.columns.index(n) if n in self.columns else -1 for n in COLUMNS}
         return ok
 
-    def row(self, line: int, values: list[str]) -> Row | None:
-        """The checked row, or None after recording its problems (fast path first)."""
-        if len(values) != len(self.columns):
-            self.error(line, "", f"{len(values)} fields, but the header has {len(self.columns)}")
+    def row(self, line: int, cells: list[str]) -> Row | None:
+        """The checked row, or None after recording its problems."""
+        if len(cells) != len(self.columns):
+            self.error(line, "", f"{len(cells)} fields, but the header has {len(self.columns)}")
             return None
-        prefix, action, mode, targets, low, high, code, reason, text, active = (
-            values[i].strip() if i >= 0 else "" for i in self.positions
-        )
-        before = len(self.errors) + self.more
+        at = self.positions
 
+        def cell(name: str) -> str:
+            i = at[name]
+            return cells[i].strip() if i >= 0 else ""
+
+        before = len(self.errors) + self.more
+        prefix = cell("prefix")
         if not (prefix.isdigit() and prefix.isascii()) and prefix:
             self.error(line, "prefix", f"{prefix!r}: digits only (E.164 without '+' or spaces)")
         elif len(prefix) > MAX_PREFIX:
@@ -158,56 +220,35 @@ class RowParser:
             self.error(line, "prefix", f"prefix {prefix or '(default)'} is already on line {first}")
         else:
             self.seen[prefix] = line
-
-        action = action.lower() or Action.ROUTE.value
-        if action not in _ACTIONS:
-            self.error(line, "action", f"{action!r}: use {', '.join(Action.values)}")
-        mode = mode.lower() or RoutingMode.SERIAL.value
-        if mode not in _MODES:
-            self.error(line, "routing_mode", f"{mode!r}: use {', '.join(RoutingMode.values)}")
-        min_length = self._number(line, low, "min_length", 0, MAX_PREFIX) if low else None
-        max_length = self._number(line, high, "max_length", 0, MAX_PREFIX) if high else None
-        if min_length is not None and max_length is not None and min_length > max_length:
-            message = f"min_length {min_length} is more than max_length {max_length}"
-            self.error(line, "min_length", message)
-        if max_length is not None and max_length < len(prefix):
-            message = f"no number of at most {max_length} digits starts with {prefix}"
-            self.error(line, "max_length", message)
-        reject_code = self._number(line, code, "reject_code", 400, 699) if code else None
-        if action == "reject" and not code:
-            message = "a reject route needs a SIP code from 400 to 699, e.g. 403"
-            self.error(line, "reject_code", message)
-        if reason and (len(reason) > 100 or "\n" in reason or "\r" in reason):
-            self.error(line, "reject_reason", "one line of at most 100 characters")
-        if len(text) > 200:
-            self.error(line, "description", "at most 200 characters")
-        active = active.lower()
-        if active not in _BOOLEANS:
-            self.error(line, "is_active", f"{active!r}: use yes or no")
+        values: dict[str, Any] = {"prefix": prefix}
+        for name, parse in _PARSERS:
+            value = parse(cell(name))
+            if type(value) is tuple:
+                self.error(line, name, value[0])
+                value = None
+            values[name] = value
+        self._check_together(line, values, prefix, raw_code=cell("reject_code"))
+        targets = cell("targets")
         parsed = self._parsed.get(targets)
         if parsed is None:
             parsed = self._targets(line, targets)
         if len(self.errors) + self.more > before:
             return None
-        return Row(
-            line,
-            prefix,
-            min_length,
-            max_length,
-            action,
-            mode,
-            reject_code,
-            reason,
-            text,
-            active in TRUE,
-            parsed,
-        )
+        return Row(line, values, parsed)
 
-    def _number(self, line: int, text: str, column: str, low: int, high: int) -> int | None:
-        if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
-            self.error(line, column, f"{text!r}: a whole number from {low} to {high}")
-            return None
-        return int(text)
+    def _check_together(
+        self, line: int, values: dict[str, Any], prefix: str, raw_code: str
+    ) -> None:
+        """The rules between columns (the model's clean() and constraints, row-wise)."""
+        low, high = values["min_length"], values["max_length"]
+        if low is not None and high is not None and low > high:
+            self.error(line, "min_length", f"min_length {low} is more than max_length {high}")
+        if high is not None and high < len(prefix):
+            message = f"no number of at most {high} digits starts with {prefix}"
+            self.error(line, "max_length", message)
+        if values["action"] == "reject" and not raw_code:
+            message = "a reject route needs a SIP code from 400 to 699, e.g. 403"
+            self.error(line, "reject_code", message)
 
     def _targets(self, line: int, text: str) -> tuple[tuple[int, int, int], ...]:
         """Parse a targets cell; good ones are remembered (wholesale files repeat them)."""
@@ -340,15 +381,16 @@ def import_prefixes(
 # Staged rows get their final prefix id from the table's own sequence as they are
 # copied in (an existing prefix takes its id back below), so targets are written
 # straight from the staging table, without joining a million rows back.
-_STAGE_SQL = """
+_SQL_TYPES = {Kind.INT: "integer", Kind.TEXT: "text", Kind.CHOICE: "text", Kind.BOOL: "boolean"}
+_STAGED = ", ".join(f"{spec.name} {_SQL_TYPES[spec.kind]}" for spec in _ROUTE_COLUMNS)
+_STAGE_SQL = f"""
 CREATE TEMP TABLE routing_import (
     id bigint DEFAULT nextval(pg_get_serial_sequence('routing_dialprefix', 'id')),
     existed boolean NOT NULL DEFAULT false,
-    line integer, prefix text, min_length smallint, max_length smallint, action text,
-    routing_mode text, reject_code smallint, reject_reason text, description text,
-    is_active boolean, trunks bigint[], priorities integer[], weights integer[]
+    line integer, {_STAGED}, trunks bigint[], priorities integer[], weights integer[]
 ) ON COMMIT DROP
 """
+_COPY_COLUMNS = ", ".join(("line", *ROUTE_FIELDS, "trunks", "priorities", "weights"))
 _EXISTING_SQL = """
 UPDATE routing_import s SET id = p.id, existed = true
 FROM routing_dialprefix p WHERE p.tenant_id = %s AND p.prefix = s.prefix
@@ -368,19 +410,15 @@ _DELETE_PREFIXES_SQL = """
 DELETE FROM routing_dialprefix p WHERE p.tenant_id = %s AND NOT EXISTS
     (SELECT 1 FROM routing_import s WHERE s.id = p.id)
 """
-_UPDATE_SQL = """
-UPDATE routing_dialprefix p SET description = s.description, min_length = s.min_length,
-    max_length = s.max_length, action = s.action, routing_mode = s.routing_mode,
-    reject_code = s.reject_code, reject_reason = s.reject_reason, is_active = s.is_active
+_UPDATE_SQL = f"""
+UPDATE routing_dialprefix p SET {", ".join(f"{name} = s.{name}" for name in WRITTEN_FIELDS)}
 FROM routing_import s WHERE s.existed AND p.id = s.id
-"""
-_INSERT_SQL = """
-INSERT INTO routing_dialprefix (id, tenant_id, prefix, description, min_length, max_length,
-    action, routing_mode, reject_code, reject_reason, is_active)
-SELECT id, %s, prefix, description, min_length, max_length, action, routing_mode,
-    reject_code, reject_reason, is_active
+"""  # noqa: S608
+_INSERT_SQL = f"""
+INSERT INTO routing_dialprefix (id, tenant_id, {", ".join(ROUTE_FIELDS)})
+SELECT id, %s, {", ".join(ROUTE_FIELDS)}
 FROM routing_import WHERE NOT existed
-"""
+"""  # noqa: S608
 # One staged row's targets come out of unnest() in the file's order and get
 # increasing ids in that order, which export uses to order equal targets.
 _TARGETS_SQL = """
@@ -408,13 +446,9 @@ def _write_postgresql(
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [6, tenant.pk])
         cursor.execute("DROP TABLE IF EXISTS pg_temp.routing_import")  # an earlier import
         cursor.execute(_STAGE_SQL)
-        columns = (
-            "line, prefix, min_length, max_length, action, routing_mode, reject_code, "
-            "reject_reason, description, is_active, trunks, priorities, weights"
-        )
         with (
             open_text() as text,
-            cursor.cursor.copy(f"COPY routing_import ({columns}) FROM STDIN") as copy,
+            cursor.cursor.copy(f"COPY routing_import ({_COPY_COLUMNS}) FROM STDIN") as copy,
         ):
             lines: list[str] = []
             arrays: dict[tuple, str] = {}
@@ -519,22 +553,21 @@ def _copy_line(row: Row, arrays: dict[tuple, str]) -> str:
         targets = "\t".join("{" + ",".join(map(str, values)) + "}" for values in columns)
         if len(arrays) < 100_000:  # wholesale files repeat a few hundred target sets
             arrays[row.targets] = targets
-    return (
-        f"{row.line}\t{row.prefix}\t{_copy_value(row.min_length)}\t"
-        f"{_copy_value(row.max_length)}\t{row.action}\t{row.routing_mode}\t"
-        f"{_copy_value(row.reject_code)}\t{_copy_text(row.reject_reason)}\t"
-        f"{_copy_text(row.description)}\t{'t' if row.is_active else 'f'}\t{targets}\n"
-    )
-
-
-def _copy_value(value: int | None) -> str:
-    return "\\N" if value is None else str(value)
+    values = row.values
+    cells = "\t".join(_copy_value(values[name]) for name in ROUTE_FIELDS)
+    return f"{row.line}\t{cells}\t{targets}\n"
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_text(value: str) -> str:
+def _copy_value(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if value is True or value is False:
+        return "t" if value else "f"
+    if type(value) is int:
+        return str(value)
     return value.translate(_COPY_ESCAPES) if value else value
 
 
@@ -560,35 +593,10 @@ def _write_generic(
             marks = ", ".join(["%s"] * len(ids))
             cursor.execute(f"DELETE FROM routing_dialprefix WHERE id IN ({marks})", ids)  # noqa: S608
     result.deleted = len(gone)
-    objects = [
-        DialPrefix(
-            id=existing.get(row.prefix),
-            tenant=tenant,
-            prefix=row.prefix,
-            description=row.description,
-            min_length=row.min_length,
-            max_length=row.max_length,
-            action=row.action,
-            routing_mode=row.routing_mode,
-            reject_code=row.reject_code,
-            reject_reason=row.reject_reason,
-            is_active=row.is_active,
-        )
-        for row in rows
-    ]
+    objects = [DialPrefix(id=existing.get(row.prefix), tenant=tenant, **row.values) for row in rows]
     new = [obj for obj in objects if obj.id is None]
     old = [obj for obj in objects if obj.id is not None]
-    fields = [
-        "description",
-        "min_length",
-        "max_length",
-        "action",
-        "routing_mode",
-        "reject_code",
-        "reject_reason",
-        "is_active",
-    ]
-    DialPrefix.objects.using(using).bulk_update(old, fields, batch_size=500)
+    DialPrefix.objects.using(using).bulk_update(old, list(WRITTEN_FIELDS), batch_size=500)
     DialPrefix.objects.using(using).bulk_create(new, batch_size=500)
     result.created, result.updated = len(new), len(old)
     RouteTarget.objects.using(using).bulk_create(

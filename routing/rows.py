@@ -188,6 +188,11 @@ def names(row_type: type) -> tuple[str, ...]:
     return tuple(spec.name for spec in columns(row_type))
 
 
+def model_fields(row_type: type) -> tuple[str, ...]:
+    """The names of the columns stored on the row's own model (not reached by a join)."""
+    return tuple(spec.name for spec in columns(row_type) if not spec.orm)
+
+
 def select_sql(row_type: type, alias: str) -> str:
     """The SELECT list of a row type's columns, for a table aliased `alias`."""
     return ", ".join(spec.sql or f"{alias}.{spec.name}" for spec in columns(row_type))
