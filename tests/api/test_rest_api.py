@@ -298,3 +298,32 @@ def test_a_user_gets_their_api_token_with_their_password(client, operator_a):
     response = client.post("/api/v1/auth/token", {"username": "operator-a", "password": "pw"})
 
     assert response.json()["token"] == Token.objects.get(user=operator_a).key
+
+
+def test_an_operator_sees_the_tenant_of_each_trunk(operator_api, trunks_a):
+    listing = operator_api.get("/api/v1/trunks").json()
+    detail = operator_api.get(f"/api/v1/trunks/{trunks_a[0].pk}").json()
+
+    assert [t["tenant"] for t in listing["results"]] == ["tenant-a", "tenant-a"]
+    assert detail["tenant"] == "tenant-a"
+
+
+@pytest.mark.parametrize(
+    ("resource", "row"),
+    [
+        ("tenant-sources", lambda route: route.tenant.sources.first()),
+        ("carriers", lambda route: route.targets.first().trunk.carrier),
+        ("trunks", lambda route: route.targets.first().trunk),
+        ("prefixes", lambda route: route),
+    ],
+)
+def test_every_resource_renders_a_row_alike_for_its_operator_and_a_superuser(
+    operator_api, root_api, route_a, resource, row
+):
+    url = f"/api/v1/{resource}/{row(route_a).pk}"
+
+    as_operator = operator_api.get(url).json()
+    as_root = root_api.get(url).json()
+
+    assert as_operator["tenant"] == "tenant-a"
+    assert as_operator == as_root
