@@ -327,3 +327,21 @@ def test_every_resource_renders_a_row_alike_for_its_operator_and_a_superuser(
 
     assert as_operator["tenant"] == "tenant-a"
     assert as_operator == as_root
+
+
+def test_a_from_uri_that_is_not_a_sip_uri_is_a_400_on_that_field(operator_api, trunks_a):
+    url = f"/api/v1/trunks/{trunks_a[0].pk}"
+
+    bad = operator_api.patch(url, {"from_uri": "alice@x"}, format="json")
+    good = operator_api.patch(url, {"from_uri": "sip:{caller}@trunk.example.net"}, format="json")
+
+    assert bad.status_code == 400
+    assert bad.json() == {
+        "from_uri": [
+            "alice@x is not a valid From URI: it must start with sip: or sips:; write it "
+            "like sip:{caller}@trunk.example.net."
+        ]
+    }
+    assert good.status_code == 200
+    trunks_a[0].refresh_from_db()
+    assert trunks_a[0].from_uri == "sip:{caller}@trunk.example.net"
