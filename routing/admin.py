@@ -63,7 +63,7 @@ def disable_selected(modeladmin, request, queryset):
     _set_active(modeladmin, request, queryset, False)
 
 
-class TrunkInline(TenantScopedMixin, admin.StackedInline):
+class TrunkInline(OperatorHelpMixin, TenantScopedMixin, admin.StackedInline):
     model = Trunk
     extra = 0
     fieldsets = TRUNK_FIELDSETS
@@ -119,7 +119,7 @@ class TrunkAdmin(OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, Simpl
         return obj.carrier.is_active
 
 
-class RouteTargetInline(TenantScopedMixin, admin.TabularInline):
+class RouteTargetInline(OperatorHelpMixin, TenantScopedMixin, admin.TabularInline):
     model = RouteTarget
     extra = 0
     autocomplete_fields = ["trunk"]
