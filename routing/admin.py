@@ -6,6 +6,7 @@ All of it is tenant-scoped through tenants.admin_base.TenantScopedMixin.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.db.models import Count
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.utils import bulk_update_with_history
@@ -124,6 +125,17 @@ class RouteTargetInline(OperatorHelpMixin, TenantScopedMixin, admin.TabularInlin
     extra = 0
     autocomplete_fields = ["trunk"]
     fields = ["trunk", "priority", "weight"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "trunk" and isinstance(formfield.widget, RelatedFieldWidgetWrapper):
+            # A row's "Delete?" box removes the target; an icon beside it that deletes
+            # (or edits) the trunk itself, for every route using it, is a trap. Adding
+            # a trunk from here stays: it only offers a new choice for this row.
+            formfield.widget.can_change_related = False
+            formfield.widget.can_delete_related = False
+            formfield.widget.can_view_related = False
+        return formfield
 
 
 @admin.register(DialPrefix)

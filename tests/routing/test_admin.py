@@ -231,3 +231,18 @@ def test_a_from_uri_that_is_not_a_sip_uri_is_a_form_error(a_client, trunks_a):
     assert good.status_code == 302
     trunk.refresh_from_db()
     assert trunk.from_uri == "sip:{caller}@trunk.example.net"
+
+
+def test_a_targets_trunk_offers_no_link_to_change_or_delete_the_trunk(a_client, route_a):
+    html = a_client.get(reverse("admin:routing_dialprefix_change", args=[route_a.pk])).content
+    html = html.decode()
+
+    # The row's own "Delete?" box removes a target; a red cross beside the trunk
+    # deleted the trunk itself, for every route.
+    for row in ["0", "1", "__prefix__"]:
+        assert f'id="delete_id_targets-{row}-trunk"' not in html
+        assert f'id="change_id_targets-{row}-trunk"' not in html
+        assert f'id="view_id_targets-{row}-trunk"' not in html
+        assert f'id="add_id_targets-{row}-trunk"' in html
+    assert "delete-related" not in html
+    assert 'name="targets-0-DELETE"' in html
