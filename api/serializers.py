@@ -300,8 +300,16 @@ class ScopedModelSerializer(serializers.ModelSerializer):
             queryset = getattr(field, "queryset", None)
             if queryset is not None and is_tenant_scoped(queryset.model):
                 field.queryset = scope_queryset(queryset, user)
-        if "tenant" in fields and own_tenant(user) is not None:
-            fields["tenant"] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+        tenant = fields.get("tenant")
+        if tenant is not None and not tenant.read_only and own_tenant(user) is not None:
+            # Read-only for them, rendered as a superuser sees it: a field that is
+            # already read-only (a trunk's, through its carrier) stays as it is.
+            fields["tenant"] = serializers.SlugRelatedField(
+                slug_field="slug",
+                read_only=True,
+                source=tenant.source,
+                help_text=tenant.help_text,
+            )
         return fields
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

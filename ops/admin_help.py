@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.html import conditional_escape
+
 FIELD_HELP: dict[tuple[str, str], str] = {
     ("tenant", "description"): "Notes for the platform team; not used for routing.",
     ("tenantsource", "tenant"): "The tenant whose calls come from this network.",
@@ -37,13 +39,22 @@ EMPTY_STATES: dict[str, str] = {
 
 
 class OperatorHelpMixin:
-    """For the route-table ModelAdmins and inlines: fill bare help texts, explain empty lists."""
+    """For the route-table ModelAdmins and inlines: fill bare help texts, explain empty lists.
+
+    Help texts are plain text here, and their examples show SIP syntax such as
+    <sip:{caller}@trunk.example.net>. The admin renders help text as HTML, so it is
+    escaped once for every field (text already marked safe is left as it is).
+    """
 
     def formfield_for_dbfield(self, db_field, request, **kwargs: Any):
         formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if formfield is None:
+            return formfield
         key = (self.model._meta.model_name, db_field.name)
-        if formfield is not None and not formfield.help_text and key in FIELD_HELP:
+        if not formfield.help_text and key in FIELD_HELP:
             formfield.help_text = FIELD_HELP[key]
+        if formfield.help_text:
+            formfield.help_text = conditional_escape(formfield.help_text)
         return formfield
 
     def changelist_view(self, request, extra_context=None):

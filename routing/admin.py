@@ -6,6 +6,7 @@ All of it is tenant-scoped through tenants.admin_base.TenantScopedMixin.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.db.models import Count
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.utils import bulk_update_with_history
@@ -63,7 +64,7 @@ def disable_selected(modeladmin, request, queryset):
     _set_active(modeladmin, request, queryset, False)
 
 
-class TrunkInline(TenantScopedMixin, admin.StackedInline):
+class TrunkInline(OperatorHelpMixin, TenantScopedMixin, admin.StackedInline):
     model = Trunk
     extra = 0
     fieldsets = TRUNK_FIELDSETS
@@ -119,11 +120,22 @@ class TrunkAdmin(OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, Simpl
         return obj.carrier.is_active
 
 
-class RouteTargetInline(TenantScopedMixin, admin.TabularInline):
+class RouteTargetInline(OperatorHelpMixin, TenantScopedMixin, admin.TabularInline):
     model = RouteTarget
     extra = 0
     autocomplete_fields = ["trunk"]
     fields = ["trunk", "priority", "weight"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "trunk" and isinstance(formfield.widget, RelatedFieldWidgetWrapper):
+            # A row's "Delete?" box removes the target; an icon beside it that deletes
+            # (or edits) the trunk itself, for every route using it, is a trap. Adding
+            # a trunk from here stays: it only offers a new choice for this row.
+            formfield.widget.can_change_related = False
+            formfield.widget.can_delete_related = False
+            formfield.widget.can_view_related = False
+        return formfield
 
 
 @admin.register(DialPrefix)

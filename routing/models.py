@@ -122,7 +122,11 @@ class Trunk(models.Model):
     from_uri = models.CharField(
         max_length=255,
         blank=True,
-        validators=[validators.validate_no_line_breaks, validators.validate_placeholders],
+        validators=[
+            validators.validate_no_line_breaks,
+            validators.validate_placeholders,
+            validators.validate_from_uri,
+        ],
         help_text="Caller-ID From URI to present, e.g. sip:{caller}@trunk.example.net. "
         "Empty keeps the caller's.",
     )

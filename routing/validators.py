@@ -106,6 +106,35 @@ def validate_sip_uri(value: str) -> None:
         )
 
 
+def validate_from_uri(value: str) -> None:
+    """A sip: or sips: URI for the From header, e.g. sip:{caller}@trunk.example.net.
+
+    {caller} and {callee} stand for numbers, so they fit where a number does (the
+    user part, parameters) and the rest is checked like an outbound proxy's URI.
+    Unknown placeholders are left to validate_placeholders(), which names them.
+    """
+    text = value
+    for name in PLACEHOLDERS:
+        text = text.replace(f"{{{name}}}", "+1")
+    scheme, colon, rest = text.partition(":")
+    if "<" in text or ">" in text:
+        problem = "write the URI alone, without < > (the display name has its own field)"
+    elif not colon or scheme not in ("sip", "sips"):
+        problem = "it must start with sip: or sips:"
+    elif not rest.rpartition("@")[2]:
+        problem = "it has no host (a domain or an address)"
+    elif not _SIP_URI.match(text):
+        problem = "check it for spaces, and its host and port"
+    else:
+        return
+    raise ValidationError(
+        "%(value)s is not a valid From URI: %(problem)s; write it like "
+        "sip:{caller}@trunk.example.net.",
+        params={"value": value, "problem": problem},
+        code="invalid_from_uri",
+    )
+
+
 def validate_socket(value: str) -> None:
     """Kamailio's local socket notation, proto:address:port."""
     match = _SOCKET.match(value.strip())

@@ -298,3 +298,50 @@ def test_a_user_gets_their_api_token_with_their_password(client, operator_a):
     response = client.post("/api/v1/auth/token", {"username": "operator-a", "password": "pw"})
 
     assert response.json()["token"] == Token.objects.get(user=operator_a).key
+
+
+def test_an_operator_sees_the_tenant_of_each_trunk(operator_api, trunks_a):
+    listing = operator_api.get("/api/v1/trunks").json()
+    detail = operator_api.get(f"/api/v1/trunks/{trunks_a[0].pk}").json()
+
+    assert [t["tenant"] for t in listing["results"]] == ["tenant-a", "tenant-a"]
+    assert detail["tenant"] == "tenant-a"
+
+
+@pytest.mark.parametrize(
+    ("resource", "row"),
+    [
+        ("tenant-sources", lambda route: route.tenant.sources.first()),
+        ("carriers", lambda route: route.targets.first().trunk.carrier),
+        ("trunks", lambda route: route.targets.first().trunk),
+        ("prefixes", lambda route: route),
+    ],
+)
+def test_every_resource_renders_a_row_alike_for_its_operator_and_a_superuser(
+    operator_api, root_api, route_a, resource, row
+):
+    url = f"/api/v1/{resource}/{row(route_a).pk}"
+
+    as_operator = operator_api.get(url).json()
+    as_root = root_api.get(url).json()
+
+    assert as_operator["tenant"] == "tenant-a"
+    assert as_operator == as_root
+
+
+def test_a_from_uri_that_is_not_a_sip_uri_is_a_400_on_that_field(operator_api, trunks_a):
+    url = f"/api/v1/trunks/{trunks_a[0].pk}"
+
+    bad = operator_api.patch(url, {"from_uri": "alice@x"}, format="json")
+    good = operator_api.patch(url, {"from_uri": "sip:{caller}@trunk.example.net"}, format="json")
+
+    assert bad.status_code == 400
+    assert bad.json() == {
+        "from_uri": [
+            "alice@x is not a valid From URI: it must start with sip: or sips:; write it "
+            "like sip:{caller}@trunk.example.net."
+        ]
+    }
+    assert good.status_code == 200
+    trunks_a[0].refresh_from_db()
+    assert trunks_a[0].from_uri == "sip:{caller}@trunk.example.net"

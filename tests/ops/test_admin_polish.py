@@ -69,3 +69,18 @@ def test_trunk_and_target_status_show_at_a_glance(client, operator_a, trunks_a, 
 
     assert "1/2 active: a-backup (a-backup.example.net), a-primary (off)" in carriers
     assert "Carrier A / a-primary (p1, w100) [off]" in prefixes
+
+
+def test_help_texts_show_angle_brackets_as_typed(client, operator_a, trunks_a):
+    client.force_login(operator_a)
+    example = "&lt;sip:{caller}@trunk.example.net&gt;"
+
+    trunk = client.get(f"/admin/routing/trunk/{trunks_a[0].pk}/change/").content.decode()
+    carrier = client.get(
+        f"/admin/routing/carrier/{trunks_a[0].carrier_id}/change/"
+    ).content.decode()
+
+    assert example in trunk
+    assert "<sip:{caller}" not in trunk
+    assert carrier.count(example) >= 2  # the trunk inline's rows and its empty form
+    assert "<sip:{caller}" not in carrier

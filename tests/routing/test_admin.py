@@ -192,3 +192,57 @@ def test_a_superuser_cannot_mix_tenants_in_a_route(client, superuser, tenant_a, 
     assert response.status_code == 200
     assert "belongs to another tenant" in response.content.decode()
     assert not DialPrefix.objects.filter(prefix="49").exists()
+
+
+def trunk_form(trunk: Trunk, **changes: str) -> dict:
+    data = {
+        "carrier": trunk.carrier_id,
+        "name": trunk.name,
+        "host": trunk.host,
+        "port": trunk.port or "",
+        "transport": trunk.transport,
+        "is_active": "on",
+        "tech_prefix": "",
+        "strip_digits": 0,
+        "from_display": "",
+        "from_uri": "",
+        "outbound_proxy": "",
+        "socket": "",
+        "path": "",
+        "extra_headers": "",
+        "branch_flags": "",
+        "fr_timer": "",
+        "fr_inv_timer": "",
+    }
+    return {**data, **changes}
+
+
+def test_a_from_uri_that_is_not_a_sip_uri_is_a_form_error(a_client, trunks_a):
+    trunk = trunks_a[0]
+    url = reverse("admin:routing_trunk_change", args=[trunk.pk])
+
+    bad = a_client.post(url, trunk_form(trunk, from_uri="alice@x"))
+    good = a_client.post(url, trunk_form(trunk, from_uri="sip:{caller}@trunk.example.net"))
+
+    assert bad.status_code == 200  # the form again, with its error
+    assert "alice@x is not a valid From URI: it must start with sip: or sips:" in (
+        bad.content.decode()
+    )
+    assert good.status_code == 302
+    trunk.refresh_from_db()
+    assert trunk.from_uri == "sip:{caller}@trunk.example.net"
+
+
+def test_a_targets_trunk_offers_no_link_to_change_or_delete_the_trunk(a_client, route_a):
+    html = a_client.get(reverse("admin:routing_dialprefix_change", args=[route_a.pk])).content
+    html = html.decode()
+
+    # The row's own "Delete?" box removes a target; a red cross beside the trunk
+    # deleted the trunk itself, for every route.
+    for row in ["0", "1", "__prefix__"]:
+        assert f'id="delete_id_targets-{row}-trunk"' not in html
+        assert f'id="change_id_targets-{row}-trunk"' not in html
+        assert f'id="view_id_targets-{row}-trunk"' not in html
+        assert f'id="add_id_targets-{row}-trunk"' in html
+    assert "delete-related" not in html
+    assert 'name="targets-0-DELETE"' in html

@@ -48,6 +48,12 @@ def test_trunk_names_are_unique_per_carrier(tenant_a):
         ({"tech_prefix": "12a"}, "tech_prefix", "digits, '*' and '#'"),
         ({"strip_digits": 16}, "strip_digits", "less than or equal to 15"),
         ({"from_uri": "sip:{user}@x"}, "from_uri", "Unknown placeholder {user}"),
+        ({"from_uri": "alice@x"}, "from_uri", "it must start with sip: or sips:"),
+        ({"from_uri": "sip:"}, "from_uri", "it has no host"),
+        ({"from_uri": "sip:{caller}@"}, "from_uri", "it has no host"),
+        ({"from_uri": "<sip:{caller}@x>"}, "from_uri", "without < >"),
+        ({"from_uri": "sip:a b@x"}, "from_uri", "check it for spaces"),
+        ({"from_uri": "alice@x"}, "from_uri", "write it like sip:{caller}@trunk.example.net"),
         ({"from_display": "A\r\nB"}, "from_display", "Line breaks"),
         ({"extra_headers": "X-Ok: 1\nnot a header"}, "extra_headers", "Line 2"),
         ({"extra_headers": "Via: SIP/2.0/UDP x"}, "extra_headers", "Kamailio manages itself"),
@@ -68,6 +74,20 @@ def test_trunk_hosts_may_be_names_or_addresses(tenant_a, host):
     trunk = Trunk(carrier=carrier, name="t", host=host)
     trunk.full_clean()
     assert trunk.host == host.strip("[]")
+
+
+@pytest.mark.parametrize(
+    "from_uri",
+    [
+        "sip:{caller}@trunk.example.net",
+        "sip:+{caller}@acme.example",
+        "sips:{callee}@[2001:db8::1]:5061;user=phone",
+        "sip:trunk.example.net",
+    ],
+)
+def test_trunk_from_uris_are_sip_uris_with_placeholders(tenant_a, from_uri):
+    carrier = Carrier.objects.create(tenant=tenant_a, name="C")
+    Trunk(carrier=carrier, name="t", host="sip.example.net", from_uri=from_uri).full_clean()
 
 
 @pytest.mark.parametrize(
