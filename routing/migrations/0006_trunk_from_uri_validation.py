@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('routing', '0004_change_triggers'),
+        ('routing', '0005_dialprefix_is_final'),
     ]
 
     operations = [
