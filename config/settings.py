@@ -29,6 +29,9 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # First: its templates (ops/templates/admin/) override the admin's own, and app
+    # templates are looked up in this order.
+    "ops",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -45,7 +48,6 @@ INSTALLED_APPS = [
     "routing",
     "evapi_bridge",
     "api",
-    "ops",
 ]
 
 MIDDLEWARE = [
@@ -66,7 +68,8 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # None outside the apps: an installed package carries only its apps' templates.
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

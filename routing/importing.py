@@ -615,26 +615,3 @@ def _write_generic(
 def _chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def text_progress(stream: TextIO, *, width: int = 30) -> Progress:
-    """A plain-text progress bar on `stream`: redrawn in place on a terminal, else per 10%."""
-    tty = stream.isatty()
-    last: dict[str, int] = {}
-
-    def show(stage: str, done: int, total: int) -> None:
-        if total:
-            share = min(done / total, 1.0)
-            bar = "#" * int(share * width)
-            text = f"{stage:<9} [{bar:<{width}}] {done:>9,}/{total:,} {share:4.0%}"
-            step = int(share * 10)
-        else:
-            text, step = f"{stage:<9} {done:>9,}", done
-        if tty:
-            stream.write("\r" + text + ("\n" if total and done >= total else ""))
-        elif last.get(stage) != step:
-            stream.write(text + "\n")
-        last[stage] = step
-        stream.flush()
-
-    return show

@@ -6,13 +6,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from routing.importing import (
-    COLUMNS,
-    ImportFailed,
-    count_lines,
-    import_prefixes,
-    text_progress,
-)
+from routing.importing import COLUMNS, ImportFailed, count_lines, import_prefixes
+from routing.progress import progress_bars
 from tenants.models import Tenant
 
 
@@ -42,7 +37,7 @@ class Command(BaseCommand):
         tenant = Tenant.objects.filter(slug=options["tenant"]).first()
         if tenant is None:
             raise CommandError(f"No tenant with slug {options['tenant']!r}.")
-        progress = None if options["no_progress"] else text_progress(self.stderr._out)
+        progress = None if options["no_progress"] else progress_bars(self.stderr._out)
         with path.open("rb") as raw:
             total = count_lines(iter(lambda: raw.read(1 << 20), b""))
         try:
