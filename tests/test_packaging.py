@@ -64,7 +64,13 @@ simulator = client.get(reverse("ops:simulator"))
 assert simulator.status_code == 200, simulator.status_code
 
 loaded = [Path(m.__file__) for m in list(sys.modules.values()) if getattr(m, "__file__", None)]
-from_checkout = [str(path) for path in loaded if path.is_relative_to(checkout)]
+# The virtualenv may live inside the checkout (.venv): its libraries are not the project.
+libraries = [Path(e) for e in sys.path if e.endswith(("site-packages", "dist-packages"))]
+from_checkout = [
+    str(path)
+    for path in loaded
+    if path.is_relative_to(checkout) and not any(path.is_relative_to(p) for p in libraries)
+]
 assert not from_checkout, f"imported from the checkout: {from_checkout}"
 print("started")
 """
