@@ -10,9 +10,9 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from simple_history.admin import SimpleHistoryAdmin
 
-from ops.admin_help import OperatorHelpMixin
+from ops.admin.help import OperatorHelpMixin
+from ops.admin.scoping import TenantScopedMixin
 from ops.history import TenantHistoryMixin
-from tenants.admin_base import TenantScopedMixin
 from tenants.models import Tenant, TenantSource, User
 
 

@@ -1,6 +1,6 @@
 """Admin for the route table: carriers with their trunks, prefixes with their targets.
 
-All of it is tenant-scoped through tenants.admin_base.TenantScopedMixin.
+All of it is tenant-scoped through ops.admin.scoping.TenantScopedMixin.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from django.db.models import Count
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.utils import bulk_update_with_history
 
-from ops.admin_help import OperatorHelpMixin
+from ops.admin.help import OperatorHelpMixin
+from ops.admin.imports import PrefixImportAdminMixin
+from ops.admin.scoping import TenantScopedMixin
 from ops.history import TenantHistoryMixin
-from routing.admin_import import PrefixImportAdminMixin
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
-from tenants.admin_base import TenantScopedMixin
 
 TRUNK_FIELDSETS = (
     (None, {"fields": ["name", "host", "port", "transport", "is_active"]}),
