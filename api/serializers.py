@@ -67,7 +67,7 @@ class CallRequestSerializer(serializers.Serializer):
     """The body Kamailio posts for a new call (the request shape of Wazo's router).
 
     Only the shape is checked here; which field gives the callee and caller is
-    routing.requests.call_request_from_fields(), shared with the EVAPI bridge.
+    kamailio.requests.call_request_from_fields(), shared with the EVAPI bridge.
     """
 
     event = StrictCharField(max_length=64, help_text='Free text, e.g. "sip-routing".')

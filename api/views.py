@@ -37,11 +37,11 @@ from api.serializers import (
     TrunkSerializer,
     own_tenant,
 )
+from kamailio.requests import CallFieldsError, call_request_from_fields
 from ops.simulator import simulate
 from routing import service
 from routing.metrics import observe_decision
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
-from routing.requests import CallFieldsError, call_request_from_fields
 from routing.resolver import CallRequest, Decision, Outcome, to_rtjson
 from tenants.models import Tenant, TenantSource
 from tenants.scoping import scope_queryset

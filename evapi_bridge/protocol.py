@@ -20,7 +20,7 @@ from typing import Any
 
 from django.db import Error as DatabaseError
 
-from routing.requests import CallFieldsError, call_request_from_fields
+from kamailio.requests import CallFieldsError, call_request_from_fields
 from routing.resolver import Decision, Outcome, RouteTable, to_rtjson
 from routing.service import decide
 

@@ -9,7 +9,7 @@ import pytest
 from django.db import OperationalError
 
 from evapi_bridge.protocol import Kind, handle_event
-from routing.requests import call_request_from_fields
+from kamailio.requests import call_request_from_fields
 from routing.resolver import to_rtjson
 from routing.service import decide
 from routing.tables import DatabaseRouteTable
