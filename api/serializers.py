@@ -11,8 +11,9 @@ from rest_framework import serializers
 from rest_framework.settings import api_settings
 from rest_framework.validators import UniqueValidator
 
+from kamailio.rtjson import to_rtjson
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
-from routing.resolver import Decision, Route, to_rtjson
+from routing.resolver import Decision, Route
 from tenants.models import Tenant, TenantSource
 from tenants.networks import NetworkError, parse_address
 from tenants.scoping import is_tenant_scoped, scope_queryset, user_scope

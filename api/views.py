@@ -38,11 +38,12 @@ from api.serializers import (
     own_tenant,
 )
 from kamailio.requests import CallFieldsError, call_request_from_fields
+from kamailio.rtjson import to_rtjson
 from ops.simulator import simulate
 from routing import service
 from routing.metrics import observe_decision
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
-from routing.resolver import CallRequest, Decision, Outcome, to_rtjson
+from routing.resolver import CallRequest, Decision, Outcome
 from tenants.models import Tenant, TenantSource
 from tenants.scoping import scope_queryset
 

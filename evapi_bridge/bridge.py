@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from django.db import close_old_connections, connections
 
 from evapi_bridge.netstring import FrameError, NetstringDecoder, encode
-from evapi_bridge.protocol import OVERLOADED, Kind, Result, handle_event
+from evapi_bridge.protocol import Kind, Result, handle_event
 from evapi_bridge.stats import PeriodStats
+from kamailio.rtjson import Failure
 from routing.metrics import BRIDGE_CONNECTED, BRIDGE_IN_FLIGHT, observe_decision
 from routing.resolver import RouteTable
 from routing.tables import get_route_table
@@ -362,7 +363,7 @@ class Bridge:
 
     def _note(self, connection: EvapiConnection, result: Result, seconds: float) -> None:
         """Log one event's fate; engine failures and overload once per period."""
-        if result.reason == OVERLOADED[1]:
+        if result.reason == Failure.OVERLOADED.reason:
             if not self._overloaded:
                 self._overloaded = True
                 logger.error(

@@ -18,19 +18,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import Error as DatabaseError
-
 from kamailio.requests import CallFieldsError, call_request_from_fields
-from routing.resolver import Decision, Outcome, RouteTable, to_rtjson
+from kamailio.rtjson import Failure, encode, failure_decision, failure_of, to_rtjson
+from routing.resolver import Decision, Outcome, RouteTable
 from routing.service import decide
 
 logger = logging.getLogger(__name__)
 
 ROUTING_EVENT = "sip-routing"
-DATABASE_FAILURE = (503, "Routing Database Unavailable")
-ENGINE_FAILURE = (500, "Routing Engine Failure")
-TOO_LARGE = (500, "Routing Answer Too Large")
-OVERLOADED = (503, "Routing Engine Overloaded")
 # Kamailio's evapi reads each client into a 32 KB buffer (CLIENT_BUFFER_SIZE); a
 # longer frame can never complete there and wedges the connection. Stay well below.
 MAX_ANSWER = 32000
@@ -93,7 +88,7 @@ def handle_event(
         return Result(Kind.UNANSWERABLE, error=problem)
 
     if overloaded:
-        return _failure(tindex, tlabel, Outcome.ERROR, *OVERLOADED, "shed: waited too long")
+        return _engine_failure(tindex, tlabel, Failure.OVERLOADED, "shed: waited too long")
     tenant = None if event.get("source_ip") else default_tenant
     try:
         request = call_request_from_fields(event, tenant=tenant)
@@ -101,15 +96,14 @@ def handle_event(
         return _failure(tindex, tlabel, Outcome.INVALID, 400, f"Bad Request: {exc}", str(exc))
     try:
         decision = decide(request, table=table)
-    except DatabaseError as exc:
-        code, reason = DATABASE_FAILURE
-        return _failure(
-            tindex, tlabel, Outcome.ERROR, code, reason, f"database error: {exc}".strip(), True
-        )
     except Exception as exc:
-        logger.exception("routing engine failed on tindex=%s tlabel=%s", tindex, tlabel)
-        code, reason = ENGINE_FAILURE
-        return _failure(tindex, tlabel, Outcome.ERROR, code, reason, repr(exc), True)
+        failure = failure_of(exc)
+        if failure is Failure.DATABASE_UNAVAILABLE:
+            detail = f"database error: {exc}".strip()
+        else:
+            logger.exception("routing engine failed on tindex=%s tlabel=%s", tindex, tlabel)
+            detail = repr(exc)
+        return _engine_failure(tindex, tlabel, failure, detail)
     return _answered(
         decision,
         tindex,
@@ -123,7 +117,7 @@ def _too_large(answer: bytes, tindex: int, tlabel: int) -> Result:
     """A short failure in place of an answer Kamailio's 32 KB client buffer cannot hold."""
     problem = f"answer of {len(answer)} bytes is over the {MAX_ANSWER} Kamailio can read"
     logger.error("tindex=%s tlabel=%s: %s", tindex, tlabel, problem)
-    return _failure(tindex, tlabel, Outcome.ERROR, *TOO_LARGE, problem)
+    return _engine_failure(tindex, tlabel, Failure.ANSWER_TOO_LARGE, problem)
 
 
 def _transaction(event: dict[str, Any]) -> tuple[int, int, str]:
@@ -151,17 +145,16 @@ def _salvage(payload: bytes, problem: str) -> Result:
 
 
 def _failure(
-    tindex: int,
-    tlabel: int,
-    outcome: Outcome,
-    code: int,
-    reason: str,
-    error: str,
-    engine_failed: bool = False,
+    tindex: int, tlabel: int, outcome: Outcome, code: int, reason: str, error: str
 ) -> Result:
     reason = _UNPRINTABLE.sub("?", reason)[:_MAX_REASON]
     decision = Decision(outcome=outcome, code=code, reason=reason, trace=(error,))
-    return _answered(decision, tindex, tlabel, error=error, engine_failed=engine_failed)
+    return _answered(decision, tindex, tlabel, error=error)
+
+
+def _engine_failure(tindex: int, tlabel: int, failure: Failure, error: str) -> Result:
+    decision = failure_decision(failure, error)
+    return _answered(decision, tindex, tlabel, error=error, engine_failed=failure.engine_failed)
 
 
 def _answered(decision: Decision, tindex: int, tlabel: int, **details: Any) -> Result:
@@ -184,4 +177,4 @@ def _answered(decision: Decision, tindex: int, tlabel: int, **details: Any) -> R
 def _answer(decision: Decision, tindex: int, tlabel: int) -> bytes:
     document = to_rtjson(decision)
     document["xtra"] = {"tindex": tindex, "tlabel": tlabel}
-    return json.dumps(document, separators=(",", ":")).encode()
+    return encode(document)

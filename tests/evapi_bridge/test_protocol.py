@@ -10,7 +10,7 @@ from django.db import OperationalError
 
 from evapi_bridge.protocol import Kind, handle_event
 from kamailio.requests import call_request_from_fields
-from routing.resolver import to_rtjson
+from kamailio.rtjson import to_rtjson
 from routing.service import decide
 from routing.tables import DatabaseRouteTable
 from tests.factories import make_route, make_trunk
