@@ -102,6 +102,10 @@ def parse_event(payload: bytes, *, default_tenant: str | None) -> Event:
         event = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         return _salvage(payload, "not valid JSON", f"event is not valid JSON ({exc})")
+    except RecursionError:
+        # Nested deeper than the parser's recursion limit: no routing event needs
+        # that, and the ids at the top level can usually still be read.
+        return _salvage(payload, "nested too deeply", "event is nested too deeply to be read")
     if not isinstance(event, dict):
         return Unanswerable(f"event is a JSON {type(event).__name__}, not an object")
     if event.get("event") != ROUTING_EVENT:

@@ -136,6 +136,27 @@ def test_broken_json_that_still_names_its_transaction_is_answered_400():
     assert parsed.decision.reason == "Bad Request: event is not valid JSON"
 
 
+# Regression: json.loads raised RecursionError, uncaught, so the event went unanswered.
+def test_a_deeply_nested_event_that_names_its_transaction_is_answered_400():
+    payload = b'{"event":"sip-routing","tindex":1,"tlabel":2,"x":' + b"[" * 1500 + b"]" * 1500
+    payload += b"}"
+
+    parsed = parse(payload)
+
+    assert isinstance(parsed, Invalid)
+    assert (parsed.tindex, parsed.tlabel) == (1, 2)
+    assert (parsed.decision.code, parsed.decision.reason) == (
+        400,
+        "Bad Request: event is nested too deeply",
+    )
+
+
+def test_a_deeply_nested_event_without_its_transaction_is_unanswerable():
+    parsed = parse(b'{"event":"sip-routing","x":' + b"{" * 100_000)
+
+    assert isinstance(parsed, Unanswerable)
+
+
 @pytest.mark.parametrize(
     ("payload", "problem"),
     [
@@ -143,6 +164,7 @@ def test_broken_json_that_still_names_its_transaction_is_answered_400():
         (b"\xff\xfe", "not valid JSON"),
         (b"[1, 2]", "event is a JSON list, not an object"),
         (b"", "not valid JSON"),
+        (b"[" * 5000, "nested too deeply"),
     ],
 )
 def test_garbage_without_transaction_ids_is_unanswerable(payload, problem):
