@@ -34,6 +34,9 @@ ROUTING_EVENT = "sip-routing"
 # Kamailio's evapi reads each client into a 32 KB buffer (CLIENT_BUFFER_SIZE); a
 # longer frame can never complete there and wedges the connection. Stay well below.
 MAX_ANSWER = 32000
+# tindex and tlabel are Kamailio's unsigned 32-bit transaction ids: a larger value
+# names no transaction, and answering it would only make t_continue() fail.
+MAX_TRANSACTION_ID = 2**32 - 1
 
 # Kamailio configs often build the event by string templating; a quote in a
 # display name then breaks the JSON. The transaction ids are plain integers that
@@ -148,11 +151,17 @@ def _transaction(event: dict[str, Any]) -> tuple[int, int, str]:
     values = []
     for name in ("tindex", "tlabel"):
         value = event.get(name)
-        if isinstance(value, str) and value.isascii() and value.isdigit():
+        # Ten digits at most: int() of a longer string is slow, or refused past 4300.
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            return 0, 0, f"routing event without a usable {name} ({value!r}): cannot be answered"
-        values.append(value)
+            problem = f"without a usable {name} ({_short(value)}): cannot be answered"
+        elif value > MAX_TRANSACTION_ID:
+            problem = f"with {name} {_short(value)} beyond 32 bits: no such transaction to answer"
+        else:
+            values.append(value)
+            continue
+        return 0, 0, f"routing event {problem}"
     return values[0], values[1], ""
 
 
@@ -162,6 +171,8 @@ def _salvage(payload: bytes, what: str, problem: str) -> Event:
     if tindex is None or tlabel is None:
         return Unanswerable(f"{problem}; no tindex/tlabel to answer")
     ids = int(tindex.group(1)), int(tlabel.group(1))
+    if max(ids) > MAX_TRANSACTION_ID:
+        return Unanswerable(f"{problem}; tindex/tlabel {ids} beyond 32 bits, not answered")
     return _invalid(*ids, f"Bad Request: event is {what}", problem)
 
 
@@ -169,3 +180,8 @@ def _invalid(tindex: int, tlabel: int, reason: str, error: str) -> Invalid:
     reason = _UNPRINTABLE.sub("?", reason)[:_MAX_REASON]
     decision = Decision(outcome=Outcome.INVALID, code=400, reason=reason, trace=(error,))
     return Invalid(tindex, tlabel, decision, error)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."

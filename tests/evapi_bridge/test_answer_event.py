@@ -141,9 +141,9 @@ def test_a_malformed_event_is_answered_400_without_deciding(route_a, django_asse
 
 def test_events_that_are_not_answered_say_why():
     assert handle({"event": "dialog-end"}).kind is Kind.IGNORED
-    unanswerable = handle(event(tindex=None))
+    unanswerable = handle(event(tindex=2**32))
     assert (unanswerable.kind, unanswerable.answer) == (Kind.UNANSWERABLE, None)
-    assert "without a usable tindex" in unanswerable.error
+    assert "beyond 32 bits" in unanswerable.error
 
 
 def test_a_caller_the_resolver_refuses_gets_a_400_answer(route_a):

@@ -83,6 +83,7 @@ def test_events_that_are_not_routing_events_are_ignored(body):
         ({"tindex": True}, "without a usable tindex (True)"),
         ({"tindex": -1}, "without a usable tindex (-1)"),
         ({"tlabel": 1.5}, "without a usable tlabel (1.5)"),
+        ({"tlabel": "9" * 5000}, "without a usable tlabel ('99999999"),
     ],
 )
 def test_a_routing_event_without_usable_transaction_ids_cannot_be_answered(fields, problem):
@@ -96,6 +97,31 @@ def test_transaction_ids_sent_as_digit_strings_are_read_as_integers():
     parsed = parse(event(tindex="123", tlabel="456"))
 
     assert (parsed.tindex, parsed.tlabel) == (123, 456)
+
+
+# Regression: ids beyond Kamailio's unsigned 32 bits used to be echoed back.
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"tindex": 2**32},
+        {"tlabel": 2**32},
+        {"tlabel": "4294967296"},
+        {"tindex": 2**64 + 5},
+        {"tindex": 10**30},
+    ],
+)
+def test_transaction_ids_beyond_32_bits_name_no_transaction_and_are_not_answered(fields):
+    parsed = parse(event(**fields))
+
+    assert isinstance(parsed, Unanswerable)
+    assert "beyond 32 bits" in parsed.error
+
+
+def test_the_largest_32_bit_transaction_ids_are_answered():
+    parsed = parse(event(tindex=2**32 - 1, tlabel="4294967295"))
+
+    assert isinstance(parsed, RoutingEvent)
+    assert (parsed.tindex, parsed.tlabel) == (2**32 - 1, 2**32 - 1)
 
 
 @pytest.mark.parametrize(
@@ -134,6 +160,13 @@ def test_broken_json_that_still_names_its_transaction_is_answered_400():
     assert isinstance(parsed, Invalid)
     assert (parsed.tindex, parsed.tlabel) == (77, 88)
     assert parsed.decision.reason == "Bad Request: event is not valid JSON"
+
+
+def test_broken_json_with_ids_beyond_32_bits_is_not_answered():
+    parsed = parse(b'{"event":"sip-routing","tindex":9999999999,"tlabel":1,"caller":"a"b"}')
+
+    assert isinstance(parsed, Unanswerable)
+    assert "beyond 32 bits" in parsed.error
 
 
 # Regression: json.loads raised RecursionError, uncaught, so the event went unanswered.
