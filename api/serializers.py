@@ -11,8 +11,9 @@ from rest_framework import serializers
 from rest_framework.settings import api_settings
 from rest_framework.validators import UniqueValidator
 
+from kamailio.rtjson import to_rtjson
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
-from routing.resolver import Decision, Route, to_rtjson
+from routing.resolver import Decision, Route
 from routing.rows import RouteRow, TrunkRow, model_fields
 from tenants.models import Tenant, TenantSource
 from tenants.networks import NetworkError, parse_address
@@ -68,7 +69,7 @@ class CallRequestSerializer(serializers.Serializer):
     """The body Kamailio posts for a new call (the request shape of Wazo's router).
 
     Only the shape is checked here; which field gives the callee and caller is
-    routing.requests.call_request_from_fields(), shared with the EVAPI bridge.
+    kamailio.requests.call_request_from_fields(), shared with the EVAPI bridge.
     """
 
     event = StrictCharField(max_length=64, help_text='Free text, e.g. "sip-routing".')

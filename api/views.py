@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import IntegrityError
 from django.db.models import Prefetch, ProtectedError
+from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import filters, status, viewsets
@@ -37,26 +38,17 @@ from api.serializers import (
     TrunkSerializer,
     own_tenant,
 )
+from kamailio.requests import CallFieldsError, call_request_from_fields
+from kamailio.rtjson import encode, failure_decision, failure_of, to_rtjson
 from ops.simulator import simulate
 from routing import service
 from routing.metrics import observe_decision
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
-from routing.requests import CallFieldsError, call_request_from_fields
-from routing.resolver import CallRequest, Decision, Outcome, to_rtjson
+from routing.resolver import CallRequest, Decision, Outcome
 from tenants.models import Tenant, TenantSource
 from tenants.scoping import scope_queryset
 
 logger = logging.getLogger("routing.api")
-
-# What Kamailio gets when the engine itself fails: an answer it can relay at once.
-ENGINE_ERROR_RTJSON: dict[str, Any] = {
-    "version": "1.0",
-    "success": False,
-    "code": 500,
-    "reason": "Routing engine error",
-    "routing": "serial",
-    "routes": [],
-}
 
 
 def call_request(fields: dict[str, Any], *, tenant: str | None = None) -> CallRequest:
@@ -97,8 +89,10 @@ class RtjsonView(APIView):
 
     A call that is not routed (no route, reject, unknown source, inactive tenant) is
     still a 200, with `success: false` and the SIP code and reason to reply. A body
-    that is not a routing request is a 400; a bad token 401/403. If the engine fails
-    (the database is down), the answer is a 200 with code 500 that Kamailio relays.
+    that is not a routing request is a 400; a bad token 401/403. If the engine fails,
+    the answer is still a 200 whose rtjson carries the failure Kamailio relays (503
+    when the database is unavailable, 500 otherwise), the same document the EVAPI
+    bridge sends: both come from kamailio.rtjson.
     """
 
     authentication_classes = [KamailioTokenAuthentication]
@@ -113,7 +107,7 @@ class RtjsonView(APIView):
         self.started = time.perf_counter()
         super().initial(request, *args, **kwargs)
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         try:
             fields = CallRequestSerializer.fast_validated_data(request.data)
             if fields is None:
@@ -125,21 +119,27 @@ class RtjsonView(APIView):
             self.observe(Outcome.INVALID)
             raise
         decision: Decision = service.decide(call)
-        document = to_rtjson(decision)
         self.observe(decision.outcome)
-        return Response({"rtjson": document})
+        return answer(decision)
 
     def observe(self, outcome: Outcome) -> None:
         observe_decision("http", str(outcome), time.perf_counter() - self.started)
 
-    def handle_exception(self, exc: Exception) -> Response:
+    def handle_exception(self, exc: Exception) -> HttpResponse:
         if isinstance(exc, APIException):
             return super().handle_exception(exc)
-        # The engine failed (typically the database): Kamailio must still get an
+        # The engine failed (the database, or a bug): Kamailio must still get an
         # answer it can relay at once, not a 500 page it cannot parse.
-        logger.exception("routing engine error; answering 500 to Kamailio")
+        failure = failure_of(exc)
+        logger.exception("routing engine error; answering %d to Kamailio", failure.code)
         self.observe(Outcome.ERROR)
-        return Response({"rtjson": dict(ENGINE_ERROR_RTJSON)}, status=status.HTTP_200_OK)
+        return answer(failure_decision(failure, repr(exc)))
+
+
+def answer(decision: Decision) -> HttpResponse:
+    """The 200 carrying `decision` as `{"rtjson": ...}`, encoded exactly as over EVAPI."""
+    body = b'{"rtjson":%s}' % encode(to_rtjson(decision))
+    return HttpResponse(body, content_type="application/json")
 
 
 # People (scripts with a DRF token, or the browsable API with a session). Token first,

@@ -11,6 +11,10 @@ threads fed by one queue; a slow decision holds one worker, not the next event.
 Answers come back through a deque and at most one loop wake-up per batch, so a
 burst does not pay a thread hop per event. Each worker owns its route table
 (`routing.service.get_route_table()`, made once) and its database connection.
+
+The wire format is not here: `kamailio.evapi` parses each event and encodes each
+answer without I/O, `kamailio.rtjson` provides the failure answers (the same as
+over HTTP); `answer_event()` is the one step between them that decides.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import enum
 import logging
 import queue
 import threading
@@ -28,11 +33,12 @@ from dataclasses import dataclass
 from django.db import close_old_connections, connections
 
 from evapi_bridge.netstring import FrameError, NetstringDecoder, encode
-from evapi_bridge.protocol import OVERLOADED, Kind, Result, handle_event
 from evapi_bridge.stats import PeriodStats
+from kamailio import evapi
+from kamailio.rtjson import Failure, failure_decision, failure_of
 from routing.metrics import BRIDGE_CONNECTED, BRIDGE_IN_FLIGHT, observe_decision
 from routing.resolver import RouteTable
-from routing.service import get_route_table
+from routing.service import decide, get_route_table
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +70,88 @@ class BridgeConfig:
 
 def address_label(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Kind(enum.StrEnum):
+    ANSWERED = "answered"  # a routing event; `answer` is set
+    IGNORED = "ignored"  # not a routing event: nothing to answer
+    UNANSWERABLE = "unanswerable"  # cannot tell which transaction: nothing can be sent
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What became of one event, for the loop to send, count and log."""
+
+    kind: Kind
+    answer: bytes | None = None  # the answer's JSON payload (not yet framed)
+    tindex: int | None = None
+    tlabel: int | None = None
+    outcome: str = ""
+    code: int = 0
+    reason: str = ""
+    caller: str = ""
+    callee: str = ""
+    error: str = ""  # why the event could not be routed or answered
+    failure: Failure | None = None  # answered with this failure instead of a decision
+
+    @property
+    def engine_failed(self) -> bool:
+        """The resolver or the database failed (not the event, not the load)."""
+        return self.failure is not None and self.failure.engine_failed
+
+
+def answer_event(
+    payload: bytes, *, table: RouteTable, default_tenant: str | None, overloaded: bool = False
+) -> Result:
+    """Parse one event, decide it, encode the answer. Never raises on engine failures.
+
+    `overloaded` answers 503 without deciding: the event waited so long that
+    deciding it would only make the backlog longer.
+    """
+    event = evapi.parse_event(payload, default_tenant=default_tenant)
+    if isinstance(event, evapi.Ignored):
+        return Result(Kind.IGNORED, error=event.error)
+    if isinstance(event, evapi.Unanswerable):
+        return Result(Kind.UNANSWERABLE, error=event.error)
+    failure: Failure | None = None
+    caller = callee = ""
+    if isinstance(event, evapi.Invalid):
+        decision, error = event.decision, event.error
+    elif overloaded:
+        failure, error = Failure.OVERLOADED, "shed: waited too long"
+        decision = failure_decision(failure, error)
+    else:
+        try:
+            decision, error = decide(event.request, table=table), ""
+        except Exception as exc:
+            failure = failure_of(exc)
+            if failure is Failure.DATABASE_UNAVAILABLE:
+                error = f"database error: {exc}".strip()
+            else:
+                logger.exception(
+                    "routing engine failed on tindex=%s tlabel=%s", event.tindex, event.tlabel
+                )
+                error = repr(exc)
+            decision = failure_decision(failure, error)
+        caller = decision.caller or event.request.caller
+        callee = decision.callee or event.request.callee
+    answer = evapi.encode_answer(decision, tindex=event.tindex, tlabel=event.tlabel)
+    if answer.failure is not None:
+        logger.error("tindex=%s tlabel=%s: %s", event.tindex, event.tlabel, answer.error)
+        failure, error = answer.failure, answer.error
+    return Result(
+        Kind.ANSWERED,
+        answer=answer.payload,
+        tindex=event.tindex,
+        tlabel=event.tlabel,
+        outcome=str(answer.decision.outcome),
+        code=answer.decision.code,
+        reason=answer.decision.reason,
+        caller=caller,
+        callee=callee,
+        error=error,
+        failure=failure,
+    )
 
 
 class EvapiConnection(asyncio.Protocol):
@@ -343,9 +431,9 @@ class Bridge:
         started: float,
         overloaded: bool,
     ) -> Result:
-        """handle_event() plus metrics and logs; never raises, or the worker would die."""
+        """answer_event() plus metrics and logs; never raises, or the worker would die."""
         try:
-            result = handle_event(
+            result = answer_event(
                 payload,
                 table=table,
                 default_tenant=self.config.default_tenant,
@@ -362,7 +450,7 @@ class Bridge:
 
     def _note(self, connection: EvapiConnection, result: Result, seconds: float) -> None:
         """Log one event's fate; engine failures and overload once per period."""
-        if result.reason == OVERLOADED[1]:
+        if result.failure is Failure.OVERLOADED:
             if not self._overloaded:
                 self._overloaded = True
                 logger.error(

@@ -18,9 +18,9 @@ from django import forms
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from kamailio.rtjson import to_rtjson as rtjson_of
 from routing.metrics import observe_decision
 from routing.resolver import CallRequest, Decision, Route, RouteTable
-from routing.resolver import to_rtjson as rtjson_of
 from routing.rows import RouteEntry, TenantRef
 from routing.service import decide, get_route_table
 from tenants.models import Tenant

@@ -1,8 +1,8 @@
 """The routing decision: one function that every transport calls.
 
 `resolve()` takes a CallRequest and a RouteTable (where the rows come from) and
-returns a Decision; `to_rtjson()` turns a Decision into the document Kamailio's
-rtjson module reads. Nothing here touches a socket, a request object or the ORM,
+returns a Decision (kamailio.rtjson turns it into the document Kamailio's rtjson
+module reads). Nothing here touches a socket, a request object or the ORM,
 so the HTTP view, the EVAPI bridge, the admin simulator and the CLI give the same
 answer for the same call, and the logic is tested without a server.
 """
@@ -377,59 +377,3 @@ def _header_pairs(text: str) -> list[tuple[str, str]]:
         if sep and name.strip():
             pairs.append((name.strip(), value.strip()))
     return pairs
-
-
-# --- The rtjson document ---------------------------------------------------------
-
-
-def to_rtjson(decision: Decision) -> dict[str, Any]:
-    """The rtjson document for `decision`.
-
-    Kamailio's rtjson module reads version, routing and routes; the other keys
-    (success, code, reason, decision_id, tenant, prefix, and carrier/trunk per
-    route) are for the config (via jansson) and for logs.
-    """
-    doc: dict[str, Any] = {
-        "version": "1.0",
-        "success": decision.success,
-        "decision_id": decision.decision_id,
-        "outcome": str(decision.outcome),
-    }
-    if decision.tenant is not None:
-        doc["tenant"] = decision.tenant.slug
-    if decision.matched is not None:
-        doc["prefix"] = decision.matched.prefix
-    if not decision.success:
-        doc.update(code=decision.code, reason=decision.reason, routing="serial", routes=[])
-        return doc
-    doc["routing"] = decision.routing
-    doc["routes"] = [_route_json(route) for route in decision.routes]
-    return doc
-
-
-def _route_json(route: Route) -> dict[str, Any]:
-    item: dict[str, Any] = {"uri": route.uri}
-    if route.dst_uri:
-        item["dst_uri"] = route.dst_uri
-    if route.path:
-        item["path"] = route.path
-    if route.socket:
-        item["socket"] = route.socket
-    headers: dict[str, Any] = {}
-    if route.from_uri is not None or route.from_display is not None:
-        headers["from"] = {"display": route.from_display or "", "uri": route.from_uri or ""}
-    if route.to_uri is not None:
-        headers["to"] = {"display": route.to_display or "", "uri": route.to_uri}
-    if route.extra_headers:
-        headers["extra"] = "".join(f"{name}: {value}\r\n" for name, value in route.extra_headers)
-    if headers:
-        item["headers"] = headers
-    if route.branch_flags is not None:
-        item["branch_flags"] = route.branch_flags
-    if route.fr_timer is not None:
-        item["fr_timer"] = route.fr_timer
-    if route.fr_inv_timer is not None:
-        item["fr_inv_timer"] = route.fr_inv_timer
-    item["carrier"] = route.carrier
-    item["trunk"] = route.trunk
-    return item

@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 
 from api.models import KamailioToken
+from routing import service
 from routing.models import DialPrefix, Trunk
 from tests.api.conftest import RTJSON_URL, call_body, make_token
 from tests.factories import make_route, make_trunk
@@ -393,7 +394,7 @@ def test_a_decision_costs_four_queries_whatever_the_table_size(
 # --- The engine fails ----------------------------------------------------------------
 
 
-def test_a_database_failure_is_answered_with_success_false_and_500(post_call, route_a, caplog):
+def test_a_database_failure_is_answered_with_success_false_and_503(post_call, route_a, caplog):
     post_call()
     with connection.cursor() as cursor:  # the prefix lookup now fails for real
         cursor.execute("ALTER TABLE routing_dialprefix RENAME TO routing_dialprefix_gone")
@@ -401,24 +402,47 @@ def test_a_database_failure_is_answered_with_success_false_and_500(post_call, ro
     response = post_call()
 
     assert response.status_code == 200
-    assert response.json() == {
-        "rtjson": {
-            "version": "1.0",
-            "success": False,
-            "code": 500,
-            "reason": "Routing engine error",
-            "routing": "serial",
-            "routes": [],
-        }
+    assert rtjson(response) == {
+        "version": "1.0",
+        "success": False,
+        "outcome": "error",
+        "code": 503,
+        "reason": "Routing Database Unavailable",
+        "routing": "serial",
+        "routes": [],
     }
-    assert "routing engine error" in caplog.text
+    assert "routing engine error; answering 503 to Kamailio" in caplog.text
 
 
 def test_a_database_failure_during_authentication_is_answered_too(post_call, route_a):
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE api_kamailiotoken RENAME TO api_kamailiotoken_gone")
 
-    response = post_call()
+    document = rtjson(post_call())
 
-    assert response.status_code == 200
-    assert (response.json()["rtjson"]["success"], response.json()["rtjson"]["code"]) == (False, 500)
+    assert (document["success"], document["code"], document["outcome"]) == (False, 503, "error")
+
+
+def test_a_bug_in_the_engine_is_answered_with_success_false_and_500(
+    post_call, route_a, monkeypatch, caplog
+):
+    def broken(*args, **kwargs):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(service, "resolve", broken)
+
+    document = rtjson(post_call())
+
+    assert (document["success"], document["outcome"]) == (False, "error")
+    assert (document["code"], document["reason"]) == (500, "Routing Engine Failure")
+    assert "routing engine error; answering 500 to Kamailio" in caplog.text
+    assert "KeyError: 'surprise'" in caplog.text
+
+
+def test_each_failure_answer_has_its_own_decision_id(post_call, route_a):
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE routing_dialprefix RENAME TO routing_dialprefix_gone")
+
+    ids = {post_call().json()["rtjson"]["decision_id"] for _ in range(3)}
+
+    assert len(ids) == 3

@@ -160,7 +160,9 @@ def test_its_answers_equal_the_http_endpoints_for_the_same_call(
             headers={"Authorization": f"Token {key}"},
         )
         assert response.status_code == 200, response.content
-        assert without_id(answers[body["tindex"]]) == without_id(response.json()["rtjson"])
+        # Same keys in the same order (byte equality: tests/evapi_bridge/test_answer_event.py).
+        evapi_items = list(without_id(answers[body["tindex"]]).items())
+        assert evapi_items == list(without_id(response.json()["rtjson"]).items())
     outcomes = {answer["outcome"] for answer in answers.values()}
     assert outcomes == {"routed", "location", "rejected", "no_route", "forbidden"}
 
@@ -272,6 +274,7 @@ def test_it_keeps_retrying_until_kamailio_first_comes_up(route_a):
 def test_a_malformed_event_gets_a_failure_answer_and_the_connection_stays_usable(
     kamailio, route_a, caplog
 ):
+    caplog.set_level(logging.DEBUG, logger="evapi_bridge")
     with running_bridge(kamailio):
         evapi = kamailio.accept()
         evapi.send_events(
@@ -280,15 +283,21 @@ def test_a_malformed_event_gets_a_failure_answer_and_the_connection_stays_usable
             {"event": "sip-routing", "callee": "+33612345678"},  # no transaction: unanswerable
             {"event": "connection-new"},  # not a routing event: ignored
             event(4),
+            b'{"event":"sip-routing","tindex":5,"tlabel":6,"x":' + b"[" * 1500 + b"]" * 1500 + b"}",
+            event(2**32),  # not a Kamailio transaction id: unanswerable
         )
-        answers = by_tindex(evapi.answers(3))
+        answers = by_tindex(evapi.answers(4))
         assert evapi.nothing_within(0.3)
     assert (answers[1]["success"], answers[1]["code"]) == (False, 400)
     assert answers[1]["reason"].startswith("Bad Request: callee: no callee")
     assert (answers[2]["code"], answers[2]["xtra"]) == (400, {"tindex": 2, "tlabel": 3})
     assert answers[4]["success"] is True
+    assert (answers[5]["code"], answers[5]["xtra"]) == (400, {"tindex": 5, "tlabel": 6})
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("event not answered: routing event without a usable tindex" in w for w in warnings)
+    # The second unanswerable event within a second is logged at debug (rate limit).
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("not answered: routing event with tindex 4294967296 beyond" in m for m in messages)
 
 
 def test_a_framing_error_resets_the_connection_after_answering_what_came_before(

@@ -1,11 +1,10 @@
-"""Numbers, SIP URIs and the building of a CallRequest from Kamailio's fields."""
+"""Numbers and SIP URIs (the CallRequest built from them: tests/kamailio/test_requests.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from routing.numbers import SipUriError, bare_uri, match_digits, parse_uri
-from routing.requests import CallFieldsError, call_request_from_fields
 
 
 @pytest.mark.parametrize(
@@ -49,20 +48,3 @@ def test_parse_uri_refuses_what_is_not_a_sip_uri(uri):
 def test_bare_uri_drops_display_name_and_header_parameters():
     assert bare_uri('"Al" <sip:a@b;user=phone>;tag=1') == "sip:a@b;user=phone"
     assert bare_uri("sip:a@b;tag=1") == "sip:a@b"
-
-
-def test_callee_comes_from_callee_then_ruri_then_to():
-    base = {"from_uri": "sip:+3312@pbx", "to_uri": "sip:+449@x", "ruri": "sip:+447@y"}
-    assert call_request_from_fields({**base, "callee": "+1"}).callee == "+1"
-    assert call_request_from_fields(base).callee == "+447"
-    assert call_request_from_fields({**base, "ruri": ""}).callee == "+449"
-    assert call_request_from_fields(base).caller == "+3312"
-
-
-def test_call_fields_errors_name_the_field():
-    with pytest.raises(CallFieldsError) as info:
-        call_request_from_fields({"ruri": "http://x", "source_port": "eighty"})
-    assert set(info.value.errors) == {"ruri", "callee", "source_port"}
-    with pytest.raises(CallFieldsError) as info:
-        call_request_from_fields({"callee": 33})
-    assert info.value.errors == {"callee": "must be a string"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from routing.resolver import CallRequest, Outcome, to_rtjson
+from kamailio.rtjson import to_rtjson
+from routing.resolver import CallRequest, Outcome
 from routing.service import decide
 from tests.factories import make_route, make_tenant, make_trunk
 

@@ -6,7 +6,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from routing.resolver import CallRequest, to_rtjson
+from kamailio.rtjson import to_rtjson
+from routing.resolver import CallRequest
 from routing.service import decide
 
 
