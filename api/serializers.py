@@ -6,12 +6,12 @@ from copy import copy
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 from rest_framework.validators import UniqueValidator
 
 from kamailio.rtjson import to_rtjson
+from routing import services
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
 from routing.resolver import Decision, Route
 from routing.rows import RouteRow, TrunkRow, model_fields
@@ -341,6 +341,26 @@ class ScopedModelSerializer(serializers.ModelSerializer):
     def validate_nested(self, obj, nested: dict[str, Any]) -> None:
         """Check nested rows against the (unsaved) parent `obj`."""
 
+    # Writes go through routing.services, which checks again inside the transaction,
+    # saves, and re-checks the tenant of every row it touched.
+
+    def create(self, validated_data: dict[str, Any]):
+        row = self.Meta.model(**validated_data)
+        self.save_row(row)
+        return row
+
+    def update(self, instance, validated_data: dict[str, Any]):
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        self.save_row(instance)
+        return instance
+
+    def save_row(self, row) -> None:
+        try:
+            services.save_row(user=_user(self), row=row)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(_django_errors(exc)) from None
+
 
 class TenantSerializer(ScopedModelSerializer):
     sources = serializers.SlugRelatedField(
@@ -418,59 +438,60 @@ class DialPrefixSerializer(ScopedModelSerializer):
 
     tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
     targets = RouteTargetSerializer(many=True, required=False, max_length=64)
+    warnings = serializers.SerializerMethodField(
+        help_text="What is allowed but probably wrong (a route without targets, a trunk "
+        "that strips more digits than the route's numbers have)."
+    )
     nested_fields = ("targets",)
 
     class Meta:
         model = DialPrefix
-        fields = ["id", "tenant", *model_fields(RouteRow)[1:], "targets"]
+        fields = ["id", "tenant", *model_fields(RouteRow)[1:], "targets", "warnings"]
         validators: list = []
 
+    def get_warnings(self, route: DialPrefix) -> list[str]:
+        return services.route_warnings(route, [target.trunk for target in route.targets.all()])
+
     def validate_nested(self, obj: DialPrefix, nested: dict[str, Any]) -> None:
-        if "targets" not in nested:
-            return
-        errors: dict[int, dict[str, Any]] = {}  # by position, like DRF's own list errors
-        seen: set[int] = set()
-        for index, item in enumerate(nested["targets"]):
-            target = RouteTarget(prefix=obj, **item)
+        if "targets" in nested:
             try:
-                if target.trunk_id in seen:
-                    raise DjangoValidationError(
-                        {"trunk": "This trunk is already a target of this route."}
-                    )
-                seen.add(target.trunk_id)
-                target.full_clean(exclude=["prefix"])
-            except DjangoValidationError as exc:
-                errors[index] = _django_errors(exc)
-        if errors:
-            raise serializers.ValidationError({"targets": errors})
+                services.check_targets(obj, _target_specs(nested["targets"]))
+            except services.TargetsInvalid as exc:
+                raise serializers.ValidationError({"targets": _target_errors(exc)}) from None
 
     def create(self, validated_data: dict[str, Any]) -> DialPrefix:
         targets = validated_data.pop("targets", [])
-        with transaction.atomic():
-            prefix = super().create(validated_data)
-            self._save_targets(prefix, targets)
-        return prefix
+        route = DialPrefix(**validated_data)
+        self.save_route(route, targets)
+        return route
 
     def update(self, instance: DialPrefix, validated_data: dict[str, Any]) -> DialPrefix:
         targets = validated_data.pop("targets", None)
-        with transaction.atomic():
-            prefix = super().update(instance, validated_data)
-            if targets is not None:
-                self._save_targets(prefix, targets)
-        return prefix
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        self.save_route(instance, targets)
+        return instance
 
-    @staticmethod
-    def _save_targets(prefix: DialPrefix, items: list[dict[str, Any]]) -> None:
-        existing = {target.trunk_id: target for target in prefix.targets.all()}
-        wanted = set()
-        for item in items:
-            target = existing.get(item["trunk"].pk) or RouteTarget(prefix=prefix)
-            for name, value in item.items():
-                setattr(target, name, value)
-            target.save()
-            wanted.add(target.trunk_id)
-        for trunk_id, target in existing.items():
-            if trunk_id not in wanted:
-                target.delete()
-        if hasattr(prefix, "_prefetched_objects_cache"):
-            prefix._prefetched_objects_cache.pop("targets", None)
+    def save_route(self, route: DialPrefix, targets: list[dict[str, Any]] | None) -> None:
+        specs = None if targets is None else _target_specs(targets)
+        try:
+            services.save_route(user=_user(self), route=route, targets=specs)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(_django_errors(exc)) from None
+        except services.TargetsInvalid as exc:
+            raise serializers.ValidationError({"targets": _target_errors(exc)}) from None
+
+
+def _target_specs(items: list[dict[str, Any]]) -> list[services.TargetSpec]:
+    return [
+        services.TargetSpec(
+            trunk_id=item["trunk"].pk,
+            **{name: item[name] for name in ("priority", "weight") if name in item},
+        )
+        for item in items
+    ]
+
+
+def _target_errors(exc: services.TargetsInvalid) -> dict[int, Any]:
+    """By position, like DRF's own list errors."""
+    return {position: _django_errors(error) for position, error in exc.errors.items()}

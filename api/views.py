@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from itertools import islice
 from typing import Any
 
 from django.db import IntegrityError
-from django.db.models import Prefetch, ProtectedError
+from django.db.models import Prefetch
 from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, extend_schema
@@ -41,7 +40,7 @@ from api.serializers import (
 from kamailio.requests import CallFieldsError, call_request_from_fields
 from kamailio.rtjson import encode, failure_decision, failure_of, to_rtjson
 from ops.simulator import simulate
-from routing import service
+from routing import service, services
 from routing.metrics import observe_decision
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
 from routing.resolver import CallRequest, Decision, Outcome
@@ -226,15 +225,9 @@ class ScopedViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance) -> None:
         try:
-            instance.delete()
-        except ProtectedError as exc:
-            # Name a few (each str() may query); a trunk can be used by 10^5 routes.
-            used_by = [str(obj) for obj in islice(exc.protected_objects, 5)]
-            extra = len(exc.protected_objects) - len(used_by)
-            more = f" and {extra} more" if extra > 0 else ""
-            raise Conflict(
-                f"{instance} is still in use by: {'; '.join(used_by)}{more}. Remove those first."
-            ) from None
+            services.delete_row(user=self.request.user, row=instance)
+        except services.InUse as exc:
+            raise Conflict(str(exc)) from None
 
 
 class TenantViewSet(ScopedViewSet):

@@ -33,6 +33,7 @@ from django.db import DatabaseError, IntegrityError, connections, transaction
 from routing import changes
 from routing.models import ImportRecord, Trunk
 from routing.rows import CSV_COLUMNS, MAX_PREFIX, Column, Kind, csv_route_columns
+from routing.services import require_tenant
 from tenants.models import Tenant
 
 COLUMNS = CSV_COLUMNS
@@ -343,7 +344,13 @@ def import_prefixes(
     total_lines: int = 0,
     using: str = "default",
 ) -> ImportResult:
-    """Check then write the CSV that `open_text()` opens; raise ImportFailed on bad rows."""
+    """Check then write the CSV that `open_text()` opens; raise ImportFailed on bad rows.
+
+    `user` is who imports (None for the command line, which acts for the platform):
+    they must operate `tenant` (routing.services.require_tenant), and every trunk
+    the rows name is checked to be the tenant's before anything is kept.
+    """
+    require_tenant(user=user, tenant=tenant)
     started = time.monotonic()
     parser = RowParser(trunk_names(tenant))
     connection = connections[using]
@@ -510,6 +517,14 @@ def _lock_referenced_rows(cursor, tenant: Tenant) -> bool:
     if cursor.fetchone()[0]:
         raise ImportFailed([RowError(0, "targets", "a trunk was deleted during the import")])
     cursor.execute(
+        "SELECT count(*) FROM routing_trunk t JOIN routing_carrier c ON c.id = t.carrier_id "
+        "WHERE t.id IN (SELECT DISTINCT unnest(trunks) FROM routing_import) "
+        "AND c.tenant_id <> %s",
+        [tenant.pk],
+    )
+    if cursor.fetchone()[0]:  # only a bug could get here: trunks are looked up by tenant
+        raise ImportFailed([RowError(0, "targets", "a trunk belongs to another tenant")])
+    cursor.execute(
         "SELECT 1 FROM routing_trunk WHERE id IN "
         "(SELECT DISTINCT unnest(trunks) FROM routing_import) FOR KEY SHARE"
     )
@@ -578,6 +593,10 @@ def _write_generic(
     from routing.models import DialPrefix, RouteTarget
 
     result = ImportResult(rows=len(rows), targets=sum(len(r.targets) for r in rows))
+    trunk_ids = {trunk for row in rows for trunk, _, _ in row.targets}
+    foreign = Trunk.objects.using(using).filter(pk__in=trunk_ids).exclude(carrier__tenant=tenant)
+    if foreign.exists():  # only a bug could get here: trunks are looked up by tenant
+        raise ImportFailed([RowError(0, "targets", "a trunk belongs to another tenant")])
     existing = dict(
         DialPrefix.objects.using(using).filter(tenant=tenant).values_list("prefix", "id")
     )

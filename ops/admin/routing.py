@@ -9,12 +9,13 @@ from django.contrib import admin, messages
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.db.models import Count
 from simple_history.admin import SimpleHistoryAdmin
-from simple_history.utils import bulk_update_with_history
 
 from ops.admin.help import OperatorHelpMixin
 from ops.admin.imports import PrefixImportAdminMixin
 from ops.admin.scoping import TenantScopedMixin
+from ops.admin.writes import RouteWritesMixin, ServiceWritesMixin
 from ops.history import TenantHistoryMixin
+from routing import services
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
 
 TRUNK_FIELDSETS = (
@@ -42,13 +43,10 @@ TRUNK_FIELDSETS = (
 
 
 def _set_active(modeladmin, request, queryset, active: bool) -> None:
-    rows = list(queryset)
-    for row in rows:
-        row.is_active = active
-    bulk_update_with_history(rows, queryset.model, ["is_active"], batch_size=500)
+    count = services.set_active(user=request.user, queryset=queryset, active=active)
     modeladmin.message_user(
         request,
-        f"{'Enabled' if active else 'Disabled'} {len(rows)} "
+        f"{'Enabled' if active else 'Disabled'} {count} "
         f"{queryset.model._meta.verbose_name_plural}.",
         messages.SUCCESS,
     )
@@ -72,7 +70,13 @@ class TrunkInline(OperatorHelpMixin, TenantScopedMixin, admin.StackedInline):
 
 
 @admin.register(Carrier)
-class CarrierAdmin(OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
+class CarrierAdmin(
+    ServiceWritesMixin,
+    OperatorHelpMixin,
+    TenantScopedMixin,
+    TenantHistoryMixin,
+    SimpleHistoryAdmin,
+):
     list_display = ["name", "tenant", "is_active", "trunk_summary"]
     list_filter = ["tenant", "is_active"]
     search_fields = ["name", "description"]
@@ -101,7 +105,9 @@ class CarrierAdmin(OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, Sim
 
 
 @admin.register(Trunk)
-class TrunkAdmin(OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
+class TrunkAdmin(
+    ServiceWritesMixin, OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin
+):
     list_display = ["__str__", "host", "port", "transport", "is_active", "carrier_active"]
     list_filter = [
         "carrier__tenant",
@@ -140,6 +146,7 @@ class RouteTargetInline(OperatorHelpMixin, TenantScopedMixin, admin.TabularInlin
 
 @admin.register(DialPrefix)
 class DialPrefixAdmin(
+    RouteWritesMixin,
     PrefixImportAdminMixin,
     OperatorHelpMixin,
     TenantScopedMixin,
@@ -166,7 +173,7 @@ class DialPrefixAdmin(
     inlines = [RouteTargetInline]
     fieldsets = (
         (None, {"fields": ["tenant", "prefix", "description", "action", "is_active"]}),
-        ("Routing", {"fields": ["routing_mode", "min_length", "max_length"]}),
+        ("Routing", {"fields": ["routing_mode", "min_length", "max_length", "is_final"]}),
         ("Reject", {"fields": ["reject_code", "reject_reason"]}),
     )
 

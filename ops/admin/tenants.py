@@ -12,6 +12,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from ops.admin.help import OperatorHelpMixin
 from ops.admin.scoping import TenantScopedMixin
+from ops.admin.writes import ServiceWritesMixin
 from ops.history import TenantHistoryMixin
 from tenants.models import Tenant, TenantSource, User
 
@@ -36,7 +37,12 @@ class TenantSourceInline(
 
 @admin.register(Tenant)
 class TenantAdmin(
-    SuperuserEditsOnly, OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin
+    ServiceWritesMixin,
+    SuperuserEditsOnly,
+    OperatorHelpMixin,
+    TenantScopedMixin,
+    TenantHistoryMixin,
+    SimpleHistoryAdmin,
 ):
     list_display = ["name", "slug", "is_active", "source_list"]
     list_filter = ["is_active"]
@@ -54,7 +60,12 @@ class TenantAdmin(
 
 @admin.register(TenantSource)
 class TenantSourceAdmin(
-    SuperuserEditsOnly, OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin
+    ServiceWritesMixin,
+    SuperuserEditsOnly,
+    OperatorHelpMixin,
+    TenantScopedMixin,
+    TenantHistoryMixin,
+    SimpleHistoryAdmin,
 ):
     list_display = ["network", "tenant", "description"]
     list_filter = ["tenant"]

@@ -345,3 +345,19 @@ def test_a_from_uri_that_is_not_a_sip_uri_is_a_400_on_that_field(operator_api, t
     assert good.status_code == 200
     trunks_a[0].refresh_from_db()
     assert trunks_a[0].from_uri == "sip:{caller}@trunk.example.net"
+
+
+def test_a_route_shows_warnings_for_trunks_that_strip_too_much(operator_api, tenant_a, trunks_a):
+    trunks_a[1].strip_digits = 5
+    trunks_a[1].save()
+    body = {"prefix": "44", "targets": [{"trunk": trunks_a[1].pk}]}
+    response = operator_api.post("/api/v1/prefixes", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["warnings"] == [
+        "Carrier A / a-backup strips 5 digits, but this route matches numbers as short as "
+        "2 digits: such calls skip it. Set a minimum length above 5, or strip fewer digits."
+    ]
+    empty = operator_api.post("/api/v1/prefixes", {"prefix": "49"}, format="json")
+    assert empty.json()["warnings"] == [
+        "This route has no target: its calls fall back to a shorter prefix."
+    ]

@@ -246,3 +246,17 @@ def test_a_targets_trunk_offers_no_link_to_change_or_delete_the_trunk(a_client, 
         assert f'id="add_id_targets-{row}-trunk"' in html
     assert "delete-related" not in html
     assert 'name="targets-0-DELETE"' in html
+
+
+def test_saving_a_route_warns_about_a_trunk_that_strips_too_much(a_client, tenant_a, trunks_a):
+    trunks_a[0].strip_digits = 3
+    trunks_a[0].save()
+    response = a_client.post(
+        reverse("admin:routing_dialprefix_add"),
+        prefix_form(tenant_a.pk, "33", [(trunks_a[0].pk, 1, 100)]),
+        follow=True,
+    )
+    assert response.status_code == 200
+    messages = [str(m) for m in response.context["messages"]]
+    assert any("a-primary strips 3 digits" in m for m in messages), messages
+    assert DialPrefix.objects.get(tenant=tenant_a, prefix="33").targets.count() == 1
