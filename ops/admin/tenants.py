@@ -35,8 +35,7 @@ class TenantSourceInline(
     extra = 0
 
 
-@admin.register(Tenant)
-class TenantAdmin(
+class PlatformAdmin(
     ServiceWritesMixin,
     SuperuserEditsOnly,
     OperatorHelpMixin,
@@ -44,6 +43,11 @@ class TenantAdmin(
     TenantHistoryMixin,
     SimpleHistoryAdmin,
 ):
+    """Rows that decide whose calls are whose: superusers edit, operators look."""
+
+
+@admin.register(Tenant)
+class TenantAdmin(PlatformAdmin):
     list_display = ["name", "slug", "is_active", "source_list"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
@@ -59,14 +63,7 @@ class TenantAdmin(
 
 
 @admin.register(TenantSource)
-class TenantSourceAdmin(
-    ServiceWritesMixin,
-    SuperuserEditsOnly,
-    OperatorHelpMixin,
-    TenantScopedMixin,
-    TenantHistoryMixin,
-    SimpleHistoryAdmin,
-):
+class TenantSourceAdmin(PlatformAdmin):
     list_display = ["network", "tenant", "description"]
     list_filter = ["tenant"]
     search_fields = ["network", "description", "tenant__name"]
