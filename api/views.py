@@ -13,12 +13,13 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import filters, status, viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from api import filters as api_filters
@@ -35,15 +36,14 @@ from api.serializers import (
     TenantSerializer,
     TenantSourceSerializer,
     TrunkSerializer,
-    own_tenant,
 )
 from kamailio.requests import CallFieldsError, call_request_from_fields
 from kamailio.rtjson import encode, failure_decision, failure_of, to_rtjson
-from ops.simulator import simulate
 from routing import service, services
 from routing.metrics import observe_decision
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
 from routing.resolver import CallRequest, Decision, Outcome
+from routing.simulation import SimulationRefused, simulate, simulation_tenant
 from tenants.models import Tenant, TenantSource
 from tenants.scoping import scope_queryset
 
@@ -159,10 +159,10 @@ class SimulateView(APIView):
     """Route a call as Kamailio would, and show why: matched prefix, beaten prefixes,
     skipped targets, routes, trace and the rtjson document. Nothing is sent anywhere.
 
-    The same rule as the admin's simulator (ops.simulator.simulate): a tenant user
-    decides against their own table only; another tenant's source IP is refused
-    with 403 without naming that tenant. Without a source IP or a tenant, a tenant
-    user's own tenant is used.
+    The same rules as the admin's simulator (routing.simulation): a source IP or a
+    tenant, not both; without either, a tenant user's own tenant. A tenant user
+    decides against their own table only: another tenant's source IP gets the same
+    answer as an unknown one (outcome forbidden, 403), naming no tenant.
     """
 
     authentication_classes = USER_AUTHENTICATION
@@ -172,13 +172,16 @@ class SimulateView(APIView):
         serializer = SimulationSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         fields = dict(serializer.validated_data)
-        tenant = fields.pop("tenant", None)
-        if tenant is None and not fields.get("source_ip"):
-            tenant = own_tenant(request.user)
+        try:
+            tenant = simulation_tenant(
+                user=request.user,
+                source_ip=fields.get("source_ip"),
+                tenant=fields.pop("tenant", None),
+            )
+        except SimulationRefused as exc:
+            raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [str(exc)]}) from None
         call = call_request(fields, tenant=tenant.slug if tenant else None)
         simulation = simulate(call, user=request.user)
-        if simulation.refused:
-            raise PermissionDenied(simulation.refused)
         return Response(DecisionSerializer(simulation.decision).data)
 
 

@@ -6,13 +6,17 @@ and rendered inside the admin's layout; ops/urls.py mounts them under /admin/.
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from kamailio.rtjson import to_rtjson
 from ops.history import kinds_choices, recent_changes
-from ops.simulator import SimulatorForm, simulate
+from ops.simulator import SimulatorForm
+from routing.simulation import simulate
 from tenants.models import Tenant
 from tenants.scoping import EVERYTHING, user_scope
 
@@ -40,6 +44,9 @@ def simulator(request: HttpRequest) -> HttpResponse:
         "title": "Route simulator",
         "form": form,
         "result": result,
+        "rtjson": json.dumps(to_rtjson(result.decision), indent=2, ensure_ascii=False)
+        if result
+        else "",
     }
     return TemplateResponse(request, "admin/ops/simulator.html", context)
 

@@ -6,8 +6,9 @@ from django import template
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from ops.simulator import sample_number, simulator_url
+from ops.simulator import simulator_url
 from routing.models import DialPrefix
+from routing.simulation import sample_number
 from tenants.models import Tenant
 
 register = template.Library()

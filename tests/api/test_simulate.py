@@ -46,9 +46,16 @@ def test_a_tenant_user_only_ever_simulates_their_own_table(outsider, route_a, ro
 
     assert own_source["tenant"] == no_source["tenant"] == "tenant-b"
     assert {route["carrier"] for route in own_source["routes"]} == {"Carrier B"}
-    assert other_source.status_code == 403
-    assert other_source.json() == {"detail": "This source is not one of your networks."}
+    unknown_source = client.post("/api/v1/simulate", call_body(source_ip="203.0.113.9"))
+    # Another tenant's source and an unknown one: the same answer, naming no tenant.
+    for response in (other_source, unknown_source):
+        assert response.status_code == 200
+        assert (response.json()["outcome"], response.json()["code"]) == ("forbidden", 403)
+        assert response.json()["tenant"] is None
     assert "tenant-a" not in other_source.content.decode()
+    assert other_source.json()["trace"] == [
+        line.replace("203.0.113.9", "192.0.2.7") for line in unknown_source.json()["trace"]
+    ]
     assert other_name.status_code == 400
     assert "tenant" in other_name.json()
 
@@ -87,3 +94,15 @@ def test_an_unknown_source_is_explained_not_an_error(superuser, route_a):
     assert (response.status_code, result["outcome"], result["code"]) == (200, "forbidden", 403)
     assert (result["tenant"], result["matched"], result["routes"]) == (None, None, [])
     assert "203.0.113.9 is in no tenant's networks" in result["trace"][0]
+
+
+def test_a_source_ip_and_a_tenant_together_are_refused_as_in_the_admin(superuser, route_a):
+    client = logged_in(superuser)
+    both = client.post("/api/v1/simulate", call_body(source_ip="192.0.2.7", tenant="tenant-a"))
+    assert both.status_code == 400
+    assert both.json() == {
+        "non_field_errors": [
+            "Give a source IP or a tenant, not both: with a source IP the tenant comes from "
+            "its network."
+        ]
+    }

@@ -123,11 +123,12 @@ def test_an_operator_builds_a_route_and_simulates_a_call(page: Page, tenants, ar
     assert_no_secret(page)
     page.screenshot(path=str(artifacts / "simulator.png"), full_page=True)
 
-    # Tenant B's source address: refused without naming anyone.
+    # Tenant B's source address: answered as an unknown address is, naming no one.
     page.fill("#id_callee", "+33612345678")
     page.fill("#id_source_ip", "198.51.100.7")
     page.click("#simulator-form input[type=submit]")
-    expect(page.locator("#sim-refused")).to_have_text("This source is not one of your networks.")
+    expect(page.locator("#sim-outcome")).to_contain_text("403 Forbidden")
+    expect(page.locator("#sim-trace")).to_contain_text("is in no tenant's networks")
     assert_no_secret(page)
     # Tenant B's slug: not a choice.
     page.goto("/admin/simulator/?tenant=globex&callee=33612345678")

@@ -43,7 +43,7 @@ def test_a_superuser_sees_routes_headers_trace_and_rtjson_for_a_source_ip(
     assert "sip:+33612345678@192.0.2.101:5060" in html
     assert "source 192.0.2.7 is in 192.0.2.0/24: tenant tenant-a" in html
     assert "priority 1: the only target at this priority (tried first)" in html
-    document = json.loads(result.rtjson)
+    document = json.loads(response.context["rtjson"])
     assert document["success"] is True
     assert [r["uri"] for r in document["routes"]] == [
         "sip:+33612345678@192.0.2.101:5060",
@@ -95,20 +95,27 @@ def test_a_tenant_user_without_source_or_tenant_simulates_in_their_own_tenant(
     assert [r.trunk for r in decision.routes] == ["a-primary", "a-backup"]
 
 
-def test_an_outsider_giving_a_source_of_another_tenant_gets_no_decision(
+def test_another_tenants_source_and_an_unknown_source_get_the_same_answer(
     client, outsider, route_a, route_b
 ):
+    """No existence oracle: an operator cannot map other tenants' networks."""
     before = simulator_count("forbidden")
 
-    response = simulate(client, outsider, source_ip="192.0.2.7", **FRANCE)
+    foreign = simulate(client, outsider, source_ip="192.0.2.7", **FRANCE)
+    unknown = simulate(client, outsider, source_ip="203.0.113.9", **FRANCE)
 
-    assert response.status_code == 200
-    html = response.content.decode()
-    assert "This source is not one of your networks." in html
-    assert response.context["result"].decision is None
-    for secret in (*A_SECRETS, "tenant-a", "192.0.2.0/24"):
-        assert secret not in html
-    assert simulator_count("forbidden") == before + 1
+    for response in (foreign, unknown):
+        assert response.status_code == 200
+        decision = response.context["result"].decision
+        assert (decision.outcome, decision.code, decision.tenant) == ("forbidden", 403, None)
+        html = response.content.decode()
+        for secret in (*A_SECRETS, "tenant-a", "192.0.2.0/24"):
+            assert secret not in html
+    traces = [r.context["result"].decision.trace for r in (foreign, unknown)]
+    assert [t.replace("192.0.2.7", "IP").replace("203.0.113.9", "IP") for t in traces[0]] == [
+        t.replace("203.0.113.9", "IP") for t in traces[1]
+    ]
+    assert simulator_count("forbidden") == before + 2
 
 
 def test_an_outsider_cannot_pick_another_tenants_slug(client, outsider, route_a, route_b):
