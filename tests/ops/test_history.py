@@ -6,7 +6,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from routing.models import Carrier, ImportRecord, Trunk
+from routing.models import Carrier, ImportRecord, RouteTarget, Trunk
+from tenants.models import TenantSource
 from tests.factories import make_route, make_trunk
 
 CHANGES = "/admin/recent-changes/"
@@ -255,3 +256,13 @@ def test_one_routes_changes_cover_its_prefix_and_targets_only(
     other_client = Client()
     other_client.force_login(outsider)
     assert other_client.get(CHANGES, {"prefix": route_a.pk}).context["changes"] == []
+
+
+@pytest.mark.django_db
+def test_names_never_raise_when_a_parent_is_gone():
+    assert str(Trunk(carrier_id=999, name="bl-east")) == "bl-east (carrier deleted)"
+    target = RouteTarget(prefix_id=999, trunk_id=998, priority=2, weight=40)
+    assert str(target) == "(deleted prefix) → (deleted trunk) (priority 2, weight 40)"
+    assert str(TenantSource(tenant_id=999, network="192.0.2.0/24")) == (
+        "192.0.2.0/24 (deleted tenant)"
+    )
