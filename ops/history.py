@@ -6,6 +6,10 @@ fall back to its last historical row without asking whose it was; so every histo
 query here goes through `scope_history()`, which follows the model's
 `tenant_path` through the *historical* tables. That way a deleted trunk of a
 deleted carrier still belongs to its tenant, and to no one else.
+
+Naming works the same way: before anything prints a historical object, its parents
+are attached by `attach_parents()`, live or as their own history last left them, so
+that trunk is still "Blue Line / bl-east", with a few queries per page, not per row.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db.models import Model, QuerySet
+from django.db.models import ForeignKey, Model, OuterRef, QuerySet, Subquery
 from django.http import Http404
 from django.urls import NoReverseMatch, reverse
 from simple_history.template_utils import HistoricalRecordContextHelper
@@ -91,14 +95,24 @@ class TenantHistoryMixin:
         return super().history_form_view(request, object_id, version_id, extra_context)
 
     def history_view_title(self, request, obj):
-        return super().history_view_title(request, _Printable(obj))
+        # `obj` is also the page's "object": live, or rebuilt from its last historical row
+        attach_parents([obj], self.model)
+        return super().history_view_title(request, obj)
 
-    def render_history_view(self, request, template, context, **kwargs):
-        if "object" in context:
-            context["object"] = _Printable(context["object"])
-        for record in context.get("page_obj") or ():
-            record.history_object = _Printable(record.instance)
-        return super().render_history_view(request, template, context, **kwargs)
+    def history_form_view_title(self, request, obj):
+        attach_parents([obj], self.model)  # `obj` is the version, also the page's "original"
+        return super().history_form_view_title(request, obj)
+
+    def set_history_delta_changes(self, request, historical_records, foreign_keys_are_objs=True):
+        # Called on the page's records before anything names them. Keep one instance per
+        # record (`history_object` would build a new one on every access) and give
+        # records and instances their parents, so that the "Object" column, the names in
+        # the diffs and the title neither query per row nor fail on a deleted parent.
+        records = list(historical_records)
+        for record in records:
+            record.history_object = record.instance
+        attach_parents([*records, *(record.history_object for record in records)], self.model)
+        super().set_history_delta_changes(request, historical_records, foreign_keys_are_objs)
 
     def _valid_pk_or_404(self, object_id) -> None:
         from django.contrib.admin.utils import unquote
@@ -109,24 +123,55 @@ class TenantHistoryMixin:
             raise Http404("No such object.") from exc
 
 
-class _Printable:
-    """An object whose str() survives the deletion of its parent (a trunk's carrier).
+# --- Naming historical objects ------------------------------------------------------
 
-    Trunk.__str__ names its carrier; for the history of a trunk deleted along with
-    its carrier that raises, so print "trunk #12" instead and pass the rest through.
+
+def attach_parents(objects: list, model: type[Model], cache: dict | None = None) -> None:
+    """Give `objects` (instances or historical rows of `model`) their tracked parents.
+
+    Each foreign key to a tracked model (a trunk's carrier, a target's prefix and trunk,
+    a source's tenant) is set to the live parent or, once that has been deleted, to the
+    parent as its last historical row left it; to None if there is no trace of it. So
+    str() and diffs name a trunk of a deleted carrier "Blue Line / bl-east" without a
+    query, and never raise. A few queries per model, whatever the number of objects;
+    `cache` shares the parents already loaded between calls.
     """
+    cache = {} if cache is None else cache
+    for key in _parent_keys(model):
+        parents = cache.setdefault(key.related_model, {})
+        wanted = {getattr(obj, key.attname) for obj in objects} - {None} - parents.keys()
+        if wanted:
+            found = _load(key.related_model, wanted)
+            parents.update(dict.fromkeys(wanted))
+            parents.update(found)
+            attach_parents(list(found.values()), key.related_model, cache)
+        for obj in objects:
+            parent_id = getattr(obj, key.attname)
+            if parent_id is not None:
+                # the field of that name: the model's, or its historical model's copy
+                obj._meta.get_field(key.name).set_cached_value(obj, parents[parent_id])
 
-    def __init__(self, obj: Model) -> None:
-        self._obj = obj
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._obj, name)
+def _parent_keys(model: type[Model]) -> list[ForeignKey]:
+    return [
+        f
+        for f in model._meta.concrete_fields
+        if isinstance(f, ForeignKey) and f.related_model in TRACKED_MODELS
+    ]
 
-    def __str__(self) -> str:
-        try:
-            return str(self._obj)
-        except ObjectDoesNotExist:
-            return f"{self._obj._meta.verbose_name} #{self._obj.pk}"
+
+def _load(model: type[Model], ids: set) -> dict[Any, Model]:
+    """`model`'s objects by id: live ones, else rebuilt from their last historical row."""
+    objects = model._default_manager.order_by().in_bulk(ids)
+    if gone := ids - objects.keys():
+        last = (
+            model.history.filter(id=OuterRef("id"))
+            .order_by("-history_date", "-history_id")
+            .values("history_id")[:1]
+        )
+        for row in model.history.filter(id__in=gone, history_id=Subquery(last)):
+            objects[row.id] = row.instance
+    return objects
 
 
 # --- The tenant-wide list ------------------------------------------------------------
@@ -192,11 +237,7 @@ def recent_changes(
         rows.extend((record, ImportRecord) for record in queryset[: offset + limit])
     rows.sort(key=lambda item: _when(item[0]), reverse=True)
     page = rows[offset : offset + limit]
-    cache: dict = {}
-    changes = [
-        _describe_import(record) if model is ImportRecord else _describe(record, model, cache)
-        for record, model in page
-    ]
+    changes = _describe_page(page)
     names = dict(
         Tenant.objects.filter(pk__in={c.tenant_id for c in changes}).values_list("pk", "name")
     )
@@ -205,23 +246,67 @@ def recent_changes(
     return changes
 
 
-def _describe(record, model: type[Model], cache: dict) -> Change:
+def _describe_page(page: list[tuple[Any, type[Model]]]) -> list[Change]:
+    """The page's entries, in its order, with a few queries per model rather than per row."""
+    described: dict[tuple[type[Model], Any], Change] = {}
+    cache: dict = {}
+    for model in dict.fromkeys(model for _, model in page):
+        records = [record for record, kind in page if kind is model]
+        if model is ImportRecord:
+            described.update(((model, r.pk), _describe_import(r)) for r in records)
+            continue
+        previous = _previous_versions(model, records)
+        instances = {record.pk: record.instance for record in records}
+        attach_parents([*records, *previous.values(), *instances.values()], model, cache)
+        if model is RouteTarget:  # a target's page is its prefix's
+            live = _live_ids(DialPrefix, {record.prefix_id for record in records})
+        else:
+            live = _live_ids(model, {record.id for record in records})
+        for record in records:
+            described[model, record.pk] = _describe(
+                record,
+                model,
+                instances[record.pk],
+                previous=previous.get(record.pk),
+                object_url=_object_url(record, model, live),
+            )
+    return [described[model, record.pk] for record, model in page]
+
+
+def _previous_versions(model: type[Model], records: list) -> dict[Any, Any]:
+    """The version before each changed record (what `prev_record` fetches one by one)."""
+    changed = [record.pk for record in records if record.history_type == "~"]
+    if not changed:
+        return {}
+    before = (
+        model.history.filter(id=OuterRef("id"), history_date__lt=OuterRef("history_date"))
+        .order_by("-history_date", "-history_id")
+        .values("history_id")[:1]
+    )
+    pairs = dict(
+        model.history.filter(history_id__in=changed)
+        .annotate(previous=Subquery(before))
+        .values_list("history_id", "previous")
+    )
+    rows = model.history.in_bulk({pk for pk in pairs.values() if pk is not None})
+    return {later: rows[pk] for later, pk in pairs.items() if pk in rows}
+
+
+def _describe(record, model: type[Model], instance: Model, *, previous, object_url: str) -> Change:
     details: list[dict[str, Any]] = []
-    if record.history_type == "~":
-        previous = record.prev_record
-        if previous is not None:
-            delta = record.diff_against(previous, foreign_keys_are_objs=True)
-            details = HistoricalRecordContextHelper(model, record).context_for_delta_changes(delta)
+    if record.history_type == "~" and previous is not None:
+        delta = record.diff_against(previous, foreign_keys_are_objs=True)
+        details = HistoricalRecordContextHelper(model, record).context_for_delta_changes(delta)
     return Change(
         when=record.history_date,
         who=str(record.history_user) if record.history_user else "(system)",
         kind=str(model._meta.verbose_name),
-        label=_label(record),
+        label=str(instance),
         action=ACTIONS.get(record.history_type, record.history_type),
-        tenant_id=_record_tenant_id(record, model, cache),
+        tenant_id=_tenant_id(instance),
         changes=details,
         reason=record.history_change_reason or "",
-        object_url=_object_url(record, model),
+        object_url=object_url,
         history_url=_admin_url(model, "history", record.id),
     )
 
@@ -251,31 +336,23 @@ def _describe_import(record) -> Change:
     )
 
 
-def _label(record) -> str:
+def _tenant_id(instance: Model) -> int | None:
+    """The tenant of an instance whose parents are attached (see attach_parents)."""
+    *parents, last = instance.tenant_path.split("__")
+    current = instance
     try:
-        return str(record.instance)
-    except ObjectDoesNotExist:  # its carrier or prefix has been deleted since
-        return f"{record.instance._meta.verbose_name} #{record.id}"
+        for part in parents:
+            current = getattr(current, part)
+    except ObjectDoesNotExist:  # no trace of a parent
+        return None
+    return current.pk if last == "pk" else getattr(current, f"{last}_id")
 
 
-def _record_tenant_id(record, model: type[Model], cache: dict) -> int | None:
-    part, _, rest = model.tenant_path.partition("__")
-    if part == "pk":
-        return record.id
-    value = getattr(record, f"{part}_id")
-    while rest and value is not None:
-        model = model._meta.get_field(part).related_model
-        part, _, rest = rest.partition("__")
-        key = (model, value, part)
-        if key not in cache:
-            cache[key] = (
-                model.history.filter(id=value)
-                .order_by("-history_date")
-                .values_list(f"{part}_id", flat=True)
-                .first()
-            )
-        value = cache[key]
-    return value
+def _live_ids(model: type[Model], ids: set) -> set:
+    ids = ids - {None}
+    if not ids:
+        return set()
+    return set(model._default_manager.filter(pk__in=ids).values_list("pk", flat=True))
 
 
 def _admin_url(model: type[Model], view: str, object_id) -> str:
@@ -288,13 +365,16 @@ def _admin_url(model: type[Model], view: str, object_id) -> str:
         return ""
 
 
-def _object_url(record, model: type[Model]) -> str:
-    """The change page of the object (a target's is its prefix's), if it still exists."""
+def _object_url(record, model: type[Model], live: set) -> str:
+    """The change page of the object (a target's is its prefix's), if it still exists.
+
+    `live`: the ids among the page's objects (prefixes, for targets) that still exist.
+    """
     if model is RouteTarget:
-        if DialPrefix.objects.filter(pk=record.prefix_id).exists():
+        if record.prefix_id in live:
             return _admin_url(DialPrefix, "change", record.prefix_id)
         return ""
-    if record.history_type == "-" or not model.objects.filter(pk=record.id).exists():
+    if record.history_type == "-" or record.id not in live:
         return ""
     return _admin_url(model, "change", record.id)
 

@@ -202,7 +202,14 @@ class Trunk(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.carrier.name} / {self.name}" if self.carrier_id else self.name
+        # Never raises: the history of a trunk outlives its carrier. Lists select_related
+        # the carrier, so this costs no query there.
+        if self.carrier_id is None:
+            return self.name
+        try:
+            return f"{self.carrier.name} / {self.name}"
+        except ObjectDoesNotExist:
+            return f"{self.name} (carrier deleted)"
 
     def clean(self) -> None:
         if self.host:
@@ -368,7 +375,16 @@ class RouteTarget(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.prefix} → {self.trunk} (priority {self.priority}, weight {self.weight})"
+        # Never raises: a historical target may name a prefix or trunk deleted since.
+        try:
+            prefix = str(self.prefix)
+        except ObjectDoesNotExist:
+            prefix = "(deleted prefix)" if self.prefix_id else "(no prefix)"
+        try:
+            trunk = str(self.trunk)
+        except ObjectDoesNotExist:
+            trunk = "(deleted trunk)" if self.trunk_id else "(no trunk)"
+        return f"{prefix} → {trunk} (priority {self.priority}, weight {self.weight})"
 
     def clean(self) -> None:
         # In an inline formset the parent prefix may not be saved yet, so compare the
@@ -449,4 +465,8 @@ class ImportRecord(models.Model):
 
     def __str__(self) -> str:
         mode = "replace" if self.replace else "merge"
-        return f"{self.source} into {self.tenant} ({mode}, {self.rows} rows)"
+        try:
+            tenant = str(self.tenant)
+        except ObjectDoesNotExist:
+            tenant = "(deleted tenant)"
+        return f"{self.source} into {tenant} ({mode}, {self.rows} rows)"

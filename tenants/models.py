@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 from simple_history.models import HistoricalRecords
 
@@ -82,7 +83,11 @@ class TenantSource(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.network} ({self.tenant})"
+        # Never raises: a historical source may name a tenant deleted since.
+        try:
+            return f"{self.network} ({self.tenant})"
+        except ObjectDoesNotExist:
+            return f"{self.network} (deleted tenant)" if self.tenant_id else str(self.network)
 
 
 class User(AbstractUser):

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib import admin
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from routing.models import Carrier, ImportRecord, Trunk
+from ops.history import kinds_choices
+from routing.models import Carrier, ImportRecord, RouteTarget, Trunk
+from tenants.models import TenantSource
 from tests.factories import make_route, make_trunk
 
 CHANGES = "/admin/recent-changes/"
@@ -255,3 +260,183 @@ def test_one_routes_changes_cover_its_prefix_and_targets_only(
     other_client = Client()
     other_client.force_login(outsider)
     assert other_client.get(CHANGES, {"prefix": route_a.pk}).context["changes"] == []
+
+
+# --- Deleted objects and their children ------------------------------------------------
+
+
+def edit_as(client, user, obj, **changes) -> None:
+    client.force_login(user)
+    opts = obj._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    page = client.get(url)
+    data = {**form_data(page.context["adminform"].form), **changes}
+    for formset in page.context["inline_admin_formsets"]:
+        management = formset.formset.management_form
+        data.update({management.add_prefix(k): v for k, v in form_data(management).items()})
+        for form in formset.formset.forms:
+            data.update({form.add_prefix(k): v for k, v in form_data(form).items()})
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+
+
+@pytest.fixture
+def gone(client, operator_a, tenant_a):
+    """A carrier, its trunks and a route of tenant A: changed, then all deleted via the admin.
+
+    The route's target first pointed at bl-west, then at bl-east (a change of a foreign key
+    to a trunk whose carrier is gone too); PROTECT makes the order route, trunks, carrier.
+    """
+    east = make_trunk(tenant_a, "bl-east", carrier="Blue Line")
+    west = make_trunk(tenant_a, "bl-west", carrier="Blue Line")
+    route = make_route(tenant_a, "4420", west, description="London via Blue Line")
+    target = route.targets.get()
+    carrier = east.carrier
+    edit_as(client, operator_a, carrier, description="Blue Line Telecom, account 42")
+    edit_trunk_as(client, operator_a, east, host="sbc.blue-line.example.net")
+    edit_as(client, operator_a, route, description="London")
+    target.trunk = east
+    target.weight = 30
+    target.save()
+    delete_as(client, operator_a, route)
+    delete_as(client, operator_a, east)
+    delete_as(client, operator_a, west)
+    delete_as(client, operator_a, carrier)
+    assert not Carrier.objects.filter(pk=carrier.pk).exists()
+    return {"carrier": carrier, "trunk": east, "prefix": route, "target": target}
+
+
+def object_history_pages(objects) -> list[str]:
+    """The admin's history pages of these objects: each one's list and each of its versions.
+
+    A route target has none of its own (no admin of its own): its changes are on the
+    recent-changes pages below.
+    """
+    urls = []
+    for obj in objects:
+        if admin.site.is_registered(type(obj)):
+            urls.append(history_url(obj))
+            urls.extend(version_url(obj, version) for version in obj.history.all())
+    return urls
+
+
+def change_pages(prefix) -> list[str]:
+    """The recent-changes page: everything, by each kind, and one route's changes."""
+    kinds = [f"{CHANGES}?kind={kind}" for kind, _ in kinds_choices()]
+    return [CHANGES, *kinds, f"{CHANGES}?tenant=tenant-a", f"{CHANGES}?prefix={prefix.pk}"]
+
+
+GONE_NAMES = ("Blue Line", "bl-east", "bl-west", "4420", "London")
+
+
+def test_every_history_page_of_deleted_objects_names_them_for_their_tenant(
+    client, operator_a, superuser, gone
+):
+    for user in (operator_a, superuser):
+        client.force_login(user)
+        for url in object_history_pages(gone.values()) + change_pages(gone["prefix"]):
+            response = client.get(url)
+            assert response.status_code == 200, (user, url)
+            for change in response.context.get("changes") or ():
+                assert "#" not in change.label, (url, change)  # no "trunk #12" fallback
+
+        # no admin of its own, so no history page of its own: a 404, not a 500
+        target_url = f"/admin/routing/routetarget/{gone['target'].pk}/history/"
+        assert client.get(target_url).status_code == 404
+
+    client.force_login(operator_a)
+    for obj, title in ((gone["carrier"], "Blue Line"), (gone["prefix"], "4420")):
+        assert client.get(history_url(obj)).context["title"] == f"Change history: {title}"
+    trunk_page = client.get(history_url(gone["trunk"]))
+    assert trunk_page.context["title"] == "Change history: Blue Line / bl-east"
+    assert "Blue Line / bl-east" in trunk_page.content.decode()
+    version = gone["trunk"].history.earliest()
+    version_page = client.get(version_url(gone["trunk"], version))
+    assert version_page.context["title"] == "Revert Blue Line / bl-east"
+    changes = client.get(CHANGES, {"prefix": gone["prefix"].pk}).context["changes"]
+    assert "4420 → Blue Line / bl-east (priority 1, weight 30)" in {c.label for c in changes}
+    retarget = next(c for c in changes if c.kind == "route target" and c.action == "changed")
+    trunk_change = next(row for row in retarget.changes if row["field"] == "Trunk")
+    assert (trunk_change["old"], trunk_change["new"]) == (
+        "Blue Line / bl-west",
+        "Blue Line / bl-east",
+    )
+
+
+def test_an_outsider_gets_404_naming_nothing_for_the_history_of_deleted_objects(outsider, gone):
+    client = Client()  # a fresh browser: no message left over from operator A's deletions
+    client.force_login(outsider)
+    for url in object_history_pages(gone.values()):
+        response = client.get(url)
+        assert response.status_code == 404, url
+        html = response.content.decode()
+        assert not [name for name in GONE_NAMES if name in html], url
+    for url in change_pages(gone["prefix"]):
+        response = client.get(url)
+        assert response.status_code == 200, url  # the outsider's own changes, none of A's
+        html = response.content.decode()
+        assert not [name for name in (*GONE_NAMES, "operator-a") if name in html], url
+
+
+def churn(tenant, tag: str, number: int, *, delete: bool) -> None:
+    """`number` carriers, each with a trunk and a route to it, changed and maybe deleted."""
+    for n in range(number):
+        trunk = make_trunk(tenant, f"trunk-{tag}{n}", carrier=f"Carrier {tag}{n}")
+        route = make_route(tenant, f"99{ord(tag[0])}{n}", trunk)
+        target = route.targets.get()
+        target.weight = 50
+        target.save()
+        trunk.host = f"sbc-{n}.example.net"
+        trunk.save()
+        if delete:
+            route.delete()
+            trunk.delete()
+            trunk.carrier.delete()
+
+
+def queries_for(client, url) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+@pytest.mark.parametrize("kind", ["", "carrier", "trunk", "dialprefix", "routetarget"])
+def test_recent_changes_costs_the_same_queries_for_more_entries(client, operator_a, tenant_a, kind):
+    url = f"{CHANGES}?kind={kind}"
+    churn(tenant_a, "a", 1, delete=False)
+    churn(tenant_a, "b", 1, delete=True)
+    client.force_login(operator_a)
+    few = queries_for(client, url)
+    few_entries = len(client.get(url).context["changes"])
+
+    churn(tenant_a, "cc", 8, delete=False)
+    churn(tenant_a, "ddd", 8, delete=True)
+    many = queries_for(client, url)
+
+    assert len(client.get(url).context["changes"]) >= 2 * few_entries
+    if kind:
+        assert many == few
+    else:  # fewer kinds of object on the page now (no tenant, no source): fewer queries
+        assert many <= few
+
+
+def test_a_history_page_costs_the_same_queries_for_more_versions(client, operator_a, tenant_a):
+    few = make_trunk(tenant_a, "bl-east", carrier="Blue Line")
+    many = make_trunk(tenant_a, "rl-east", carrier="Red Line")
+    for n in range(20):
+        many.host = f"sbc-{n}.example.net"
+        many.save()
+    Carrier.objects.all().delete()
+    client.force_login(operator_a)
+
+    assert queries_for(client, history_url(many)) == queries_for(client, history_url(few))
+
+
+@pytest.mark.django_db
+def test_names_never_raise_when_a_parent_is_gone():
+    assert str(Trunk(carrier_id=999, name="bl-east")) == "bl-east (carrier deleted)"
+    target = RouteTarget(prefix_id=999, trunk_id=998, priority=2, weight=40)
+    assert str(target) == "(deleted prefix) → (deleted trunk) (priority 2, weight 40)"
+    assert str(TenantSource(tenant_id=999, network="192.0.2.0/24")) == (
+        "192.0.2.0/24 (deleted tenant)"
+    )
