@@ -2,7 +2,7 @@
 
     python -m bench.http_bench [--seconds 10] [--workers 2] [--clients 1,8,32]
 
-Starts gunicorn as the README documents (`gunicorn -c deploy/gunicorn.conf.py`,
+Starts gunicorn as docs/operations.md documents (`gunicorn -c deploy/gunicorn.conf.py`,
 WEB_CONCURRENCY workers, ROUTING_TABLE=compiled) on 127.0.0.1 and a free port,
 creates a Kamailio token, waits until every worker answers from its compiled
 table, then runs the load: each client is a thread holding one keep-alive

@@ -4,7 +4,7 @@ Nothing is downloaded: Playwright launches the system chromium. Without it (or
 when it cannot start) every test here is skipped with the reason.
 
 Screenshots go to BROWSER_ARTIFACTS_DIR (default: a pytest temporary directory);
-`make screenshots`-style refresh of the README's pictures:
+`make screenshots`-style refresh of the pictures in docs/:
     BROWSER_ARTIFACTS_DIR=docs python -m pytest tests/browser
 """
 

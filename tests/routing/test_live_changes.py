@@ -28,7 +28,7 @@ from tests.factories import make_route, make_tenant, make_trunk
 from tests.servers import child_database_url, free_tcp_port
 
 ROOT = Path(__file__).resolve().parents[2]
-DEADLINE = 1.0  # seconds: the promise made in the README
+DEADLINE = 1.0  # seconds: the promise made in docs/scale.md
 
 
 def server_env() -> dict[str, str]:
