@@ -1,16 +1,16 @@
-"""Admin for Kamailio tokens and users' API tokens: superusers only.
+"""Admin for Kamailio tokens and users' API tokens (superusers only), with their history.
 
-A token's key is shown once, in a message, when it is created (or re-issued);
-only its digest is stored, so it cannot be shown again.
+A Kamailio token's key is shown once, in a message, when it is created (or
+re-issued); only its digest is stored, so it cannot be shown again. Users' API
+tokens come from logging in to the API; here they can be seen and revoked.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from rest_framework.authtoken.admin import TokenAdmin
-from rest_framework.authtoken.models import TokenProxy
+from simple_history.admin import SimpleHistoryAdmin
 
-from api.models import KamailioToken
+from api.models import KamailioToken, UserToken
 
 
 class SuperuserOnly:
@@ -43,12 +43,13 @@ def _show_key(modeladmin, request, token: KamailioToken, key: str) -> None:
 def reissue_key(modeladmin, request, queryset):
     for token in queryset:
         key = token.set_new_key()
+        token._change_reason = "New key issued"
         token.save(update_fields=["key_digest"])
         _show_key(modeladmin, request, token, key)
 
 
 @admin.register(KamailioToken)
-class KamailioTokenAdmin(SuperuserOnly, admin.ModelAdmin):
+class KamailioTokenAdmin(SuperuserOnly, SimpleHistoryAdmin):
     list_display = ["name", "network_list", "is_active", "last_used_at", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "allowed_networks"]
@@ -67,10 +68,18 @@ class KamailioTokenAdmin(SuperuserOnly, admin.ModelAdmin):
             _show_key(self, request, obj, key)
 
 
-# DRF's own admin lists users' API keys in clear: keep it to superusers.
-admin.site.unregister(TokenProxy)
+@admin.register(UserToken)
+class UserTokenAdmin(SuperuserOnly, SimpleHistoryAdmin):
+    """Who holds API tokens, until when; deleting one revokes it at once."""
 
+    list_display = ["user", "created_at", "expires_at", "last_used_at"]
+    list_filter = ["expires_at"]
+    search_fields = ["user__username"]
+    list_select_related = ["user"]
+    fields = ["user", "created_at", "expires_at", "last_used_at"]
+    readonly_fields = fields
 
-@admin.register(TokenProxy)
-class UserTokenAdmin(SuperuserOnly, TokenAdmin):
-    pass
+    def has_add_permission(self, request, *args):
+        # A key is handed to the person who logs in (POST /api/v1/auth/token), never
+        # made on someone's behalf.
+        return False

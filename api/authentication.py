@@ -1,4 +1,8 @@
-"""Authentication of Kamailio's routing requests by a KamailioToken."""
+"""Authentication by token: Kamailio's routing requests, and people's API requests.
+
+Both kinds of token are looked up by the SHA-256 digest of the key; neither key is
+stored. The client address used by the login lockout and throttle is decided here.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,59 @@ from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.throttling import BaseThrottle
 
-from api.models import KamailioToken, hash_key
+from api.models import KamailioToken, UserToken, hash_key
 
 KEYWORDS = (b"token", b"bearer")
+
+
+def client_address(request) -> str:
+    """The client's address for the login lockout, by the login throttle's rule.
+
+    DRF's rule: the TCP peer, or with NUM_PROXIES set, the address that many
+    proxies back in X-Forwarded-For. One rule for both, so they count the same client.
+    """
+    return BaseThrottle().get_ident(request)
+
+
+def _key_from_header(request) -> str | None:
+    """The key of `Authorization: Token <key>` (or Bearer), None without that header."""
+    parts = get_authorization_header(request).split()
+    if not parts or parts[0].lower() not in KEYWORDS:
+        return None
+    if len(parts) != 2:
+        raise exceptions.AuthenticationFailed(
+            "Invalid Authorization header: expected 'Token <key>' or 'Bearer <key>'."
+        )
+    try:
+        return parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        raise exceptions.AuthenticationFailed("Invalid token.") from None
+
+
+class UserTokenAuthentication(BaseAuthentication):
+    """A person's API token: `Authorization: Token <key>`, refused once expired.
+
+    `request.auth` is the UserToken, so logout knows which token to revoke.
+    """
+
+    keyword = "Token"
+
+    def authenticate(self, request):
+        key = _key_from_header(request)
+        if key is None:
+            return None
+        token = UserToken.objects.select_related("user").filter(key_digest=hash_key(key)).first()
+        if token is None or token.is_expired:
+            raise exceptions.AuthenticationFailed("Invalid or expired token.")
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        token.touch()
+        return token.user, token
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword
 
 
 class KamailioTokenAuthentication(BaseAuthentication):
@@ -25,17 +78,9 @@ class KamailioTokenAuthentication(BaseAuthentication):
     keyword = "Token"
 
     def authenticate(self, request):
-        parts = get_authorization_header(request).split()
-        if not parts or parts[0].lower() not in KEYWORDS:
+        key = _key_from_header(request)
+        if key is None:
             return None
-        if len(parts) != 2:
-            raise exceptions.AuthenticationFailed(
-                "Invalid Authorization header: expected 'Token <key>' or 'Bearer <key>'."
-            )
-        try:
-            key = parts[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("Invalid token.") from None
         token = TOKENS.get(hash_key(key))
         if token is None or not token.is_active:
             raise exceptions.AuthenticationFailed("Invalid or inactive token.")
@@ -98,4 +143,19 @@ class KamailioTokenScheme(OpenApiAuthenticationExtension):
             "name": "Authorization",
             "description": "`Token <key>` or `Bearer <key>`, a key from "
             "`manage.py create_kamailio_token`.",
+        }
+
+
+class UserTokenScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes a user's API token."""
+
+    target_class = UserTokenAuthentication
+    name = "userToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <key>`, a key from `POST /api/v1/auth/login`; it expires.",
         }

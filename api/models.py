@@ -1,4 +1,4 @@
-"""Kamailio's access to the routing endpoint: tokens, stored only as digests."""
+"""Tokens, stored only as digests: Kamailio's for the routing endpoint, users' for the API."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import secrets
 from datetime import timedelta
 from ipaddress import ip_network
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from tenants.networks import NetworkError, parse_address, parse_network
 
@@ -65,6 +67,9 @@ class KamailioToken(models.Model):
         help_text="Last authenticated request, to the minute.",
     )
 
+    # Who created, restricted, re-keyed or deleted it; never the digest.
+    history = HistoricalRecords(excluded_fields=["key_digest", "last_used_at"])
+
     class Meta:
         verbose_name = "Kamailio token"
         ordering = ["name"]
@@ -115,3 +120,65 @@ class KamailioToken(models.Model):
         stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_PRECISION)
         KamailioToken.objects.filter(stale, pk=self.pk).update(last_used_at=now)
         self.last_used_at = now
+
+
+class UserToken(models.Model):
+    """A person's API key (`Authorization: Token <key>`), from `POST /api/v1/auth/login`.
+
+    Like a Kamailio token, only the SHA-256 digest of the key is stored and the key
+    is shown once. It stops working at `expires_at` (USER_TOKEN_TTL after login),
+    at logout, or when deleted in the admin.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    key_digest = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(help_text="The token is refused (401) from then on.")
+    last_used_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Last authenticated request, to the minute.",
+    )
+
+    history = HistoricalRecords(excluded_fields=["key_digest", "last_used_at"])
+
+    class Meta:
+        verbose_name = "user API token"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["key_digest"], name="usertoken_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.created_at:%Y-%m-%d %H:%M})" if self.created_at else "new"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    def touch(self) -> None:
+        """Record a use, writing at most once per LAST_USED_PRECISION."""
+        now = timezone.now()
+        if self.last_used_at is not None and now - self.last_used_at < LAST_USED_PRECISION:
+            return
+        UserToken.objects.filter(pk=self.pk).update(last_used_at=now)
+        self.last_used_at = now
+
+
+def issue_user_token(*, user, ttl: timedelta | None = None) -> tuple[str, UserToken]:
+    """A new API token for `user`: returns the key (not stored) and the saved token.
+
+    The user's expired tokens are deleted on the way, so they do not pile up.
+    """
+    now = timezone.now()
+    UserToken.objects.filter(user=user, expires_at__lte=now).delete()
+    key = secrets.token_urlsafe(32)
+    token = UserToken.objects.create(
+        user=user,
+        key_digest=hash_key(key),
+        expires_at=now + (ttl if ttl is not None else settings.USER_TOKEN_TTL),
+    )
+    return key, token

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_required
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import SimpleRouter
 
-from api import views
+from api import login, views
 
 router = SimpleRouter()
 router.trailing_slash = "/?"  # /api/v1/trunks and /api/v1/trunks/ alike (no POST redirect)
@@ -23,8 +24,22 @@ urlpatterns = [
     # The same views with a trailing slash, left out of the schema.
     path("kamailio/rtjson/", views.RtjsonView.as_view(schema=None)),
     path("simulate/", views.SimulateView.as_view(schema=None)),
-    path("auth/token", obtain_auth_token, name="auth-token"),
-    path("schema", SpectacularAPIView.as_view(), name="schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("auth/token", login.LoginView.as_view(), name="auth-token"),
+    path("auth/logout", login.LogoutView.as_view(), name="auth-logout"),
+    path("auth/logout-all", login.LogoutAllView.as_view(), name="auth-logout-all"),
+    # The API's map is for its users: the schema needs a token or a session, and the
+    # docs page sends a browser to the admin's login first.
+    path(
+        "schema",
+        SpectacularAPIView.as_view(
+            authentication_classes=views.USER_AUTHENTICATION, permission_classes=[IsAuthenticated]
+        ),
+        name="schema",
+    ),
+    path(
+        "docs",
+        login_required(SpectacularSwaggerView.as_view(url_name="schema"), login_url="admin:login"),
+        name="docs",
+    ),
     *router.urls,
 ]

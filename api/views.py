@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import filters, status, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
@@ -23,7 +23,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from api import filters as api_filters
-from api.authentication import KamailioTokenAuthentication
+from api.authentication import KamailioTokenAuthentication, UserTokenAuthentication
 from api.parsers import BoundedJSONParser
 from api.permissions import HasKamailioToken, HasTenantScope, ModelPermissions, SuperuserWrites
 from api.serializers import (
@@ -141,9 +141,10 @@ def answer(decision: Decision) -> HttpResponse:
     return HttpResponse(body, content_type="application/json")
 
 
-# People (scripts with a DRF token, or the browsable API with a session). Token first,
-# so an anonymous request gets 401 with `WWW-Authenticate: Token`, not a bare 403.
-USER_AUTHENTICATION = [TokenAuthentication, SessionAuthentication]
+# People (scripts with an API token from /api/v1/auth/token, stored as a digest and
+# expiring, or the browsable API with a session). Token first, so an anonymous
+# request gets 401 with `WWW-Authenticate: Token`, not a bare 403.
+USER_AUTHENTICATION = [UserTokenAuthentication, SessionAuthentication]
 
 
 # --- Simulation ------------------------------------------------------------------------

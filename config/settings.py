@@ -7,6 +7,7 @@ See `.env.example` for the full list.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -39,11 +40,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "simple_history",
+    "axes",
     "tenants",
     "routing",
     "evapi_bridge",
@@ -60,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: turns a lockout into its answer (see AXES_* below).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -93,8 +96,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # instead of failing at once with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
 
+# Shared by every process (gunicorn workers, both pools): the login throttle's
+# counters live here, so a per-process LocMemCache would multiply the limit by the
+# number of workers. The database by default (`manage.py createcachetable` after
+# migrate); CACHE_URL=redis://host:6379/0 uses Django's RedisCache (redis-py) instead.
+CACHES = {"default": env.cache("CACHE_URL", default="dbcache://routing_cache")}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "tenants.User"
+
+# django-axes first: it refuses a locked-out (user name, address) before the
+# password is hashed, so a locked-out flood costs no PBKDF2.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -131,12 +147,39 @@ SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Logins: lockout and throttling ----------------------------------------------------
+# Reverse proxies in front of gunicorn that append to X-Forwarded-For. 0 (the default)
+# trusts no header and uses the TCP peer: a client cannot pick its own address to
+# dodge the lockout or the throttle. Behind one proxy that sets the header, 1.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+# A (user name, client address) pair is locked out after AXES_FAILURE_LIMIT failed
+# logins, on the admin and the API alike, for AXES_COOLOFF_MINUTES (each failure
+# during the lockout starts it again). Locking the pair, not the address, keeps
+# operators behind one NAT apart, and an attacker cannot lock a user out from elsewhere.
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "api.authentication.client_address"
+AXES_LOCKOUT_CALLABLE = "api.login.lockout_response"
+# Failed logins are logged (logger "axes") with the user name and address; axes
+# always masks the password.
+AXES_SENSITIVE_PARAMETERS: list[str] = []
+AXES_VERBOSE = False  # the failures are still logged; no banner on every manage.py
+# Password guesses per client address per minute on the API's login.
+LOGIN_THROTTLE_RATE = env.str("LOGIN_THROTTLE_RATE", default="10/min")
+# Lifetime of a user's API token (`POST /api/v1/auth/login`); it is not extended by use.
+USER_TOKEN_TTL = timedelta(hours=env.float("USER_TOKEN_TTL_HOURS", default=24))
+
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "api.authentication.UserTokenAuthentication",
     ],
+    "DEFAULT_THROTTLE_RATES": {"login": LOGIN_THROTTLE_RATE},
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -187,5 +230,6 @@ LOGGING = {
         "routing": {"level": LOG_LEVEL},
         "tenants": {"level": LOG_LEVEL},
         "evapi_bridge": {"level": LOG_LEVEL},
+        "axes": {"level": LOG_LEVEL},
     },
 }

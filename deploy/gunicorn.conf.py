@@ -1,5 +1,11 @@
 """gunicorn settings for the routing engine: `gunicorn -c deploy/gunicorn.conf.py config.wsgi`.
 
+Production runs two gunicorns with this file (docs/operations.md): one for the
+call path, `gunicorn -c deploy/gunicorn.conf.py config.wsgi_rtjson` (the app on
+the command line replaces `wsgi_app` below), and one for the admin and the API,
+`nice -n 10 gunicorn -c deploy/gunicorn.conf.py`, each with its own GUNICORN_BIND
+and PROMETHEUS_MULTIPROC_DIR.
+
 Every value can be overridden from the environment (GUNICORN_BIND, WEB_CONCURRENCY,
 GUNICORN_TIMEOUT) or the command line.
 

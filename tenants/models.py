@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, Group
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
+from simple_history import register
 from simple_history.models import HistoricalRecords
 
 from tenants.fields import NetworkField
@@ -106,5 +107,28 @@ class User(AbstractUser):
         help_text="The tenant this user operates. Leave empty for platform superusers.",
     )
 
+    # Who created, changed (tenant, flags, groups, permissions) or deleted a user.
+    # Not the password hash (a secret) nor last_login (every login would be a change).
+    history = HistoricalRecords(
+        excluded_fields=["password", "last_login"], m2m_fields=["groups", "user_permissions"]
+    )
+
     def __str__(self) -> str:
         return self.get_username()
+
+    def save(self, *args, **kwargs) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and set(update_fields) <= {"last_login"}:
+            # A login (django.contrib.auth's update_last_login): not a change to record.
+            self.skip_history_when_saving = True
+            try:
+                super().save(*args, **kwargs)
+            finally:
+                del self.skip_history_when_saving
+            return
+        super().save(*args, **kwargs)
+
+
+# Groups carry the permissions (e.g. "Tenant operators"): their changes are recorded
+# too, in this app's tables.
+register(Group, app="tenants", m2m_fields=["permissions"])

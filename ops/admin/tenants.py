@@ -7,7 +7,9 @@ them; a tenant's operators may look at their own.
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
 from simple_history.admin import SimpleHistoryAdmin
 
 from ops.admin.help import OperatorHelpMixin
@@ -71,7 +73,9 @@ class TenantSourceAdmin(PlatformAdmin):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(SimpleHistoryAdmin, DjangoUserAdmin):
+    """Superusers manage users; every change is in the history (never the password hash)."""
+
     list_display = ["username", "email", "tenant", "is_staff", "is_superuser", "is_active"]
     list_filter = ["tenant", "is_staff", "is_superuser", "is_active"]
     fieldsets = (
@@ -97,3 +101,11 @@ class UserAdmin(DjangoUserAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(SimpleHistoryAdmin, DjangoGroupAdmin):
+    """Groups (and so permissions) with their change history."""

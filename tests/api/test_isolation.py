@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from api.models import issue_user_token
 from routing.models import Carrier, DialPrefix, Trunk
 from tenants.models import Tenant, TenantSource
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 def api_as(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue_user_token(user=user)[0]}")
     return client
 
 

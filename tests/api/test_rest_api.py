@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from api.models import UserToken, hash_key, issue_user_token
 from routing.models import Carrier, DialPrefix, RouteTarget
 from tests.api.conftest import RTJSON_URL, call_body
 from tests.factories import make_operator, make_route, make_trunk
@@ -14,9 +14,9 @@ pytestmark = pytest.mark.django_db
 
 
 def api_as(user) -> APIClient:
-    """A client authenticated the way scripts do: a user's DRF token."""
+    """A client authenticated the way scripts do: a user's API token."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue_user_token(user=user)[0]}")
     return client
 
 
@@ -297,7 +297,8 @@ def test_anonymous_requests_are_401(client, route_a):
 def test_a_user_gets_their_api_token_with_their_password(client, operator_a):
     response = client.post("/api/v1/auth/token", {"username": "operator-a", "password": "pw"})
 
-    assert response.json()["token"] == Token.objects.get(user=operator_a).key
+    key = response.json()["token"]
+    assert UserToken.objects.get(user=operator_a).key_digest == hash_key(key)
 
 
 def test_an_operator_sees_the_tenant_of_each_trunk(operator_api, trunks_a):

@@ -329,9 +329,9 @@ def test_a_wrong_token_is_401(post_call, route_a):
 
 
 def test_a_user_api_token_is_not_a_kamailio_token(post_call, route_a, operator_a):
-    from rest_framework.authtoken.models import Token
+    from api.models import issue_user_token
 
-    user_key = Token.objects.create(user=operator_a).key
+    user_key = issue_user_token(user=operator_a)[0]
 
     assert post_call(key=user_key).status_code == 401
 

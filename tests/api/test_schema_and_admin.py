@@ -9,14 +9,15 @@ import yaml
 from django.contrib.staticfiles import finders
 from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.validation import validate_schema
-from rest_framework.authtoken.models import Token
 
-from api.models import KamailioToken, hash_key
+from api.models import KamailioToken, UserToken, hash_key, issue_user_token
 
 pytestmark = pytest.mark.django_db
 
 
-def test_the_schema_renders_validates_and_pins_the_kamailio_path(client):
+def test_the_schema_renders_validates_and_pins_the_kamailio_path(client, operator_a):
+    client.force_login(operator_a)
+
     response = client.get("/api/v1/schema")
 
     schema = yaml.safe_load(response.content)
@@ -25,9 +26,12 @@ def test_the_schema_renders_validates_and_pins_the_kamailio_path(client):
     assert "/api/v1/kamailio/rtjson" in schema["paths"]
     assert "/api/v1/prefixes/{id}/" in schema["paths"]
     assert "kamailioToken" in schema["components"]["securitySchemes"]
+    assert "userToken" in schema["components"]["securitySchemes"]
 
 
-def test_the_docs_page_loads_no_external_asset(client):
+def test_the_docs_page_loads_no_external_asset(client, operator_a):
+    client.force_login(operator_a)
+
     response = client.get("/api/v1/docs")
 
     html = response.content.decode()
@@ -38,7 +42,8 @@ def test_the_docs_page_loads_no_external_asset(client):
     assert "cdn" not in html.lower()
 
 
-def test_the_docs_assets_are_served_locally(client):
+def test_the_docs_assets_are_served_locally(client, operator_a):
+    client.force_login(operator_a)
     html = client.get("/api/v1/docs").content.decode()
     scripts = re.findall(r"""<script src="([^"]+)""", html)
 
@@ -89,23 +94,34 @@ def test_a_bad_network_in_the_admin_is_a_form_error(client, superuser):
 
 
 def test_tenant_operators_cannot_see_either_token_admin(client, operator_a, superuser):
-    Token.objects.create(user=superuser)
+    _, token = issue_user_token(user=superuser)
     client.force_login(operator_a)
 
     kamailio = client.get("/admin/api/kamailiotoken/")
-    user_tokens = client.get("/admin/authtoken/tokenproxy/")
+    user_tokens = client.get("/admin/api/usertoken/")
+    history = client.get(f"/admin/api/usertoken/{token.pk}/history/")
 
-    assert (kamailio.status_code, user_tokens.status_code) == (403, 403)
+    assert (kamailio.status_code, user_tokens.status_code, history.status_code) == (403,) * 3
 
 
-def test_a_superuser_manages_users_api_tokens_in_the_admin(client, superuser, operator_a):
+def test_a_superuser_sees_and_revokes_users_api_tokens_in_the_admin(client, superuser, operator_a):
+    key, token = issue_user_token(user=operator_a)
     client.force_login(superuser)
 
-    added = client.post("/admin/authtoken/tokenproxy/add/", {"user": operator_a.pk})
+    listing = client.get("/admin/api/usertoken/")
+    revoked = client.post(f"/admin/api/usertoken/{token.pk}/delete/", {"post": "yes"})
 
-    assert added.status_code == 302
-    assert Token.objects.filter(user=operator_a).exists()
-    assert client.get("/admin/authtoken/tokenproxy/").status_code == 200
+    assert listing.status_code == 200
+    assert "operator-a" in listing.content.decode()
+    assert key not in listing.content.decode()
+    assert revoked.status_code == 302
+    assert not UserToken.objects.exists()
+
+
+def test_users_api_tokens_are_not_made_in_the_admin(client, superuser):
+    client.force_login(superuser)
+
+    assert client.get("/admin/api/usertoken/add/").status_code == 403
 
 
 @pytest.mark.parametrize("who", ["superuser", "operator_a"])
@@ -121,3 +137,22 @@ def test_the_schema_generates_without_warnings_for_any_user(client, request, who
     assert dict(GENERATOR_STATS._warn_cache) == {}
     assert dict(GENERATOR_STATS._error_cache) == {}
     validate_schema(yaml.safe_load(response.content))
+
+
+def test_the_schema_and_the_docs_page_need_a_login(client):
+    schema = client.get("/api/v1/schema")
+    docs = client.get("/api/v1/docs")
+
+    assert schema.status_code == 401
+    assert "paths" not in schema.content.decode()
+    assert docs.status_code == 302
+    assert docs["Location"] == "/admin/login/?next=/api/v1/docs"
+
+
+def test_the_schema_opens_with_an_api_token(operator_a):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue_user_token(user=operator_a)[0]}")
+
+    assert client.get("/api/v1/schema").status_code == 200

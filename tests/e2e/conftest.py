@@ -58,12 +58,11 @@ def web_server(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture
 def api(transactional_db, web_server) -> Api:
-    from rest_framework.authtoken.models import Token
-
+    from api.models import issue_user_token
     from tests.factories import make_operator
 
     admin = make_operator("e2e-admin", None, is_superuser=True)
-    return Api(web_server.url, Token.objects.create(user=admin).key)
+    return Api(web_server.url, issue_user_token(user=admin)[0])
 
 
 @pytest.fixture
