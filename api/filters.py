@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import django_filters as filters
 
-from routing.models import Action, Carrier, DialPrefix, RoutingMode, Transport, Trunk
+from routing.models import (
+    Action,
+    Carrier,
+    Customer,
+    DialPrefix,
+    RoutingMode,
+    RoutingPlan,
+    Transport,
+    Trunk,
+)
 from tenants.models import Tenant, TenantSource
 
 
@@ -45,8 +54,26 @@ class TrunkFilter(filters.FilterSet):
         fields = ["tenant", "carrier", "name", "host", "transport", "is_active"]
 
 
+class RoutingPlanFilter(filters.FilterSet):
+    tenant = filters.CharFilter(field_name="tenant__slug", help_text="Tenant slug.")
+
+    class Meta:
+        model = RoutingPlan
+        fields = ["tenant", "name"]
+
+
+class CustomerFilter(filters.FilterSet):
+    tenant = filters.CharFilter(field_name="tenant__slug", help_text="Tenant slug.")
+    plan = filters.NumberFilter(field_name="plan_id", help_text="Routing plan id.")
+
+    class Meta:
+        model = Customer
+        fields = ["tenant", "plan", "name", "is_active", "is_default", "tech_prefix", "account"]
+
+
 class DialPrefixFilter(filters.FilterSet):
     tenant = filters.CharFilter(field_name="tenant__slug", help_text="Tenant slug.")
+    plan = filters.NumberFilter(field_name="plan_id", help_text="Routing plan id.")
     prefix_startswith = filters.CharFilter(
         field_name="prefix", lookup_expr="startswith", help_text="Prefixes starting with this."
     )
@@ -58,4 +85,12 @@ class DialPrefixFilter(filters.FilterSet):
 
     class Meta:
         model = DialPrefix
-        fields = ["tenant", "prefix", "prefix_startswith", "action", "routing_mode", "is_active"]
+        fields = [
+            "tenant",
+            "plan",
+            "prefix",
+            "prefix_startswith",
+            "action",
+            "routing_mode",
+            "is_active",
+        ]

@@ -12,7 +12,15 @@ from rest_framework.validators import UniqueValidator
 
 from kamailio.rtjson import to_rtjson
 from routing import services
-from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
+from routing.models import (
+    Carrier,
+    Customer,
+    CustomerSource,
+    DialPrefix,
+    RouteTarget,
+    RoutingPlan,
+    Trunk,
+)
 from routing.resolver import Decision, Route
 from routing.rows import RouteRow, TrunkRow, model_fields
 from tenants.models import Tenant, TenantSource
@@ -413,6 +421,91 @@ class TrunkSerializer(ScopedModelSerializer):
         return carrier
 
 
+class RoutingPlanSerializer(ScopedModelSerializer):
+    """A routing plan: a named route table of a tenant, used by its customers."""
+
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    prefix_count = serializers.IntegerField(read_only=True, help_text="Routes in the plan.")
+    customer_count = serializers.IntegerField(read_only=True, help_text="Customers using it.")
+
+    class Meta:
+        model = RoutingPlan
+        fields = ["id", "tenant", "name", "description", "prefix_count", "customer_count"]
+        validators: list = []
+
+
+class CustomerSourceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CustomerSource
+        fields = ["network", "port"]
+        validators: list = []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return attrs  # checked with the customer, which may not exist yet
+
+
+class CustomerSerializer(ScopedModelSerializer):
+    """A customer and how its calls are recognised (sources, technical prefix, account).
+
+    Writing `sources` replaces them with the list given; omitting it on a PATCH
+    leaves them as they are.
+    """
+
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    plan = serializers.PrimaryKeyRelatedField(
+        queryset=RoutingPlan.objects.select_related("tenant"), help_text="Routing plan id."
+    )
+    plan_name = serializers.CharField(source="plan.name", read_only=True)
+    sources = CustomerSourceSerializer(many=True, required=False, max_length=256)
+    nested_fields = ("sources",)
+
+    class Meta:
+        model = Customer
+        fields = [
+            "id",
+            "tenant",
+            "name",
+            "plan",
+            "plan_name",
+            "is_active",
+            "is_default",
+            "tech_prefix",
+            "account",
+            "sources",
+            "description",
+        ]
+        validators: list = []
+
+    def create(self, validated_data: dict[str, Any]) -> Customer:
+        sources = validated_data.pop("sources", [])
+        customer = Customer(**validated_data)
+        self.save_customer(customer, sources)
+        return customer
+
+    def update(self, instance: Customer, validated_data: dict[str, Any]) -> Customer:
+        sources = validated_data.pop("sources", None)
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        self.save_customer(instance, sources)
+        return instance
+
+    def save_customer(self, customer: Customer, sources: list[dict[str, Any]] | None) -> None:
+        specs = (
+            None
+            if sources is None
+            else [services.SourceSpec(item["network"], item.get("port")) for item in sources]
+        )
+        try:
+            services.save_customer(user=_user(self), customer=customer, sources=specs)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(_django_errors(exc)) from None
+        except services.SourcesInvalid as exc:
+            errors = {i: _django_errors(e) for i, e in exc.errors.items()}
+            raise serializers.ValidationError({"sources": errors}) from None
+        if hasattr(customer, "_prefetched_objects_cache"):
+            customer._prefetched_objects_cache.pop("sources", None)
+
+
 class RouteTargetSerializer(ScopedModelSerializer):
     trunk = serializers.PrimaryKeyRelatedField(
         queryset=Trunk.objects.select_related("carrier"), help_text="Trunk id."
@@ -436,7 +529,17 @@ class DialPrefixSerializer(ScopedModelSerializer):
     leaves them as they are.
     """
 
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    tenant = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Tenant.objects.all(),
+        required=False,
+        help_text="Tenant slug; implied by the plan (superusers give one or the other).",
+    )
+    plan = serializers.PrimaryKeyRelatedField(
+        queryset=RoutingPlan.objects.select_related("tenant"),
+        required=False,
+        help_text="Routing plan id; may be left out when the tenant has one plan.",
+    )
     targets = RouteTargetSerializer(many=True, required=False, max_length=64)
     warnings = serializers.SerializerMethodField(
         help_text="What is allowed but probably wrong (a route without targets, a trunk "
@@ -446,8 +549,22 @@ class DialPrefixSerializer(ScopedModelSerializer):
 
     class Meta:
         model = DialPrefix
-        fields = ["id", "tenant", *model_fields(RouteRow)[1:], "targets", "warnings"]
+        fields = ["id", "tenant", "plan", *model_fields(RouteRow)[1:], "targets", "warnings"]
         validators: list = []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        plan = attrs.get("plan")
+        if plan is not None and "tenant" not in attrs and self.instance is None:
+            attrs["tenant"] = plan.tenant
+        if plan is None and self.instance is None:
+            tenant = attrs.get("tenant") or own_tenant(_user(self))
+            if tenant is None:
+                raise serializers.ValidationError({"plan": ["Name the routing plan (or tenant)."]})
+            try:
+                attrs["plan"] = services.plan_of(tenant=tenant)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(_django_errors(exc)) from None
+        return super().validate(attrs)
 
     def get_warnings(self, route: DialPrefix) -> list[str]:
         return services.route_warnings(route, [target.trunk for target in route.targets.all()])

@@ -16,6 +16,8 @@ router.register("tenants", views.TenantViewSet, basename="tenant")
 router.register("tenant-sources", views.TenantSourceViewSet, basename="tenantsource")
 router.register("carriers", views.CarrierViewSet, basename="carrier")
 router.register("trunks", views.TrunkViewSet, basename="trunk")
+router.register("routing-plans", views.RoutingPlanViewSet, basename="routingplan")
+router.register("customers", views.CustomerViewSet, basename="customer")
 router.register("prefixes", views.DialPrefixViewSet, basename="dialprefix")
 
 urlpatterns = [

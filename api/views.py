@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from django.db import IntegrityError
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch
 from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, extend_schema
@@ -29,9 +29,11 @@ from api.permissions import HasKamailioToken, HasTenantScope, ModelPermissions, 
 from api.serializers import (
     CallRequestSerializer,
     CarrierSerializer,
+    CustomerSerializer,
     DecisionSerializer,
     DialPrefixSerializer,
     RoutingAnswerSerializer,
+    RoutingPlanSerializer,
     SimulationSerializer,
     TenantSerializer,
     TenantSourceSerializer,
@@ -41,7 +43,7 @@ from kamailio.requests import CallFieldsError, call_request_from_fields
 from kamailio.rtjson import encode, failure_decision, failure_of, to_rtjson
 from routing import service, services
 from routing.metrics import observe_decision
-from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
+from routing.models import Carrier, Customer, DialPrefix, RouteTarget, RoutingPlan, Trunk
 from routing.resolver import CallRequest, Decision, Outcome
 from routing.simulation import SimulationRefused, simulate, simulation_tenant
 from tenants.models import Tenant, TenantSource
@@ -270,6 +272,29 @@ class TrunkViewSet(ScopedViewSet):
     filterset_class = api_filters.TrunkFilter
     search_fields = ["name", "host", "carrier__name"]
     ordering_fields = ["name", "host", "id"]
+
+
+class RoutingPlanViewSet(ScopedViewSet):
+    """Routing plans (named route tables), with how many routes and customers use each."""
+
+    queryset = RoutingPlan.objects.select_related("tenant").annotate(
+        prefix_count=Count("prefixes", distinct=True),
+        customer_count=Count("customers", distinct=True),
+    )
+    serializer_class = RoutingPlanSerializer
+    filterset_class = api_filters.RoutingPlanFilter
+    search_fields = ["name", "description"]
+    ordering_fields = ["name", "id"]
+
+
+class CustomerViewSet(ScopedViewSet):
+    """Customers with their recognition rules (sources nested)."""
+
+    queryset = Customer.objects.select_related("tenant", "plan").prefetch_related("sources")
+    serializer_class = CustomerSerializer
+    filterset_class = api_filters.CustomerFilter
+    search_fields = ["name", "description", "account", "tech_prefix"]
+    ordering_fields = ["name", "id"]
 
 
 class DialPrefixViewSet(ScopedViewSet):

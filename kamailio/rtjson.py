@@ -69,8 +69,8 @@ def to_rtjson(decision: Decision) -> dict[str, Any]:
     """The rtjson document for `decision`.
 
     Kamailio's rtjson module reads version, routing and routes; the other keys
-    (success, code, reason, decision_id, outcome, tenant, prefix, and
-    carrier/trunk per route) are for the config (via jansson) and for logs.
+    (success, code, reason, decision_id, outcome, tenant, customer, plan, prefix,
+    and carrier/trunk per route) are for the config (via jansson) and for logs.
     """
     doc: dict[str, Any] = {
         "version": "1.0",
@@ -80,6 +80,10 @@ def to_rtjson(decision: Decision) -> dict[str, Any]:
     }
     if decision.tenant is not None:
         doc["tenant"] = decision.tenant.slug
+    if decision.customer is not None:
+        doc["customer"] = decision.customer.name
+    if decision.plan:
+        doc["plan"] = decision.plan
     if decision.matched is not None:
         doc["prefix"] = decision.matched.prefix
     if not decision.success:

@@ -1,9 +1,10 @@
 """Change tracking of the route tables, for compiled copies in other processes.
 
-Every write to a tenant, source, carrier, trunk, prefix or target bumps one
-version counter (routing_routetableversion, id 1) and appends a RouteChange that
-says what to reload, in the writing transaction. Database triggers do it
-(migration 0004), so no writer can forget: the admin, its bulk actions, the REST
+Every write to a tenant, source, carrier, trunk, routing plan, customer (and its
+sources), prefix or target bumps one version counter (routing_routetableversion,
+id 1) and appends a RouteChange that says what to reload, in the writing
+transaction. Database triggers do it (migration 0007, routing/migrations/
+_change_triggers.py), so no writer can forget: the admin, its bulk actions, the REST
 API, the importer and hand-written SQL are all covered.
 
 Why a counter row and not the change log's own ids: the bump is an UPDATE of one
@@ -13,7 +14,7 @@ change up to N is committed and readable; with sequence ids a later id can commi
 before an earlier one and a poller would skip the earlier change for good.
 
 A bulk import on PostgreSQL turns the per-row triggers off for its own
-transaction (`bulk_writes()`) and records one 'table' change for the tenant.
+transaction (`bulk_writes()`) and records one 'table' change for the plan.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ TENANT = "tenant"  # key "", tenant_id: reload that tenant's row
 SOURCES = "sources"  # reload every source network (a small table)
 CARRIER = "carrier"  # key: carrier id; reload its trunks
 TRUNK = "trunk"  # key: trunk id
-PREFIX = "prefix"  # tenant_id and key: the prefix text; reload it and its targets
-TABLE = "table"  # tenant_id: reload the tenant's whole prefix table
+PREFIX = "prefix"  # key "<plan id>:<prefix>": reload that route and its targets
+TABLE = "table"  # key: plan id; reload the plan's whole prefix table (after an import)
+PLAN = "plan"  # key: plan id; reload the plan's row (new, renamed or deleted)
+CUSTOMERS = "customers"  # tenant_id: reload the tenant's customers and their sources
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Export a tenant's dial prefixes as CSV in the format routing.importing reads.
+"""Export a routing plan's dial prefixes as CSV in the format routing.importing reads.
 
 Rows are ordered by prefix and targets by priority, then weight (highest first),
 then creation, so export -> import -> export gives the same bytes. Rows stream
@@ -14,8 +14,9 @@ from typing import TextIO
 from django.db import connections, transaction
 
 from routing.importing import Progress
-from routing.models import Trunk
+from routing.models import RoutingPlan, Trunk
 from routing.rows import CSV_COLUMNS, Kind, csv_route_columns
+from routing.services import plan_of
 from tenants.models import Tenant
 
 _KINDS = {spec.name: spec.kind for spec in csv_route_columns()}
@@ -41,7 +42,7 @@ def _export_sql(vendor: str) -> str:
     cells = ", ".join(_TARGETS[vendor] if n == "targets" else f"p.{n}" for n in CSV_COLUMNS)
     return (
         f"SELECT {cells} FROM routing_dialprefix p "  # noqa: S608 (names from routing.rows)
-        f"WHERE p.tenant_id = %s ORDER BY {_ORDER_BY[vendor]}"
+        f"WHERE p.plan_id = %s ORDER BY {_ORDER_BY[vendor]}"
     )
 
 
@@ -79,26 +80,34 @@ def check_names(tenant: Tenant) -> None:
         )
 
 
-def export_rows(tenant: Tenant, using: str = "default") -> Iterator[list[str]]:
-    """The header, then one CSV row per prefix of `tenant`."""
+def export_rows(
+    tenant: Tenant, plan: RoutingPlan | None = None, using: str = "default"
+) -> Iterator[list[str]]:
+    """The header, then one CSV row per prefix of `plan` (the tenant's only plan if None)."""
+    plan = plan_of(tenant=tenant, plan=plan)
     check_names(tenant)
     yield list(CSV_COLUMNS)
     connection = connections[using]
     sql = _SQL.get(connection.vendor, _SQL["sqlite"])
     with transaction.atomic(using=using), connection.chunked_cursor() as cursor:
-        cursor.execute(sql, [tenant.pk])
+        cursor.execute(sql, [plan.pk])
         while rows := cursor.fetchmany(10_000):
             for values in rows:
                 yield [_cell(kind, value) for kind, value in zip(_CELL_KINDS, values, strict=True)]
 
 
 def write_csv(
-    tenant: Tenant, out: TextIO, *, progress: Progress | None = None, using: str = "default"
+    tenant: Tenant,
+    out: TextIO,
+    *,
+    plan: RoutingPlan | None = None,
+    progress: Progress | None = None,
+    using: str = "default",
 ) -> int:
-    """Write the tenant's table to `out`; returns the number of prefixes."""
+    """Write the plan's table to `out`; returns the number of prefixes."""
     writer = csv.writer(out, lineterminator="\n")
     count = -1
-    for count, row in enumerate(export_rows(tenant, using)):
+    for count, row in enumerate(export_rows(tenant, plan, using)):
         writer.writerow(row)
         if progress and count and count % 50_000 == 0:
             progress("exporting", count, 0)

@@ -1,4 +1,4 @@
-"""Import a tenant's dial prefixes from CSV: validate every row, then write all or nothing.
+"""Import a routing plan's dial prefixes from CSV: check every row, then write all or nothing.
 
 The format (one row per prefix; `routing.exporting` writes the same; the columns
 are `routing.rows.CSV_COLUMNS`, declared with the route's row):
@@ -16,7 +16,7 @@ with its line and column. The write is one transaction: calls see the old table
 or the new one, never a mix. On PostgreSQL rows stream through COPY into a
 staging table and land with two set-based statements; elsewhere bulk_create.
 Without `replace`, rows are merged (prefixes in the file are created or
-overwritten, targets included; others are kept); with it, the tenant's table
+overwritten, targets included; others are kept); with it, the plan's table
 becomes exactly the file.
 """
 
@@ -28,12 +28,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TextIO
 
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connections, transaction
 
 from routing import changes
-from routing.models import ImportRecord, Trunk
+from routing.models import ImportRecord, RoutingPlan, Trunk
 from routing.rows import CSV_COLUMNS, MAX_PREFIX, Column, Kind, csv_route_columns
-from routing.services import require_tenant
+from routing.services import plan_of, require_tenant
 from tenants.models import Tenant
 
 COLUMNS = CSV_COLUMNS
@@ -337,6 +338,7 @@ def import_prefixes(
     open_text: Callable[[], TextIO],
     *,
     tenant: Tenant,
+    plan: RoutingPlan | None = None,
     replace: bool = False,
     source: str = "",
     user=None,
@@ -344,13 +346,18 @@ def import_prefixes(
     total_lines: int = 0,
     using: str = "default",
 ) -> ImportResult:
-    """Check then write the CSV that `open_text()` opens; raise ImportFailed on bad rows.
+    """Check then write the CSV that `open_text()` opens into `plan` (the tenant's only
+    plan when None); raise ImportFailed on bad rows.
 
     `user` is who imports (None for the command line, which acts for the platform):
     they must operate `tenant` (routing.services.require_tenant), and every trunk
     the rows name is checked to be the tenant's before anything is kept.
     """
     require_tenant(user=user, tenant=tenant)
+    try:
+        plan = plan_of(tenant=tenant, plan=plan)
+    except ValidationError as exc:
+        raise ImportFailed([RowError(0, "", " ".join(exc.messages))]) from None
     started = time.monotonic()
     parser = RowParser(trunk_names(tenant))
     connection = connections[using]
@@ -358,18 +365,19 @@ def import_prefixes(
         with transaction.atomic(using=using), changes.bulk_writes(using):
             if connection.vendor == "postgresql":
                 result = _write_postgresql(
-                    open_text, parser, tenant, replace, progress, total_lines, using
+                    open_text, parser, plan, replace, progress, total_lines, using
                 )
             else:
                 with open_text() as text:
                     rows = list(read_rows(text, parser, progress, total_lines))
                 if parser.errors:
                     raise ImportFailed(parser.errors, parser.more)
-                result = _write_generic(rows, tenant, replace, progress, using)
+                result = _write_generic(rows, plan, replace, progress, using)
             result.seconds = time.monotonic() - started
-            changes.record_change(changes.TABLE, tenant_id=tenant.pk, using=using)
+            changes.record_change(changes.TABLE, tenant_id=tenant.pk, key=str(plan.pk), using=using)
             result.record = ImportRecord.objects.using(using).create(
                 tenant=tenant,
+                plan=plan,
                 user=user if getattr(user, "pk", None) else None,
                 source=source[:255],
                 replace=replace,
@@ -400,12 +408,12 @@ CREATE TEMP TABLE routing_import (
 _COPY_COLUMNS = ", ".join(("line", *ROUTE_FIELDS, "trunks", "priorities", "weights"))
 _EXISTING_SQL = """
 UPDATE routing_import s SET id = p.id, existed = true
-FROM routing_dialprefix p WHERE p.tenant_id = %s AND p.prefix = s.prefix
+FROM routing_dialprefix p WHERE p.plan_id = %s AND p.prefix = s.prefix
 """
 _DELETE_TARGETS_SQL = {
     "replace": """
 DELETE FROM routing_routetarget t USING routing_dialprefix p
-WHERE t.prefix_id = p.id AND p.tenant_id = %s
+WHERE t.prefix_id = p.id AND p.plan_id = %s
 """,
     "merge": """
 DELETE FROM routing_routetarget t USING routing_import s
@@ -414,7 +422,7 @@ WHERE t.prefix_id = s.id AND s.existed
 }
 # New staged rows have fresh ids from the sequence, so "not staged" is "not in the file".
 _DELETE_PREFIXES_SQL = """
-DELETE FROM routing_dialprefix p WHERE p.tenant_id = %s AND NOT EXISTS
+DELETE FROM routing_dialprefix p WHERE p.plan_id = %s AND NOT EXISTS
     (SELECT 1 FROM routing_import s WHERE s.id = p.id)
 """
 _UPDATE_SQL = f"""
@@ -422,8 +430,8 @@ UPDATE routing_dialprefix p SET {", ".join(f"{name} = s.{name}" for name in WRIT
 FROM routing_import s WHERE s.existed AND p.id = s.id
 """  # noqa: S608
 _INSERT_SQL = f"""
-INSERT INTO routing_dialprefix (id, tenant_id, {", ".join(ROUTE_FIELDS)})
-SELECT id, %s, {", ".join(ROUTE_FIELDS)}
+INSERT INTO routing_dialprefix (id, tenant_id, plan_id, {", ".join(ROUTE_FIELDS)})
+SELECT id, %s, %s, {", ".join(ROUTE_FIELDS)}
 FROM routing_import WHERE NOT existed
 """  # noqa: S608
 # One staged row's targets come out of unnest() in the file's order and get
@@ -440,7 +448,7 @@ CROSS JOIN LATERAL unnest(s.trunks, s.priorities, s.weights) WITH ORDINALITY
 def _write_postgresql(
     open_text: Callable[[], TextIO],
     parser: RowParser,
-    tenant: Tenant,
+    plan: RoutingPlan,
     replace: bool,
     progress: Progress | None,
     total_lines: int,
@@ -448,9 +456,10 @@ def _write_postgresql(
 ) -> ImportResult:
     """Stream checked rows through COPY into a staging table, then write set-based."""
     result = ImportResult()
+    tenant = plan.tenant
     with connections[using].cursor() as cursor:
-        # One import per tenant at a time; other tenants' imports run alongside.
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [6, tenant.pk])
+        # One import per plan at a time; other plans' imports run alongside.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [6, plan.pk])
         cursor.execute("DROP TABLE IF EXISTS pg_temp.routing_import")  # an earlier import
         cursor.execute(_STAGE_SQL)
         with (
@@ -475,7 +484,7 @@ def _write_postgresql(
         if progress:
             progress("writing", 0, 3)
         cursor.execute("ANALYZE routing_import")
-        cursor.execute(_EXISTING_SQL, [tenant.pk])
+        cursor.execute(_EXISTING_SQL, [plan.pk])
         result.updated = cursor.rowcount
         result.created = result.rows - result.updated
         # An index and fresh statistics after that UPDATE: without them the planner
@@ -484,15 +493,15 @@ def _write_postgresql(
         cursor.execute("ANALYZE routing_import")
         unchecked = _lock_referenced_rows(cursor, tenant) and _skip_row_fk_checks(cursor)
         if replace:
-            cursor.execute(_DELETE_TARGETS_SQL["replace"], [tenant.pk])
-            cursor.execute(_DELETE_PREFIXES_SQL, [tenant.pk])
+            cursor.execute(_DELETE_TARGETS_SQL["replace"], [plan.pk])
+            cursor.execute(_DELETE_PREFIXES_SQL, [plan.pk])
             result.deleted = cursor.rowcount
         else:
             cursor.execute(_DELETE_TARGETS_SQL["merge"])
         if progress:
             progress("writing", 1, 3)
         cursor.execute(_UPDATE_SQL)
-        cursor.execute(_INSERT_SQL, [tenant.pk])
+        cursor.execute(_INSERT_SQL, [tenant.pk, plan.pk])
         if progress:
             progress("writing", 2, 3)
         cursor.execute(_TARGETS_SQL)
@@ -587,19 +596,18 @@ def _copy_value(value: Any) -> str:
 
 
 def _write_generic(
-    rows: list[Row], tenant: Tenant, replace: bool, progress: Progress | None, using: str
+    rows: list[Row], plan: RoutingPlan, replace: bool, progress: Progress | None, using: str
 ) -> ImportResult:
     """bulk_create/bulk_update for databases without COPY (SQLite: small tables)."""
     from routing.models import DialPrefix, RouteTarget
 
     result = ImportResult(rows=len(rows), targets=sum(len(r.targets) for r in rows))
+    tenant = plan.tenant
     trunk_ids = {trunk for row in rows for trunk, _, _ in row.targets}
     foreign = Trunk.objects.using(using).filter(pk__in=trunk_ids).exclude(carrier__tenant=tenant)
     if foreign.exists():  # only a bug could get here: trunks are looked up by tenant
         raise ImportFailed([RowError(0, "targets", "a trunk belongs to another tenant")])
-    existing = dict(
-        DialPrefix.objects.using(using).filter(tenant=tenant).values_list("prefix", "id")
-    )
+    existing = dict(DialPrefix.objects.using(using).filter(plan=plan).values_list("prefix", "id"))
     in_file = {row.prefix for row in rows}
     gone = [pk for prefix, pk in existing.items() if prefix not in in_file] if replace else []
     kept = [existing[row.prefix] for row in rows if row.prefix in existing]
@@ -612,7 +620,10 @@ def _write_generic(
             marks = ", ".join(["%s"] * len(ids))
             cursor.execute(f"DELETE FROM routing_dialprefix WHERE id IN ({marks})", ids)  # noqa: S608
     result.deleted = len(gone)
-    objects = [DialPrefix(id=existing.get(row.prefix), tenant=tenant, **row.values) for row in rows]
+    objects = [
+        DialPrefix(id=existing.get(row.prefix), tenant=tenant, plan=plan, **row.values)
+        for row in rows
+    ]
     new = [obj for obj in objects if obj.id is None]
     old = [obj for obj in objects if obj.id is not None]
     DialPrefix.objects.using(using).bulk_update(old, list(WRITTEN_FIELDS), batch_size=500)

@@ -9,6 +9,7 @@ from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
 from routing import validators
+from tenants.fields import NetworkField
 from tenants.models import Tenant
 
 
@@ -216,6 +217,163 @@ class Trunk(models.Model):
             self.host = self.host.strip().strip("[]")
 
 
+class RoutingPlan(models.Model):
+    """A named route table of a tenant: its dial prefixes and their targets.
+
+    Each customer uses one plan, and many customers can share one. Every plan of a
+    tenant routes to the same carriers and trunks (the tenant's vendors), so a
+    premium and a standard plan differ in their routes, not in their vendors.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="plans")
+    name = models.CharField(
+        max_length=100, help_text="Unique within the tenant, e.g. 'Premium' or 'Standard'."
+    )
+    description = models.TextField(blank=True)
+
+    history = HistoricalRecords()
+
+    tenant_path = "tenant"
+
+    class Meta:
+        verbose_name = "routing plan"
+        ordering = ["tenant__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                name="routingplan_name_unique_per_tenant",
+                violation_error_message="This tenant already has a routing plan with this name.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Customer(models.Model):
+    """An origination account of a tenant: a PBX or carrier that sends it calls.
+
+    Its calls are recognised, within the tenant that the call's source network
+    names, by any combination of its own source networks (optionally with a
+    source port), a technical prefix at the start of the called number, and the
+    account header the SBC in front sets. The most specific match wins
+    (routing.resolver documents the order); the tenant's default customer, if it
+    has one, takes the calls no other customer's rules match. A call that matches
+    no customer is refused with 403, never given another customer's plan.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="customers")
+    name = models.CharField(max_length=100, help_text="Unique within the tenant.")
+    plan = models.ForeignKey(
+        RoutingPlan,
+        on_delete=models.PROTECT,
+        related_name="customers",
+        help_text="The route table this customer's calls are routed by.",
+    )
+    is_active = models.BooleanField(
+        default=True,
+        help_text="An inactive customer's calls are refused with 403 (never given to "
+        "another customer).",
+    )
+    is_default = models.BooleanField(
+        default=False,
+        help_text="Takes the tenant's calls that no other customer's rules match. A default "
+        "customer has no rules of its own; a tenant has at most one.",
+    )
+    tech_prefix = models.CharField(
+        max_length=16,
+        blank=True,
+        validators=[validators.validate_tech_prefix],
+        help_text="Digits (and * or #) this customer puts before the number, e.g. 4711#. "
+        "They are removed before the number is routed.",
+    )
+    account = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validators.validate_no_line_breaks],
+        help_text="The value of the account header (X-Account in the shipped Kamailio "
+        "configs) that the SBC in front sets on this customer's calls.",
+    )
+    description = models.TextField(blank=True)
+
+    history = HistoricalRecords()
+
+    tenant_path = "tenant"
+
+    class Meta:
+        ordering = ["tenant__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                name="customer_name_unique_per_tenant",
+                violation_error_message="This tenant already has a customer with this name.",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant"],
+                condition=Q(is_default=True),
+                name="customer_one_default_per_tenant",
+                violation_error_message="This tenant already has a default customer.",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_default=False) | (Q(tech_prefix="") & Q(account="")),
+                name="customer_default_has_no_rules",
+                violation_error_message="The default customer takes the calls no rule "
+                "matches: it cannot have a technical prefix or an account of its own.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.plan_id and self.tenant_id:
+            try:
+                plan_tenant = self.plan.tenant_id
+            except ObjectDoesNotExist:
+                return
+            if plan_tenant != self.tenant_id:
+                raise ValidationError({"plan": "Pick a routing plan of the customer's tenant."})
+
+
+class CustomerSource(models.Model):
+    """A network (and optionally a source port) a customer's calls come from."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="sources")
+    network = NetworkField(
+        help_text="IPv4 or IPv6 network in CIDR form, or a single address; it must lie "
+        "within one of the tenant's source networks.",
+    )
+    port = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+        help_text="Only calls from this source port (e.g. two PBXs behind one address). "
+        "Empty: any port.",
+    )
+
+    history = HistoricalRecords()
+
+    tenant_path = "customer__tenant"
+
+    class Meta:
+        ordering = ["network", "port"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "network", "port"],
+                name="customersource_unique_per_customer",
+                violation_error_message="This customer already has this network and port.",
+            ),
+            models.CheckConstraint(
+                condition=Q(port__isnull=True) | Q(port__gte=1, port__lte=65535),
+                name="customersource_port_valid",
+                violation_error_message="A port is a number from 1 to 65535.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.network} port {self.port}" if self.port else str(self.network)
+
+
 class DialPrefix(models.Model):
     """A route: what to do with calls whose number starts with `prefix`.
 
@@ -225,6 +383,12 @@ class DialPrefix(models.Model):
     """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="prefixes")
+    plan = models.ForeignKey(
+        RoutingPlan,
+        on_delete=models.PROTECT,
+        related_name="prefixes",
+        help_text="The routing plan (route table) this route belongs to.",
+    )
     prefix = models.CharField(
         max_length=32,
         blank=True,
@@ -289,9 +453,9 @@ class DialPrefix(models.Model):
         ordering = ["tenant__name", "prefix"]
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "prefix"],
-                name="dialprefix_prefix_unique_per_tenant",
-                violation_error_message="This tenant already has a route for this prefix.",
+                fields=["plan", "prefix"],
+                name="dialprefix_prefix_unique_per_plan",
+                violation_error_message="This routing plan already has a route for this prefix.",
             ),
             models.CheckConstraint(
                 condition=Q(action__in=Action.values),
@@ -330,6 +494,12 @@ class DialPrefix(models.Model):
             )
         if self.action == Action.REJECT and self.reject_code is None:
             errors["reject_code"] = "A reject route needs a SIP code, e.g. 403."
+        if self.plan_id and self.tenant_id:
+            try:
+                if self.plan.tenant_id != self.tenant_id:
+                    errors["plan"] = "Pick a routing plan of the route's tenant."
+            except ObjectDoesNotExist:
+                pass
         if errors:
             raise ValidationError(errors)
 
@@ -443,6 +613,14 @@ class ImportRecord(models.Model):
     """One CSV import of a tenant's prefixes, with its row counts (the import's history entry)."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="imports")
+    plan = models.ForeignKey(
+        RoutingPlan,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="imports",
+        help_text="The routing plan the rows went into.",
+    )
     user = models.ForeignKey(
         "tenants.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

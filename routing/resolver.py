@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from routing.numbers import clean_number, is_safe_user, match_digits
-from routing.rows import RouteEntry, RouteRow, TargetRow, TenantRef
-from tenants.networks import IPAddress, NetworkError, parse_address
+from routing.rows import CustomerRow, PlanRef, RouteEntry, RouteRow, TargetRow, TenantRef
+from tenants.networks import IPAddress, NetworkError, network_contains, parse_address
 
 
 class Outcome(enum.StrEnum):
@@ -45,8 +45,19 @@ class RouteTable(Protocol):
 
     def tenant_by_slug(self, slug: str) -> TenantRef | None: ...
 
-    def routes(self, tenant_id: int, candidates: list[str]) -> list[RouteEntry]:
-        """The tenant's routes whose prefix is one of `candidates`, each with its
+    def customers(
+        self, tenant_id: int, *, address: IPAddress | None, callee: str, account: str
+    ) -> list[CustomerRow]:
+        """The tenant's customers that may match the call (a superset: its default
+        customer, those with a source network containing `address`, a technical
+        prefix that starts `callee`, or this `account`), each with all its sources."""
+
+    def customer_named(self, tenant_id: int, name: str) -> CustomerRow | None: ...
+
+    def plan_named(self, tenant_id: int, name: str) -> PlanRef | None: ...
+
+    def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
+        """The plan's routes whose prefix is one of `candidates`, each with its
         targets (trunks included), in any order."""
 
 
@@ -58,7 +69,10 @@ class CallRequest:
     """A call to route, as Kamailio describes it.
 
     The tenant comes from `tenant` (a slug, for trusted callers such as the bridge's
-    default or an operator's simulation) or else from `source_ip`.
+    default or an operator's simulation) or else from `source_ip`. The customer is
+    recognised within the tenant (source, port, technical prefix, `account`), or
+    named by a trusted caller (`customer`); `plan` (a trusted caller's, for a
+    simulation) routes by that plan without a customer.
     """
 
     callee: str
@@ -66,6 +80,9 @@ class CallRequest:
     source_ip: str | None = None
     tenant: str | None = None
     source_port: int | None = None
+    account: str = ""
+    customer: str | None = None
+    plan: str | None = None
     call_id: str = ""
     from_name: str = ""
     from_uri: str = ""
@@ -115,6 +132,8 @@ class Decision:
     code: int = 200
     reason: str = "OK"
     tenant: TenantRef | None = None
+    customer: CustomerRow | None = None
+    plan: str = ""
     caller: str = ""
     callee: str = ""
     matched: RouteRow | None = None
@@ -159,7 +178,32 @@ def resolve(
     if not tenant.is_active:
         trace.append(f"tenant {tenant.slug} is inactive")
         return fail(Outcome.FORBIDDEN, 403, "Forbidden", tenant=tenant)
-    common = {"tenant": tenant, "caller": caller, "callee": callee}
+    common: dict[str, Any] = {"tenant": tenant, "caller": caller, "callee": callee}
+
+    address = _address(request.source_ip)
+    if request.plan:
+        plan = table.plan_named(tenant.id, request.plan)
+        if plan is None:
+            trace.append(f"tenant {tenant.slug} has no routing plan {request.plan!r}")
+            return fail(Outcome.INVALID, 400, "Unknown Routing Plan", **common)
+        trace.append(f"plan {plan.name} given explicitly")
+        plan_id, plan_name = plan.id, plan.name
+    else:
+        customer = _find_customer(request, tenant, address, callee, table, trace)
+        if customer is None:
+            return fail(Outcome.FORBIDDEN, 403, "Forbidden", **common)
+        common["customer"] = customer
+        if not customer.is_active:
+            trace.append(f"customer {customer.name} is inactive")
+            return fail(Outcome.FORBIDDEN, 403, "Forbidden", **common)
+        if customer.tech_prefix:
+            callee = callee[len(customer.tech_prefix) :]
+            trace.append(f"technical prefix {customer.tech_prefix} removed: routing {callee}")
+            if not callee:
+                return fail(Outcome.INVALID, 400, "No callee", **common)
+            common["callee"] = callee
+        plan_id, plan_name = customer.plan_id, customer.plan_name
+    common["plan"] = plan_name
 
     digits = match_digits(callee)
     if digits is None:
@@ -167,7 +211,7 @@ def resolve(
         candidates = [""]
     else:
         candidates = [digits[:n] for n in range(len(digits), -1, -1)]
-    fits = _fitting_routes(table.routes(tenant.id, candidates), digits, trace)
+    fits = _fitting_routes(table.routes(plan_id, candidates), digits, trace)
     if not fits:
         return fail(Outcome.NO_ROUTE, 404, "No Route", **common)
 
@@ -265,6 +309,121 @@ def _find_tenant(request: CallRequest, table: RouteTable, trace: list[str]) -> T
     tenant, network = found
     trace.append(f"source {address} is in {network}: tenant {tenant.slug}")
     return tenant
+
+
+def _address(source_ip: str | None) -> IPAddress | None:
+    if not source_ip:
+        return None
+    try:
+        return parse_address(source_ip)
+    except NetworkError:
+        return None
+
+
+def _find_customer(
+    request: CallRequest,
+    tenant: TenantRef,
+    address: IPAddress | None,
+    callee: str,
+    table: RouteTable,
+    trace: list[str],
+) -> CustomerRow | None:
+    if request.customer:
+        named = table.customer_named(tenant.id, request.customer)
+        trace.append(
+            f"customer {request.customer} given explicitly: plan {named.plan_name}"
+            if named
+            else f"tenant {tenant.slug} has no customer {request.customer!r}"
+        )
+        return named
+    candidates = table.customers(tenant.id, address=address, callee=callee, account=request.account)
+    customer, why = recognise_customer(
+        candidates,
+        address=address,
+        port=request.source_port,
+        callee=callee,
+        account=request.account,
+    )
+    if customer is None:
+        trace.append(f"no customer of tenant {tenant.slug} matches this call")
+    else:
+        trace.append(f"customer {customer.name} ({why}): plan {customer.plan_name}")
+    return customer
+
+
+Specificity = tuple[int, int, int, int]
+
+
+def recognise_customer(
+    candidates: list[CustomerRow],
+    *,
+    address: IPAddress | None,
+    port: int | None,
+    callee: str,
+    account: str,
+) -> tuple[CustomerRow | None, str]:
+    """The customer whose rules all match the call, the most specific one, and why.
+
+    A customer's rules are its account, its technical prefix and its source
+    networks (each with an optional port); all it has must match. Among those
+    that match, the most specific wins, compared in this order: an account match,
+    then the longer technical prefix, then the longer network prefix, then a port
+    match. The tenant's default customer (no rules) comes last. Two customers that
+    could tie are refused when saved (routing.services), so there is one winner.
+    """
+    best: CustomerRow | None = None
+    best_score: Specificity | None = None
+    best_why = ""
+    for customer in candidates:
+        found = _specificity(customer, address, port, callee, account)
+        if found is None:
+            continue
+        score, why = found
+        if best_score is None or score > best_score:
+            best, best_score, best_why = customer, score, why
+    return best, best_why
+
+
+def _specificity(
+    customer: CustomerRow,
+    address: IPAddress | None,
+    port: int | None,
+    callee: str,
+    account: str,
+) -> tuple[Specificity, str] | None:
+    if customer.is_default:
+        return (-1, -1, -1, -1), "the tenant's default customer"
+    if not (customer.account or customer.tech_prefix or customer.sources):
+        return None  # a customer without rules matches nothing (services refuse it)
+    why = []
+    if customer.account:
+        if customer.account != account:
+            return None
+        why.append(f"account {account}")
+    if customer.tech_prefix:
+        if not callee.startswith(customer.tech_prefix):
+            return None
+        why.append(f"technical prefix {customer.tech_prefix}")
+    length = port_match = -1
+    if customer.sources:
+        if address is None:
+            return None
+        for network, source_port in customer.sources:
+            if source_port is not None and source_port != port:
+                continue
+            prefix_length = network_contains(network, address)
+            if prefix_length is not None and (prefix_length, source_port is not None) > (
+                length,
+                port_match == 1,
+            ):
+                length, port_match = prefix_length, int(source_port is not None)
+                where = f"source {network}" + (f" port {source_port}" if source_port else "")
+        if length < 0:
+            return None
+        why.append(where)
+    return (int(bool(customer.account)), len(customer.tech_prefix), length, port_match), ", ".join(
+        why
+    )
 
 
 def _fitting_routes(

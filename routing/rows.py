@@ -88,6 +88,35 @@ class TenantRef:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PlanRef:
+    """A routing plan (a named route table of a tenant)."""
+
+    id: int = column(Kind.INT, sql="pl.id")
+    tenant_id: int = column(Kind.INT, sql="pl.tenant_id")
+    name: str = column(Kind.TEXT, sql="pl.name")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustomerRow:
+    """A customer of a tenant and the rules that recognise its calls.
+
+    `sources` are (network, port or None) pairs; the resolver applies the rules
+    (routing.resolver.recognise_customer), route tables only find the candidates.
+    """
+
+    id: int = column(Kind.INT, sql="cu.id")
+    tenant_id: int = column(Kind.INT, sql="cu.tenant_id")
+    name: str = column(Kind.TEXT, sql="cu.name")
+    is_active: bool = column(Kind.BOOL, sql="cu.is_active", default=True)
+    is_default: bool = column(Kind.BOOL, sql="cu.is_default")
+    tech_prefix: str = column(Kind.TEXT, sql="cu.tech_prefix")
+    account: str = column(Kind.TEXT, sql="cu.account")
+    plan_id: int = column(Kind.INT, sql="cu.plan_id")
+    plan_name: str = column(Kind.TEXT, sql="pl.name", orm="plan__name")
+    sources: tuple[tuple[str, int | None], ...] = field(default=(), metadata={"column": None})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RouteRow:
     """A route (a dial prefix of a tenant) without its targets."""
 
@@ -171,7 +200,9 @@ def columns(row_type: type) -> tuple[Column, ...]:
     """The Columns of a row type, in declaration order, with their names filled in."""
     found = []
     for item in fields(row_type):
-        spec: Column = item.metadata["column"]
+        spec: Column | None = item.metadata.get("column")
+        if spec is None:  # not a stored column (e.g. a customer's sources, read apart)
+            continue
         found.append(
             Column(
                 **{

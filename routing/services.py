@@ -14,6 +14,7 @@ write; the importer calls `require_tenant()` (its rows are checked set-based).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -23,8 +24,8 @@ from django.db import transaction
 from django.db.models import Model, ProtectedError, QuerySet
 from simple_history.utils import bulk_update_with_history
 
-from routing.models import DialPrefix, RouteTarget
-from tenants.models import Tenant
+from routing.models import Customer, CustomerSource, DialPrefix, RouteTarget, RoutingPlan
+from tenants.models import Tenant, TenantSource
 from tenants.scoping import EVERYTHING, is_tenant_scoped, scope_queryset, tenant_of, user_scope
 
 
@@ -67,6 +68,31 @@ def check_written(*, user, rows: Iterable[Model]) -> None:
         seen = scope_queryset(model._default_manager.filter(pk__in=pks), user).count()
         if seen != len(pks):
             raise PermissionDenied("This change would touch another tenant's rows.")
+
+
+# --- Plans ------------------------------------------------------------------------------
+
+
+def plan_of(*, tenant: Tenant, plan: RoutingPlan | str | None = None) -> RoutingPlan:
+    """The plan a write goes to: `plan` (a plan of `tenant`, or its name), or else the
+    tenant's only plan; a ValidationError says which plans there are otherwise."""
+    if isinstance(plan, RoutingPlan):
+        if plan.tenant_id != tenant.pk:
+            raise ValidationError({"plan": "Pick a routing plan of this tenant."})
+        return plan
+    plans = list(RoutingPlan.objects.filter(tenant=tenant).order_by("name"))
+    if plan is not None:
+        found = [p for p in plans if p.name == plan]
+        if found:
+            return found[0]
+        names = ", ".join(p.name for p in plans) or "none yet"
+        raise ValidationError({"plan": f"{tenant} has no routing plan {plan!r} ({names})."})
+    if len(plans) == 1:
+        return plans[0]
+    names = ", ".join(p.name for p in plans)
+    raise ValidationError(
+        {"plan": f"{tenant} has {len(plans)} routing plans ({names or 'none'}): name one."}
+    )
 
 
 # --- Routes and their targets -----------------------------------------------------------
@@ -178,13 +204,152 @@ def _replace_targets(route: DialPrefix, targets: Sequence[TargetSpec]) -> list[R
 
 
 def save_row(*, user, row: Model) -> None:
-    """Validate and save one tenant-owned row (tenant, source, carrier, trunk)."""
+    """Validate and save one tenant-owned row (tenant, source, carrier, trunk, plan).
+
+    A new tenant starts with a routing plan "Default" and a default customer on it,
+    so its calls route as soon as it has source networks and routes.
+    """
     with transaction.atomic():
+        new_tenant = isinstance(row, Tenant) and row.pk is None
         require_tenant(user=user, tenant=tenant_of(row) if is_tenant_scoped(type(row)) else None)
         _refuse_tenant_move(row)
         row.full_clean()
         row.save()
-        check_written(user=user, rows=[row])
+        touched: list[Model] = [row]
+        if new_tenant:
+            plan = RoutingPlan.objects.create(tenant=row, name="Default")
+            touched.append(plan)
+            touched.append(
+                Customer.objects.create(tenant=row, name="Default", plan=plan, is_default=True)
+            )
+        check_written(user=user, rows=touched)
+
+
+# --- Customers --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """A network (and optional port) a customer's calls come from, as a write gives it."""
+
+    network: str
+    port: int | None = None
+
+
+class SourcesInvalid(Exception):
+    """Some sources of a customer are not valid: `errors` maps their position to the error."""
+
+    def __init__(self, errors: dict[int, ValidationError]) -> None:
+        super().__init__(f"{len(errors)} source(s) not valid")
+        self.errors = errors
+
+
+def check_customer(customer: Customer, sources: Sequence[SourceSpec]) -> list[SourceSpec]:
+    """The rules of a customer's recognition (ValidationError / SourcesInvalid); returns
+    the sources normalised (a network in its canonical CIDR form).
+
+    A customer has at least one rule (a source, a technical prefix, an account),
+    except the default customer, which has none; each source lies within one of the
+    tenant's source networks; and no other customer of the tenant is recognised
+    exactly the same way (same account and technical prefix, and the same network
+    and port, or both without sources), since the call would then be ambiguous.
+    """
+    customer.full_clean()
+    if customer.is_default and sources:
+        raise ValidationError(
+            {
+                "is_default": "The default customer takes the calls no rule matches: "
+                "it cannot have source networks of its own."
+            }
+        )
+    if not customer.is_default and not (customer.tech_prefix or customer.account or sources):
+        raise ValidationError(
+            "Give the customer at least one rule: a source network, a technical prefix or "
+            "an account (or make it the tenant's default customer)."
+        )
+    tenant_networks = list(
+        TenantSource.objects.filter(tenant_id=customer.tenant_id).values_list("network", flat=True)
+    )
+    errors: dict[int, ValidationError] = {}
+    normalised = []
+    for position, spec in enumerate(sources):
+        source = CustomerSource(customer=customer, network=spec.network, port=spec.port)
+        try:
+            source.full_clean(exclude=["customer"], validate_unique=False)
+            if not any(_within(source.network, network) for network in tenant_networks):
+                raise ValidationError(
+                    {
+                        "network": f"{source.network} is not within the tenant's source networks "
+                        f"({', '.join(tenant_networks) or 'none yet'}): calls from it never "
+                        "reach this tenant."
+                    }
+                )
+            if (source.network, source.port) in normalised:
+                raise ValidationError({"network": "This network and port are listed twice."})
+            normalised.append((source.network, source.port))
+        except ValidationError as exc:
+            errors[position] = exc
+    if errors:
+        raise SourcesInvalid(errors)
+    _refuse_ties(customer, set(normalised))
+    return [SourceSpec(network, port) for network, port in normalised]
+
+
+def _within(inner: str, outer: str) -> bool:
+    a, b = ipaddress.ip_network(inner), ipaddress.ip_network(outer)
+    return a.version == b.version and a.subnet_of(b)
+
+
+def _refuse_ties(customer: Customer, sources: set[tuple[str, int | None]]) -> None:
+    others = Customer.objects.filter(
+        tenant_id=customer.tenant_id,
+        account=customer.account,
+        tech_prefix=customer.tech_prefix,
+        is_default=False,
+    ).exclude(pk=customer.pk)
+    for other in others.prefetch_related("sources"):
+        theirs = {(s.network, s.port) for s in other.sources.all()}
+        shared = sources & theirs
+        if shared or (not sources and not theirs):
+            where = ", ".join(
+                f"network {network}" + (f" port {port}" if port else "")
+                for network, port in sorted(shared, key=str)
+            )
+            raise ValidationError(
+                f"Customer {other.name} is already recognised the same way"
+                + (f" ({where})" if where else "")
+                + ": give this one another network, port, technical prefix or account."
+            )
+
+
+def save_customer(*, user, customer: Customer, sources: Sequence[SourceSpec] | None) -> None:
+    """Validate and save a customer and, when given, exactly these sources."""
+    with transaction.atomic():
+        require_tenant(user=user, tenant=customer.tenant if customer.tenant_id else None)
+        _refuse_tenant_move(customer)
+        if sources is None and customer.pk is not None:
+            current = [
+                SourceSpec(s.network, s.port)
+                for s in CustomerSource.objects.filter(customer=customer)
+            ]
+        else:
+            current = list(sources or ())
+        check_customer(customer, current)
+        customer.save()
+        touched: list[Model] = [customer]
+        if sources is not None:
+            existing = {(s.network, s.port): s for s in customer.sources.all()}
+            for spec in current:
+                key = (str(CustomerSource(network=spec.network).network), spec.port)
+                source = existing.pop(key, None)
+                if source is None:
+                    source = CustomerSource(customer=customer, network=spec.network, port=spec.port)
+                    source.full_clean(exclude=["customer"])
+                    source.save()
+                touched.append(source)
+            for source in existing.values():
+                source.delete()
+        check_written(user=user, rows=touched)
 
 
 def delete_row(*, user, row: Model) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from routing.metrics import observe_decision
 from routing.resolver import CallRequest, Decision, Route, RouteTable
-from routing.rows import RouteEntry, TenantRef
+from routing.rows import CustomerRow, PlanRef, RouteEntry, TenantRef
 from routing.service import decide, get_route_table
 from tenants.models import Tenant
 from tenants.networks import IPAddress
@@ -70,10 +70,27 @@ class OwnTenantTable:
     def tenant_by_slug(self, slug: str) -> TenantRef | None:
         return self._own(self.inner.tenant_by_slug(slug))
 
-    def routes(self, tenant_id: int, candidates: list[str]) -> list[RouteEntry]:
+    def _guard(self, tenant_id: int) -> None:
         if tenant_id != self.tenant_id:  # unreachable through resolve(); a guard, not a path
             raise PermissionError("another tenant's route table")
-        return self.inner.routes(tenant_id, candidates)
+
+    def customers(
+        self, tenant_id: int, *, address: IPAddress | None, callee: str, account: str
+    ) -> list[CustomerRow]:
+        self._guard(tenant_id)
+        return self.inner.customers(tenant_id, address=address, callee=callee, account=account)
+
+    def customer_named(self, tenant_id: int, name: str) -> CustomerRow | None:
+        self._guard(tenant_id)
+        return self.inner.customer_named(tenant_id, name)
+
+    def plan_named(self, tenant_id: int, name: str) -> PlanRef | None:
+        self._guard(tenant_id)
+        return self.inner.plan_named(tenant_id, name)
+
+    def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
+        # Plans are reached only through this tenant's customers or plan names above.
+        return self.inner.routes(plan_id, candidates)
 
 
 @dataclass

@@ -10,9 +10,14 @@ is live for the very next call in every process. The compiled table
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
-from routing.models import DialPrefix, RouteTarget
+from django.db import connections
+
+from routing.models import DialPrefix, RouteTarget, RoutingPlan
 from routing.rows import (
+    CustomerRow,
+    PlanRef,
     RouteEntry,
     RouteRow,
     TargetLink,
@@ -21,20 +26,34 @@ from routing.rows import (
     TrunkRow,
     builder,
     orm_paths,
+    select_sql,
 )
 from tenants.models import Tenant, TenantSource
 from tenants.networks import IPAddress, containing_networks, prefix_length
 
+# A technical prefix is at most this long (routing.models.Customer.tech_prefix).
+MAX_TECH_PREFIX = 16
+_CUSTOMER_SQL = (
+    f"SELECT {select_sql(CustomerRow, 'cu')}, s.network, s.port "  # noqa: S608
+    "FROM routing_customer cu JOIN routing_routingplan pl ON pl.id = cu.plan_id "
+    "LEFT JOIN routing_customersource s ON s.customer_id = cu.id "
+    "WHERE cu.tenant_id = %s AND ({which}) ORDER BY cu.id"
+)
+
 _TENANT_PATHS = orm_paths(TenantRef)
+_PLAN_PATHS = orm_paths(PlanRef)
 _ROUTE_PATHS = orm_paths(RouteRow)
 _LINK_PATHS = orm_paths(TargetLink)
 _TRUNK_PATHS = orm_paths(TrunkRow, "trunk__")
-_tenant, _route, _link, _trunk = (
+_tenant, _route, _link, _trunk, _plan, _customer = (
     builder(TenantRef),
     builder(RouteRow),
     builder(TargetLink),
     builder(TrunkRow),
+    builder(PlanRef),
+    builder(CustomerRow),
 )
+_CUSTOMER_WIDTH = len(orm_paths(CustomerRow))
 
 
 class DatabaseRouteTable:
@@ -58,11 +77,59 @@ class DatabaseRouteTable:
         row = Tenant.objects.using(self.using).filter(slug=slug).values_list(*_TENANT_PATHS).first()
         return _tenant(row) if row else None
 
-    def routes(self, tenant_id: int, candidates: list[str]) -> list[RouteEntry]:
+    def customers(
+        self, tenant_id: int, *, address: IPAddress | None, callee: str, account: str
+    ) -> list[CustomerRow]:
+        which, params = ["cu.is_default"], [tenant_id]
+        if account:
+            which.append("cu.account = %s")
+            params.append(account)
+        starts = [callee[:n] for n in range(1, min(len(callee), MAX_TECH_PREFIX) + 1)]
+        if starts:
+            which.append(f"cu.tech_prefix IN ({', '.join(['%s'] * len(starts))})")
+            params.extend(starts)
+        if address is not None:
+            networks = containing_networks(address)
+            marks = ", ".join(["%s"] * len(networks))  # placeholders only
+            which.append(
+                "cu.id IN (SELECT customer_id FROM routing_customersource "  # noqa: S608
+                f"WHERE network IN ({marks}))"
+            )
+            params.extend(networks)
+        return self._customers(" OR ".join(which), params)
+
+    def customer_named(self, tenant_id: int, name: str) -> CustomerRow | None:
+        found = self._customers("cu.name = %s", [tenant_id, name])
+        return found[0] if found else None
+
+    def _customers(self, which: str, params: list) -> list[CustomerRow]:
+        """Customers with their sources: one query, a row per source."""
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(_CUSTOMER_SQL.replace("{which}", which), params)
+            rows = cursor.fetchall()
+        found: dict[int, CustomerRow] = {}
+        sources: dict[int, list[tuple[str, int | None]]] = defaultdict(list)
+        for values in rows:
+            customer = found.setdefault(values[0], _customer(values[:_CUSTOMER_WIDTH]))
+            network, port = values[_CUSTOMER_WIDTH:]
+            if network is not None:
+                sources[customer.id].append((network, port))
+        return [replace(c, sources=tuple(sources.get(c.id, ()))) for c in found.values()]
+
+    def plan_named(self, tenant_id: int, name: str) -> PlanRef | None:
+        values = (
+            RoutingPlan.objects.using(self.using)
+            .filter(tenant_id=tenant_id, name=name)
+            .values_list(*_PLAN_PATHS)
+            .first()
+        )
+        return _plan(values) if values else None
+
+    def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
         rows = [
             _route(values)
             for values in DialPrefix.objects.using(self.using)
-            .filter(tenant_id=tenant_id, prefix__in=candidates)
+            .filter(plan_id=plan_id, prefix__in=candidates)
             .order_by()
             .values_list(*_ROUTE_PATHS)
         ]

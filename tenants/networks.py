@@ -8,6 +8,7 @@ that can contain an address, whatever the size of the table.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -99,6 +100,24 @@ def prefix_length(network: str) -> int:
     return int(network.rsplit("/", 1)[1])
 
 
+@functools.lru_cache(maxsize=65536)
+def _parsed(text: str) -> tuple[int, int, int, int]:
+    """(version, network as integer, mask, prefix length) of a normalised network text."""
+    network = ipaddress.ip_network(text)
+    bits = 32 if network.version == 4 else 128
+    mask = ((1 << network.prefixlen) - 1) << (bits - network.prefixlen)
+    return network.version, int(network.network_address), mask, network.prefixlen
+
+
+def network_contains(network: str, address: IPAddress) -> int | None:
+    """The prefix length of `network` if it contains `address`, else None (no parsing
+    per call: a network's integers are computed once and remembered)."""
+    version, base, mask, length = _parsed(network)
+    if address.version != version or int(address) & mask != base:
+        return None
+    return length
+
+
 class NetworkIndex(Generic[V]):
     """Most-specific-network lookup over a fixed set of networks, for in-memory tables.
 
@@ -118,6 +137,16 @@ class NetworkIndex(Generic[V]):
             bits = 32 if version == 4 else 128
             mask = ((1 << length) - 1) << (bits - length)
             self._levels[version].append((mask, networks))
+
+    def containing(self, address: IPAddress) -> list[tuple[str, V]]:
+        """Every (network text, value) containing `address`, most specific first."""
+        value = int(address)
+        found = []
+        for mask, networks in self._levels[address.version]:
+            hit = networks.get(value & mask)
+            if hit is not None:
+                found.append(hit)
+        return found
 
     def lookup(self, address: IPAddress) -> tuple[str, V] | None:
         """(network text, value) of the most specific network containing `address`."""

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
+from routing.models import Carrier, Customer, DialPrefix, RouteTarget, RoutingPlan, Trunk
 from tenants.models import Tenant, TenantSource, User
 from tenants.roles import operator_group
 
 
 def make_tenant(slug: str, *networks: str, **fields) -> Tenant:
+    """A tenant with its source networks, a plan "Default" and a default customer on it
+    (what every tenant had after the migration to plans)."""
     tenant = Tenant.objects.create(slug=slug, name=fields.pop("name", slug.title()), **fields)
     for network in networks:
         TenantSource.objects.create(tenant=tenant, network=network)
+    plan = RoutingPlan.objects.create(tenant=tenant, name="Default")
+    Customer.objects.create(tenant=tenant, name="Default", plan=plan, is_default=True)
     return tenant
+
+
+def default_plan(tenant: Tenant) -> RoutingPlan:
+    return RoutingPlan.objects.get(tenant=tenant, name="Default")
 
 
 def make_trunk(tenant: Tenant, name: str, *, carrier: str = "Carrier", **fields) -> Trunk:
@@ -23,7 +31,9 @@ def make_trunk(tenant: Tenant, name: str, *, carrier: str = "Carrier", **fields)
 def make_route(
     tenant: Tenant, prefix: str, *targets: Trunk | tuple[Trunk, int, int], **fields
 ) -> DialPrefix:
-    """A DialPrefix with targets given as trunks (priority by position) or (trunk, p, w)."""
+    """A DialPrefix with targets given as trunks (priority by position) or (trunk, p, w),
+    in the tenant's plan "Default" unless `plan` is given."""
+    fields.setdefault("plan", default_plan(tenant))
     row = DialPrefix.objects.create(tenant=tenant, prefix=prefix, **fields)
     for position, target in enumerate(targets, start=1):
         trunk, priority, weight = target if isinstance(target, tuple) else (target, position, 100)

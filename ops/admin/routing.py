@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
+from django.core.exceptions import ValidationError
 from django.db.models import Count
+from django.forms.models import BaseInlineFormSet
 from simple_history.admin import SimpleHistoryAdmin
 
 from ops.admin.help import OperatorHelpMixin
@@ -16,7 +18,16 @@ from ops.admin.scoping import TenantScopedMixin
 from ops.admin.writes import RouteWritesMixin, ServiceWritesMixin
 from ops.history import TenantHistoryMixin
 from routing import services
-from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
+from routing.models import (
+    Carrier,
+    Customer,
+    CustomerSource,
+    DialPrefix,
+    RouteTarget,
+    RoutingPlan,
+    Trunk,
+)
+from tenants.scoping import scope_queryset
 
 TRUNK_FIELDSETS = (
     (None, {"fields": ["name", "host", "port", "transport", "is_active"]}),
@@ -157,6 +168,7 @@ class DialPrefixAdmin(
         "prefix_display",
         "description",
         "tenant",
+        "plan",
         "action",
         "routing_mode",
         "target_summary",
@@ -164,21 +176,34 @@ class DialPrefixAdmin(
         "is_active",
     ]
     list_display_links = ["prefix_display"]
-    list_filter = ["tenant", "action", "routing_mode", "is_active"]
+    list_filter = [
+        "tenant",
+        ("plan", admin.RelatedOnlyFieldListFilter),
+        "action",
+        "routing_mode",
+        "is_active",
+    ]
     search_fields = ["prefix", "description"]
-    list_select_related = ["tenant"]
+    list_select_related = ["tenant", "plan"]
     # A wholesale table has a million rows: do not count them on every page view.
     show_full_result_count = False
     actions = [enable_selected, disable_selected]
     inlines = [RouteTargetInline]
     fieldsets = (
-        (None, {"fields": ["tenant", "prefix", "description", "action", "is_active"]}),
+        (None, {"fields": ["tenant", "plan", "prefix", "description", "action", "is_active"]}),
         ("Routing", {"fields": ["routing_mode", "min_length", "max_length", "is_final"]}),
         ("Reject", {"fields": ["reject_code", "reject_reason"]}),
     )
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("targets__trunk__carrier")
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        plans = list(scope_queryset(RoutingPlan.objects.all(), request.user)[:2])
+        if "plan" not in initial and len(plans) == 1:
+            initial["plan"] = plans[0].pk  # the only plan the user has
+        return initial
 
     @admin.display(description="Prefix", ordering="prefix")
     def prefix_display(self, obj: DialPrefix) -> str:
@@ -192,7 +217,7 @@ class DialPrefixAdmin(
             return "local users"
         targets = sorted(obj.targets.all(), key=lambda t: (t.priority, -t.weight))
         if not targets:
-            return "no target: calls get 503"
+            return "no target: calls fall back" if not obj.is_final else "no target: 503"
         return " → ".join(
             f"{t.trunk} (p{t.priority}, w{t.weight})"
             + ("" if t.trunk.is_active and t.trunk.carrier.is_active else " [off]")
@@ -204,3 +229,111 @@ class DialPrefixAdmin(
         if obj.min_length is None and obj.max_length is None:
             return "any"
         return f"{obj.min_length or '…'}–{obj.max_length or '…'}"
+
+
+class CustomerSourceFormSet(BaseInlineFormSet):
+    """Checks the customer's recognition as a whole (routing.services.check_customer):
+    at least one rule, sources within the tenant's networks, no tie with another
+    customer. Errors show above the sources, before anything is saved."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors) or not self.instance.tenant_id or not self.instance.plan_id:
+            return
+        try:
+            services.check_customer(self.instance, source_specs(self))
+        except ValidationError as exc:
+            raise ValidationError(exc.messages) from None
+        except services.SourcesInvalid as exc:
+            raise ValidationError(
+                [f"Source {n + 1}: {' '.join(e.messages)}" for n, e in exc.errors.items()]
+            ) from None
+
+
+def source_specs(formset) -> list[services.SourceSpec]:
+    return [
+        services.SourceSpec(row.cleaned_data["network"], row.cleaned_data.get("port"))
+        for row in formset.forms
+        if row.cleaned_data and not row.cleaned_data.get("DELETE")
+    ]
+
+
+class CustomerSourceInline(OperatorHelpMixin, TenantScopedMixin, admin.TabularInline):
+    model = CustomerSource
+    formset = CustomerSourceFormSet
+    extra = 0
+    fields = ["network", "port"]
+
+
+@admin.register(RoutingPlan)
+class RoutingPlanAdmin(
+    ServiceWritesMixin,
+    OperatorHelpMixin,
+    TenantScopedMixin,
+    TenantHistoryMixin,
+    SimpleHistoryAdmin,
+):
+    list_display = ["name", "tenant", "prefix_count", "customer_list", "description"]
+    list_filter = ["tenant"]
+    search_fields = ["name", "description"]
+    list_select_related = ["tenant"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(prefix_total=Count("prefixes", distinct=True))
+            .prefetch_related("customers")
+        )
+
+    @admin.display(description="Routes", ordering="prefix_total")
+    def prefix_count(self, obj: RoutingPlan) -> int:
+        return obj.prefix_total
+
+    @admin.display(description="Customers")
+    def customer_list(self, obj: RoutingPlan) -> str:
+        return ", ".join(c.name for c in obj.customers.all()) or "none yet"
+
+
+@admin.register(Customer)
+class CustomerAdmin(
+    ServiceWritesMixin,
+    OperatorHelpMixin,
+    TenantScopedMixin,
+    TenantHistoryMixin,
+    SimpleHistoryAdmin,
+):
+    list_display = ["name", "tenant", "plan", "recognised_by", "is_active"]
+    list_filter = ["tenant", ("plan", admin.RelatedOnlyFieldListFilter), "is_active"]
+    search_fields = ["name", "account", "tech_prefix", "description"]
+    list_select_related = ["tenant", "plan"]
+    inlines = [CustomerSourceInline]
+    fieldsets = (
+        (None, {"fields": ["tenant", "name", "plan", "is_active", "description"]}),
+        ("How its calls are recognised", {"fields": ["is_default", "tech_prefix", "account"]}),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("sources")
+
+    @admin.display(description="Recognised by")
+    def recognised_by(self, obj: Customer) -> str:
+        if obj.is_default:
+            return "default: the calls no other customer's rules match"
+        rules = [str(source) for source in obj.sources.all()]
+        if obj.tech_prefix:
+            rules.append(f"tech prefix {obj.tech_prefix}")
+        if obj.account:
+            rules.append(f"account {obj.account}")
+        return ", ".join(rules) or "no rule: matches nothing"
+
+    def save_model(self, request, obj, form, change) -> None:
+        pass  # saved with its sources in save_related(), in one transaction
+
+    def save_related(self, request, form, formsets, change) -> None:
+        sources = next(f for f in formsets if f.model is CustomerSource)
+        sources.save(commit=False)  # fills new/changed/deleted_objects for the log
+        services.save_customer(
+            user=request.user, customer=form.instance, sources=source_specs(sources)
+        )
+        form.save_m2m()

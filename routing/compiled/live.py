@@ -29,8 +29,17 @@ from django.db import DatabaseError, connections, transaction
 
 from routing import changes
 from routing.compiled import loading
+from routing.compiled.customers import CustomerIndex
 from routing.compiled.packing import PROFILE_NAMES, Entry, PrefixTable, entry_of
-from routing.rows import RouteEntry, TargetLink, TargetRow, TenantRef, TrunkRow
+from routing.rows import (
+    CustomerRow,
+    PlanRef,
+    RouteEntry,
+    TargetLink,
+    TargetRow,
+    TenantRef,
+    TrunkRow,
+)
 from routing.tables import DatabaseRouteTable
 from tenants.networks import IPAddress, NetworkIndex
 
@@ -58,8 +67,11 @@ class CompiledRouteTable:
         self._slugs: dict[str, int] = {}
         self._sources: NetworkIndex[int] = NetworkIndex(())
         self._trunks: dict[int, TrunkRow] = {}
-        self._tables: dict[int, PrefixTable] = {}  # tenants whose table is ready
-        # Tenants being built: the prefixes changed meanwhile, or None to start over.
+        self._plans: dict[int, PlanRef] = {}
+        self._plan_names: dict[tuple[int, str], int] = {}
+        self._customers: dict[int, CustomerIndex] = {}  # by tenant
+        self._tables: dict[int, PrefixTable] = {}  # plans whose table is ready
+        # Plans being built: the prefixes changed meanwhile, or None to start over.
         self._building: dict[int, set[str] | None] = {}
         self._lock = threading.RLock()
         self._refreshing = threading.Lock()
@@ -86,10 +98,32 @@ class CompiledRouteTable:
         tenant_id = self._slugs.get(slug)
         return self._tenants.get(tenant_id) if tenant_id is not None else None
 
-    def routes(self, tenant_id: int, candidates: list[str]) -> list[RouteEntry]:
-        table = self._tables.get(tenant_id)
+    def customers(
+        self, tenant_id: int, *, address: IPAddress | None, callee: str, account: str
+    ) -> list[CustomerRow]:
+        index = self._customers.get(tenant_id)
+        if self.version is None or index is None:
+            return self.database.customers(
+                tenant_id, address=address, callee=callee, account=account
+            )
+        return index.candidates(address=address, callee=callee, account=account)
+
+    def customer_named(self, tenant_id: int, name: str) -> CustomerRow | None:
+        index = self._customers.get(tenant_id)
+        if self.version is None or index is None:
+            return self.database.customer_named(tenant_id, name)
+        return index.by_name.get(name)
+
+    def plan_named(self, tenant_id: int, name: str) -> PlanRef | None:
+        if self.version is None:
+            return self.database.plan_named(tenant_id, name)
+        plan_id = self._plan_names.get((tenant_id, name))
+        return self._plans.get(plan_id) if plan_id is not None else None
+
+    def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
+        table = self._tables.get(plan_id)
         if table is None:
-            return self.database.routes(tenant_id, candidates)
+            return self.database.routes(plan_id, candidates)
         trunks = self._trunks
         return [
             (
@@ -109,7 +143,7 @@ class CompiledRouteTable:
     # --- Freshness -------------------------------------------------------------------
 
     def ready(self) -> bool:
-        """Whether every tenant is answered from memory (no build pending)."""
+        """Whether every plan is answered from memory (no build pending)."""
         return self.version is not None and not self._building
 
     def wait_ready(self, timeout: float) -> bool:
@@ -148,41 +182,47 @@ class CompiledRouteTable:
             self._load_tenants(None)
             self._load_sources()
             self._load_trunks(None, None)
+            self._load_plans(None)
+            self._load_customers(None)
             self._tables = {}
             self.version = version
-            for tenant_id in list(self._tenants):
-                self._schedule_build(tenant_id)
+            for plan_id in list(self._plans):
+                self._schedule_build(plan_id)
 
     def _apply(self, batch: list[changes.Change]) -> None:
         kinds: dict[str, set] = defaultdict(set)
         prefixes: dict[int, set[str]] = defaultdict(set)
         for change in batch:
             if change.kind == changes.PREFIX:
-                prefixes[change.tenant_id].add(change.key)
-            elif change.kind in (changes.CARRIER, changes.TRUNK):
+                plan, _, prefix = change.key.partition(":")
+                prefixes[int(plan)].add(prefix)
+            elif change.kind in (changes.CARRIER, changes.TRUNK, changes.PLAN, changes.TABLE):
                 kinds[change.kind].add(int(change.key))
             else:
                 kinds[change.kind].add(change.tenant_id)
         with self._lock:
+            new_tenants = kinds[changes.TENANT] - set(self._tenants)
             if kinds[changes.TENANT]:
                 self._load_tenants(kinds[changes.TENANT])
             if kinds[changes.SOURCES]:
                 self._load_sources()
             if kinds[changes.CARRIER] or kinds[changes.TRUNK]:
                 self._load_trunks(kinds[changes.CARRIER], kinds[changes.TRUNK])
-            for tenant_id in kinds[changes.TABLE] | (kinds[changes.TENANT] - self._known()):
-                if tenant_id in self._tenants:
-                    self._schedule_build(tenant_id)
-            for tenant_id, keys in prefixes.items():
-                if tenant_id in self._building:
-                    pending = self._building[tenant_id]
+            if kinds[changes.PLAN]:
+                for plan_id in self._load_plans(kinds[changes.PLAN]):
+                    self._schedule_build(plan_id)
+            if kinds[changes.CUSTOMERS] or new_tenants:
+                self._load_customers(kinds[changes.CUSTOMERS] | new_tenants)
+            for plan_id in kinds[changes.TABLE]:
+                if plan_id in self._plans:
+                    self._schedule_build(plan_id)
+            for plan_id, keys in prefixes.items():
+                if plan_id in self._building:
+                    pending = self._building[plan_id]
                     if pending is not None:
                         pending |= keys
-                elif tenant_id in self._tables:
-                    self._reload_prefixes(self._tables[tenant_id], tenant_id, keys)
-
-    def _known(self) -> set[int]:
-        return set(self._tables) | set(self._building)
+                elif plan_id in self._tables:
+                    self._reload_prefixes(self._tables[plan_id], plan_id, keys)
 
     # --- Loading ---------------------------------------------------------------------
 
@@ -197,8 +237,7 @@ class CompiledRouteTable:
             tenants.pop(tenant_id, None)
         tenants.update(found)
         for tenant_id in set(self._tenants) - set(tenants):
-            self._tables.pop(tenant_id, None)
-            self._building.pop(tenant_id, None)
+            self._customers.pop(tenant_id, None)
         self._tenants = tenants
         self._slugs = {tenant.slug: tenant.id for tenant in tenants.values()}
 
@@ -218,32 +257,56 @@ class CompiledRouteTable:
         trunks.update(found)
         self._trunks = trunks
 
-    def _select_routes(self, cursor, tenant_id: int, prefixes: list[str] | None) -> None:
-        vendor = connections[self.using].vendor
-        loading.select_routes(cursor, vendor, tenant_id, prefixes)
+    def _load_plans(self, ids: set[int] | None) -> set[int]:
+        """Reload these plans (all when None); returns the ids that are new here."""
+        with self._cursor() as cursor:
+            found = loading.plans(cursor, ids)
+        plans = dict(self._plans) if ids is not None else {}
+        for plan_id in ids or ():
+            plans.pop(plan_id, None)  # deleted unless found again
+        new = set(found) - set(plans)
+        plans.update(found)
+        for plan_id in set(self._plans) - set(plans):
+            self._tables.pop(plan_id, None)
+            self._building.pop(plan_id, None)
+        self._plans = plans
+        self._plan_names = {(plan.tenant_id, plan.name): plan.id for plan in plans.values()}
+        return new
 
-    def _reload_prefixes(self, table: PrefixTable, tenant_id: int, keys: set[str]) -> None:
+    def _load_customers(self, tenant_ids: set[int] | None) -> None:
+        with self._cursor() as cursor:
+            found = loading.customers(cursor, tenant_ids)
+        indexes = dict(self._customers) if tenant_ids is not None else {}
+        for tenant_id, customers in found.items():
+            indexes[tenant_id] = CustomerIndex(customers)
+        self._customers = indexes
+
+    def _select_routes(self, cursor, plan_id: int, prefixes: list[str] | None) -> None:
+        vendor = connections[self.using].vendor
+        loading.select_routes(cursor, vendor, plan_id, prefixes)
+
+    def _reload_prefixes(self, table: PrefixTable, plan_id: int, keys: set[str]) -> None:
         """Put the current rows of `keys` (None where deleted) into the table's overlay."""
         keys_list = sorted(keys)
         found: dict[str, Entry | None] = dict.fromkeys(keys_list)
         with self._cursor() as cursor:
             for start in range(0, len(keys_list), _CHUNK):
-                self._select_routes(cursor, tenant_id, keys_list[start : start + _CHUNK])
+                self._select_routes(cursor, plan_id, keys_list[start : start + _CHUNK])
                 for values in cursor.fetchall():
                     entry = entry_of(values)
                     found[entry[0].prefix] = entry
         table.note(found)
         if len(table.overlay) > _MAX_OVERLAY:
-            self._schedule_build(tenant_id)
+            self._schedule_build(plan_id)
 
-    def load_table(self, tenant_id: int) -> PrefixTable:
-        """Read a tenant's whole prefix table from the database, packed."""
+    def load_table(self, plan_id: int) -> PrefixTable:
+        """Read a plan's whole prefix table from the database, packed."""
         table = PrefixTable()
         # A server-side cursor on PostgreSQL: rows stream in, the result is never
         # held whole in this process.
         connection = connections[self.using]
         with transaction.atomic(using=self.using), connection.chunked_cursor() as cursor:
-            self._select_routes(cursor, tenant_id, None)
+            self._select_routes(cursor, plan_id, None)
             while rows := cursor.fetchmany(10_000):
                 for values in rows:
                     table.append(values)
@@ -251,16 +314,16 @@ class CompiledRouteTable:
 
     # --- Builds ----------------------------------------------------------------------
 
-    def _schedule_build(self, tenant_id: int) -> None:
-        """Rebuild a tenant's table; the database answers for it meanwhile."""
+    def _schedule_build(self, plan_id: int) -> None:
+        """Rebuild a plan's table; the database answers for it meanwhile."""
         with self._lock:
-            self._tables.pop(tenant_id, None)
-            already = tenant_id in self._building
-            self._building[tenant_id] = None  # (re)start from a fresh read
+            self._tables.pop(plan_id, None)
+            already = plan_id in self._building
+            self._building[plan_id] = None  # (re)start from a fresh read
         if not self.background:
-            self._build(tenant_id)
+            self._build(plan_id)
         elif not already:
-            self._queue.put(tenant_id)
+            self._queue.put(plan_id)
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(
                     target=self._work, name="route-table-builder", daemon=True
@@ -271,46 +334,46 @@ class CompiledRouteTable:
         try:
             while True:
                 try:
-                    tenant_id = self._queue.get(timeout=5)
+                    plan_id = self._queue.get(timeout=5)
                 except queue.Empty:
                     return
                 try:
-                    self._build(tenant_id)
+                    self._build(plan_id)
                 except DatabaseError:
-                    logger.exception("building the route table of tenant %s failed", tenant_id)
+                    logger.exception("building the route table of plan %s failed", plan_id)
                     with self._lock:
-                        self._building[tenant_id] = None
+                        self._building[plan_id] = None
                     time.sleep(1)
-                    self._queue.put(tenant_id)
+                    self._queue.put(plan_id)
         finally:
             connections[self.using].close()
 
-    def _build(self, tenant_id: int) -> None:
+    def _build(self, plan_id: int) -> None:
         while True:
             with self._lock:
-                if tenant_id not in self._building:
-                    return  # the tenant was deleted meanwhile
-                self._building[tenant_id] = set()
+                if plan_id not in self._building:
+                    return  # the plan was deleted meanwhile
+                self._building[plan_id] = set()
             started = time.monotonic()
-            table = self.load_table(tenant_id)
+            table = self.load_table(plan_id)
             while True:
                 with self._lock:
-                    pending = self._building.get(tenant_id, set())
+                    pending = self._building.get(plan_id, set())
                     if pending is None:
                         break  # another full change came in: read again
                     if not pending:
-                        if tenant_id in self._building:
-                            del self._building[tenant_id]
-                            self._tables[tenant_id] = table
+                        if plan_id in self._building:
+                            del self._building[plan_id]
+                            self._tables[plan_id] = table
                         logger.info(
-                            "route table of tenant %s compiled: %d prefixes in %.1f s",
-                            tenant_id,
+                            "route table of plan %s compiled: %d prefixes in %.1f s",
+                            plan_id,
                             len(table),
                             time.monotonic() - started,
                         )
                         return
-                    self._building[tenant_id] = set()
-                self._reload_prefixes(table, tenant_id, pending)
+                    self._building[plan_id] = set()
+                self._reload_prefixes(table, plan_id, pending)
 
 
 _instances: dict[tuple[int, str], CompiledRouteTable] = {}

@@ -7,12 +7,32 @@ keeps: tenants and trunks as rows.TenantRef / rows.TrunkRow, source networks as
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 
 from routing.compiled.packing import PROFILE_NAMES
-from routing.rows import RouteRow, TenantRef, TrunkRow, builder, select_sql
+from routing.rows import (
+    CustomerRow,
+    PlanRef,
+    RouteRow,
+    TenantRef,
+    TrunkRow,
+    builder,
+    names,
+    select_sql,
+)
 
 _TENANT_SQL = f"SELECT {select_sql(TenantRef, 't')} FROM tenants_tenant t"  # noqa: S608
+_PLAN_SQL = f"SELECT {select_sql(PlanRef, 'pl')} FROM routing_routingplan pl"  # noqa: S608
+_CUSTOMER_SQL = (
+    f"SELECT {select_sql(CustomerRow, 'cu')} FROM routing_customer cu "  # noqa: S608
+    "JOIN routing_routingplan pl ON pl.id = cu.plan_id"
+)
+_CUSTOMER_SOURCE_SQL = (
+    "SELECT s.customer_id, s.network, s.port FROM routing_customersource s "
+    "JOIN routing_customer cu ON cu.id = s.customer_id"
+)
 _TRUNK_SQL = (
     f"SELECT {select_sql(TrunkRow, 'tr')} FROM routing_trunk tr "  # noqa: S608
     "JOIN routing_carrier c ON c.id = tr.carrier_id"
@@ -28,7 +48,7 @@ FROM routing_dialprefix p LEFT JOIN LATERAL (
     SELECT string_agg(t.id::text, ',' ORDER BY t.id) AS ids,
            string_agg({_PROFILE}, ',' ORDER BY t.id) AS profile
     FROM routing_routetarget t WHERE t.prefix_id = p.id) t ON true
-WHERE p.tenant_id = %s {{where}}
+WHERE p.plan_id = %s {{where}}
 ORDER BY length(p.prefix), p.prefix COLLATE "C"
 """,  # noqa: S608
     "sqlite": f"""
@@ -38,12 +58,18 @@ SELECT {_ROUTE_COLUMNS},
   (SELECT group_concat(x, ',') FROM (SELECT {_PROFILE}
      AS x FROM routing_routetarget t WHERE t.prefix_id = p.id ORDER BY t.id))
 FROM routing_dialprefix p
-WHERE p.tenant_id = %s {{where}}
+WHERE p.plan_id = %s {{where}}
 ORDER BY length(p.prefix), p.prefix
 """,  # noqa: S608
 }
 
-_tenant, _trunk = builder(TenantRef), builder(TrunkRow)
+_tenant, _trunk, _plan, _customer = (
+    builder(TenantRef),
+    builder(TrunkRow),
+    builder(PlanRef),
+    builder(CustomerRow),
+)
+_CUSTOMER_WIDTH = len(names(CustomerRow))
 
 
 def _marks(values: Iterable) -> str:
@@ -58,6 +84,36 @@ def tenants(cursor, ids: set[int] | None = None) -> dict[int, TenantRef]:
         params = list(ids)
     cursor.execute(sql, params)
     return {row.id: row for row in map(_tenant, cursor.fetchall())}
+
+
+def plans(cursor, ids: set[int] | None = None) -> dict[int, PlanRef]:
+    """The routing plans with these ids (all when None), by id."""
+    sql, params = _PLAN_SQL, []
+    if ids is not None:
+        sql += f" WHERE pl.id IN ({_marks(ids)})"
+        params = list(ids)
+    cursor.execute(sql, params)
+    return {row.id: row for row in map(_plan, cursor.fetchall())}
+
+
+def customers(cursor, tenant_ids: set[int] | None = None) -> dict[int, list[CustomerRow]]:
+    """The customers of these tenants (all when None) with their sources, by tenant."""
+    where, params = "", []
+    if tenant_ids is not None:
+        where = f" WHERE cu.tenant_id IN ({_marks(tenant_ids)})"
+        params = list(tenant_ids)
+    cursor.execute(_CUSTOMER_SQL + where, params)
+    rows = [_customer(values) for values in cursor.fetchall()]
+    cursor.execute(_CUSTOMER_SOURCE_SQL + where + " ORDER BY s.id", params)
+    sources: dict[int, list[tuple[str, int | None]]] = defaultdict(list)
+    for customer_id, network, port in cursor.fetchall():
+        sources[customer_id].append((network, port))
+    found: dict[int, list[CustomerRow]] = {tenant_id: [] for tenant_id in tenant_ids or ()}
+    for row in rows:
+        found.setdefault(row.tenant_id, []).append(
+            replace(row, sources=tuple(sources.get(row.id, ())))
+        )
+    return found
 
 
 def sources(cursor) -> list[tuple[str, int]]:
@@ -77,13 +133,13 @@ def trunks(cursor, carrier_ids: set[int] | None, trunk_ids: set[int] | None) -> 
     return {row.id: row for row in map(_trunk, cursor.fetchall())}
 
 
-def select_routes(cursor, vendor: str, tenant_id: int, prefixes: list[str] | None) -> None:
-    """Execute the query of a tenant's routes (these prefixes only, unless None), in key order."""
+def select_routes(cursor, vendor: str, plan_id: int, prefixes: list[str] | None) -> None:
+    """Execute the query of a plan's routes (these prefixes only, unless None), in key order."""
     sql = _PREFIX_SQL.get(vendor, _PREFIX_SQL["sqlite"])
     if prefixes is None:
-        cursor.execute(sql.replace("{where}", ""), [tenant_id])
+        cursor.execute(sql.replace("{where}", ""), [plan_id])
     else:
         cursor.execute(
             sql.replace("{where}", f"AND p.prefix IN ({_marks(prefixes)})"),
-            [tenant_id, *prefixes],
+            [plan_id, *prefixes],
         )

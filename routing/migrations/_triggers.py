@@ -11,23 +11,26 @@ from importlib import import_module
 
 from django.db import migrations
 
-_triggers = import_module("routing.migrations.0004_change_triggers")
+FIRST = import_module("routing.migrations.0004_change_triggers")
 
 
-def _drop(apps, schema_editor):
-    if schema_editor.connection.vendor == "sqlite":
-        _triggers.uninstall(apps, schema_editor)
+def sqlite_triggers_lifted(*operations, triggers=FIRST):
+    """`operations` with SQLite's change triggers dropped before and created after.
 
+    `triggers` is the module of the trigger version in force at that migration
+    (0004's, or routing.migrations._change_triggers from 0007 on).
+    """
 
-def _create(apps, schema_editor):
-    if schema_editor.connection.vendor == "sqlite":
-        _triggers.install(apps, schema_editor)
+    def drop(apps, schema_editor):
+        if schema_editor.connection.vendor == "sqlite":
+            triggers.uninstall(apps, schema_editor)
 
+    def create(apps, schema_editor):
+        if schema_editor.connection.vendor == "sqlite":
+            triggers.install(apps, schema_editor)
 
-def sqlite_triggers_lifted(*operations):
-    """`operations` with SQLite's change triggers dropped before and created after."""
     return [
-        migrations.RunPython(_drop, _create),
+        migrations.RunPython(drop, create),
         *operations,
-        migrations.RunPython(_create, _drop),
+        migrations.RunPython(create, drop),
     ]

@@ -124,7 +124,7 @@ def test_duplicates_are_400s_with_the_models_messages(operator_api, route_a, tru
         {"non_field_errors": ["This tenant already has a carrier with this name."]},
     )
     assert prefix.json() == {
-        "non_field_errors": ["This tenant already has a route for this prefix."]
+        "non_field_errors": ["This routing plan already has a route for this prefix."]
     }
     assert trunk.json() == {
         "non_field_errors": ["This carrier already has a trunk with this name."]

@@ -12,7 +12,7 @@ from api.models import KamailioToken
 from routing import service
 from routing.models import DialPrefix, Trunk
 from tests.api.conftest import RTJSON_URL, call_body, make_token
-from tests.factories import make_route, make_trunk
+from tests.factories import default_plan, make_route, make_trunk
 
 pytestmark = pytest.mark.django_db
 
@@ -61,6 +61,8 @@ def test_it_routes_serially_with_every_route_field_of_the_trunk(post_call, tenan
         "success": True,
         "outcome": "routed",
         "tenant": "tenant-a",
+        "customer": "Default",
+        "plan": "Default",
         "prefix": "336",
         "routing": "serial",
         "routes": [
@@ -105,6 +107,8 @@ def test_it_routes_in_parallel_with_the_exact_document(post_call, tenant_a, trun
         "success": True,
         "outcome": "routed",
         "tenant": "tenant-a",
+        "customer": "Default",
+        "plan": "Default",
         "prefix": "44",
         "routing": "parallel",
         "routes": [
@@ -170,6 +174,8 @@ def test_it_answers_location_for_local_users(post_call, tenant_a):
         "success": True,
         "outcome": "location",
         "tenant": "tenant-a",
+        "customer": "Default",
+        "plan": "Default",
         "prefix": "1000",
         "routing": "location",
         "routes": [],
@@ -186,6 +192,8 @@ def test_a_reject_route_answers_its_own_code_and_reason(post_call, tenant_a):
         "success": False,
         "outcome": "rejected",
         "tenant": "tenant-a",
+        "customer": "Default",
+        "plan": "Default",
         "prefix": "3389",
         "code": 603,
         "reason": "Premium Blocked",
@@ -375,17 +383,18 @@ def test_last_used_is_written_at_most_once_a_minute(post_call, route_a):
 
 
 @pytest.mark.parametrize("table_size", [10, 500])
-def test_a_decision_costs_four_queries_whatever_the_table_size(
+def test_a_decision_costs_five_queries_whatever_the_table_size(
     post_call, tenant_a, trunks_a, table_size, django_assert_num_queries
 ):
+    plan = default_plan(tenant_a)
     DialPrefix.objects.bulk_create(
-        DialPrefix(tenant=tenant_a, prefix=str(10_000 + n)) for n in range(table_size)
+        DialPrefix(tenant=tenant_a, plan=plan, prefix=str(10_000 + n)) for n in range(table_size)
     )
     make_route(tenant_a, "33", *trunks_a)
     post_call()  # the first use of the token records last_used_at
 
-    # token, source → tenant, candidate prefixes, targets of the winner
-    with django_assert_num_queries(4):
+    # token, source → tenant, candidate customers, candidate prefixes, their targets
+    with django_assert_num_queries(5):
         document = rtjson(post_call())
 
     assert document["prefix"] == "33"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
+from routing.models import Carrier, DialPrefix, RouteTarget, RoutingPlan, Trunk
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +26,7 @@ def outsider_client(client, outsider):
 def prefix_form(tenant_id: int, prefix: str, targets: list[tuple[int, int, int]]) -> dict:
     data = {
         "tenant": tenant_id,
+        "plan": RoutingPlan.objects.get(tenant_id=tenant_id, name="Default").pk,
         "prefix": prefix,
         "description": "",
         "action": "route",
@@ -143,7 +144,7 @@ def test_a_duplicate_prefix_is_a_form_error_not_a_crash(a_client, tenant_a, rout
         reverse("admin:routing_dialprefix_add"), prefix_form(tenant_a.pk, "33", [])
     )
     assert response.status_code == 200
-    assert "This tenant already has a route for this prefix." in response.content.decode()
+    assert "This routing plan already has a route for this prefix." in response.content.decode()
 
 
 def test_trunk_autocomplete_lists_only_the_users_trunks(outsider_client, trunks_a, trunks_b):

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from routing.models import DialPrefix
+from routing.models import DialPrefix, RoutingPlan
 from tenants.models import Tenant, User
 
 pytestmark = pytest.mark.django_db
@@ -18,6 +18,7 @@ def test_seed_demo_is_idempotent_and_routes_demo_calls(capsys):
     call_command("seed_demo")
     assert Tenant.objects.count() == 2
     assert DialPrefix.objects.filter(tenant__slug="acme").count() == 7
+    assert RoutingPlan.objects.filter(tenant__slug="globex").count() == 2
     assert User.objects.get(username="acme-operator").tenant.slug == "acme"
     assert User.objects.get(username="admin").is_superuser
     capsys.readouterr()
@@ -26,6 +27,30 @@ def test_seed_demo_is_idempotent_and_routes_demo_calls(capsys):
     summary = (document["tenant"], document["prefix"], document["routing"])
     assert summary == ("acme", "336", "serial")
     assert len(document["routes"]) == 3
+    assert (document["customer"], document["plan"]) == ("Default", "Default")
+
+
+@pytest.mark.parametrize(
+    ("port", "callee", "customer", "plan", "first_trunk"),
+    [
+        ("5060", "+4930123456", "Initech", "Premium", "hb-1"),  # its PBX's address and port
+        ("5070", "+4930123456", "Walk-in", "Standard", "mer-a"),  # same address, other port
+        ("5070", "4711#4930123456", "Umbrella", "Standard", "mer-a"),  # its tech prefix
+    ],
+)
+def test_demo_customers_share_a_carrier_on_different_plans(
+    capsys, port, callee, customer, plan, first_trunk
+):
+    call_command("seed_demo")
+    capsys.readouterr()
+    call_command(
+        "route", "--source-ip", "198.51.100.7", "--source-port", port,
+        "--callee", callee, "--call-id", "x", "--json",
+    )  # fmt: skip
+    document = json.loads(capsys.readouterr().out)
+    assert (document["customer"], document["plan"]) == (customer, plan)
+    assert document["routes"][0]["trunk"] == first_trunk
+    assert "4930123456@" in document["routes"][0]["uri"]  # the tech prefix is gone
 
 
 def test_route_explains_a_refused_call_and_exits_1(capsys, tenant_a, route_a):

@@ -17,7 +17,7 @@ from routing.rows import RouteRow, names
 from routing.service import get_route_table
 from routing.tables import DatabaseRouteTable
 from tenants.models import Tenant, TenantSource
-from tests.factories import make_route, make_tenant, make_trunk
+from tests.factories import default_plan, make_route, make_tenant, make_trunk
 
 COUNTRIES = ["1", "33", "34", "44", "49", "39", "351", "352", "7", "86", "880", "971"]
 
@@ -29,6 +29,7 @@ def build_table(tenant: Tenant, rng: random.Random, size: int) -> list[str]:
         for n in range(10)
     ]
     Trunk.objects.filter(pk=trunks[3].pk).update(is_active=False)
+    plan = default_plan(tenant)
     Carrier.objects.filter(pk=trunks[2].carrier_id).update(is_active=False)
     prefixes: set[str] = {""}
     while len(prefixes) < size:
@@ -41,6 +42,7 @@ def build_table(tenant: Tenant, rng: random.Random, size: int) -> list[str]:
         rows.append(
             DialPrefix(
                 tenant=tenant,
+                plan=plan,
                 prefix=prefix,
                 action=action,
                 routing_mode=rng.choice(["serial", "parallel"]),
@@ -253,10 +255,10 @@ def test_a_new_tenant_gets_a_table(compiled, db):
     assert decide(compiled, callee="+1555", source_ip="203.0.113.1").outcome == "routed"
 
 
-def test_a_table_change_rebuilds_the_tenant(route_a, compiled):
+def test_a_table_change_rebuilds_the_plan(route_a, compiled):
     with changes.transaction.atomic(), changes.bulk_writes():
         DialPrefix.objects.filter(pk=route_a.pk).update(prefix="49")
-        changes.record_change(changes.TABLE, tenant_id=route_a.tenant_id)
+        changes.record_change(changes.TABLE, tenant_id=route_a.tenant_id, key=str(route_a.plan_id))
     assert decide(compiled, callee="+4930").outcome == "routed"
     assert decide(compiled).outcome == "no_route"
 

@@ -290,7 +290,9 @@ def test_the_commands_export_and_import_with_a_progress_bar(varied_a, tmp_path, 
     call_command("export_prefixes", "--tenant", "tenant-a", "-o", str(path))
     call_command("import_prefixes", str(path), "--tenant", "tenant-a", "--replace")
     out = capsys.readouterr()
-    assert "Imported into tenant-a: 7 rows: 0 prefixes created, 7 overwritten" in out.out
+    assert "Imported into tenant-a, plan Default: 7 rows: 0 prefixes created, 7 overwritten" in (
+        out.out
+    )
     # Captured stderr is no terminal: one plain line per stage, nothing redrawn.
     assert "checking: 100%|##########| 8/8 " in out.err
     assert "writing: 100%" in out.err

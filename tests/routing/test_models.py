@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
-from tests.factories import make_route, make_trunk
+from tests.factories import default_plan, make_route, make_trunk
 
 pytestmark = pytest.mark.django_db
 
@@ -103,29 +103,47 @@ def test_the_database_refuses_what_clean_would(tenant_a, constraint_field, value
 
 def test_prefixes_are_unique_per_tenant(tenant_a, tenant_b):
     make_route(tenant_a, "33")
-    errors = messages_of(DialPrefix(tenant=tenant_a, prefix="33"))
-    assert "This tenant already has a route for this prefix." in str(errors)
-    DialPrefix(tenant=tenant_b, prefix="33").full_clean()
+    errors = messages_of(DialPrefix(tenant=tenant_a, plan=default_plan(tenant_a), prefix="33"))
+    assert "This routing plan already has a route for this prefix." in str(errors)
+    DialPrefix(tenant=tenant_b, plan=default_plan(tenant_b), prefix="33").full_clean()
 
 
 @pytest.mark.parametrize("prefix", ["+33", "33 6", "3a", "33-", "٣٣", "３３"])
 def test_prefixes_are_digits_only(tenant_a, prefix):
-    assert "Use digits only" in str(messages_of(DialPrefix(tenant=tenant_a, prefix=prefix)))
+    assert "Use digits only" in str(
+        messages_of(DialPrefix(tenant=tenant_a, plan=default_plan(tenant_a), prefix=prefix))
+    )
 
 
 def test_length_bounds_must_be_ordered_and_reachable(tenant_a):
-    errors = messages_of(DialPrefix(tenant=tenant_a, prefix="33", min_length=12, max_length=10))
+    errors = messages_of(
+        DialPrefix(
+            tenant=tenant_a, plan=default_plan(tenant_a), prefix="33", min_length=12, max_length=10
+        )
+    )
     assert "The minimum length cannot exceed the maximum length." in str(errors)
-    errors = messages_of(DialPrefix(tenant=tenant_a, prefix="33612", max_length=4))
+    errors = messages_of(
+        DialPrefix(tenant=tenant_a, plan=default_plan(tenant_a), prefix="33612", max_length=4)
+    )
     assert "No number of at most 4 digits" in str(errors["max_length"])
     with pytest.raises(IntegrityError), transaction.atomic():
         DialPrefix.objects.create(tenant=tenant_a, prefix="1", min_length=9, max_length=3)
 
 
 def test_reject_routes_need_a_sip_error_code(tenant_a):
-    errors = messages_of(DialPrefix(tenant=tenant_a, prefix="1", action="reject"))
+    errors = messages_of(
+        DialPrefix(tenant=tenant_a, plan=default_plan(tenant_a), prefix="1", action="reject")
+    )
     assert "A reject route needs a SIP code" in str(errors)
-    errors = messages_of(DialPrefix(tenant=tenant_a, prefix="1", action="reject", reject_code=200))
+    errors = messages_of(
+        DialPrefix(
+            tenant=tenant_a,
+            plan=default_plan(tenant_a),
+            prefix="1",
+            action="reject",
+            reject_code=200,
+        )
+    )
     assert "greater than or equal to 400" in str(errors["reject_code"])
     with pytest.raises(IntegrityError), transaction.atomic():
         DialPrefix.objects.create(tenant=tenant_a, prefix="1", action="reject", reject_code=302)
@@ -151,5 +169,8 @@ def test_models_read_well_as_text(tenant_a, trunks_a):
     route = make_route(tenant_a, "33", trunks_a[0])
     assert str(trunks_a[0]) == "Carrier A / a-primary"
     assert str(route) == "33"
-    assert str(DialPrefix(tenant=tenant_a, prefix="")) == "(default route)"
+    assert (
+        str(DialPrefix(tenant=tenant_a, plan=default_plan(tenant_a), prefix=""))
+        == "(default route)"
+    )
     assert str(route.targets.get()) == "33 → Carrier A / a-primary (priority 1, weight 100)"

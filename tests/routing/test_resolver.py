@@ -7,7 +7,7 @@ import pytest
 from kamailio.rtjson import to_rtjson
 from routing.resolver import CallRequest, Outcome
 from routing.service import decide
-from tests.factories import make_route, make_tenant, make_trunk
+from tests.factories import default_plan, make_route, make_tenant, make_trunk
 
 pytestmark = pytest.mark.django_db
 
@@ -334,22 +334,33 @@ def test_trunks_without_timers_get_the_platform_defaults(tenant_a, route_a, sett
     assert (route["fr_timer"], route["fr_inv_timer"]) == (3000, 45000)
 
 
-def test_a_decision_costs_three_queries_whatever_the_table_size(
+def test_a_decision_costs_four_queries_whatever_the_table_size(
     tenant_a, trunks_a, django_assert_num_queries
 ):
+    """Source -> tenant, candidate customers with their sources, candidate prefixes, their
+    targets: with 2,000 more prefixes and 500 more customers, still four."""
     make_route(tenant_a, "33", *trunks_a)
 
     def grow(count: int) -> None:
-        from routing.models import DialPrefix
+        from routing.models import Customer, CustomerSource, DialPrefix
 
         start = DialPrefix.objects.count()
+        plan = default_plan(tenant_a)
         DialPrefix.objects.bulk_create(
-            DialPrefix(tenant=tenant_a, prefix=f"9{start + n:07d}") for n in range(count)
+            DialPrefix(tenant=tenant_a, plan=plan, prefix=f"9{start + n:07d}") for n in range(count)
+        )
+        customers = Customer.objects.bulk_create(
+            Customer(tenant=tenant_a, plan=plan, name=f"c{n}", tech_prefix=f"8{n:04d}")
+            for n in range(count // 4)
+        )
+        CustomerSource.objects.bulk_create(
+            CustomerSource(customer=c, network=f"10.{n // 250}.{n % 250}.0/24")
+            for n, c in enumerate(customers)
         )
 
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         small = call("+33123456789")
     grow(2000)
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         large = call("+33123456789")
     assert trunk_names(small) == trunk_names(large) == ["a-primary", "a-backup"]

@@ -12,6 +12,7 @@ from routing import services
 from routing.importing import import_prefixes
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
 from routing.services import TargetSpec
+from tests.factories import default_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +23,7 @@ def specs(*targets: tuple[Trunk, int, int]) -> list[TargetSpec]:
 
 def test_a_route_is_saved_with_exactly_its_targets(operator_a, tenant_a, trunks_a):
     primary, backup = trunks_a
-    route = DialPrefix(tenant=tenant_a, prefix="44")
+    route = DialPrefix(tenant=tenant_a, plan=default_plan(tenant_a), prefix="44")
     services.save_route(user=operator_a, route=route, targets=specs((primary, 1, 70)))
     first = RouteTarget.objects.get(prefix=route)
     services.save_route(
@@ -37,7 +38,10 @@ def test_a_route_is_saved_with_exactly_its_targets(operator_a, tenant_a, trunks_
 
 def test_an_operator_cannot_write_into_another_tenant(outsider, tenant_a, trunks_a, route_a):
     with pytest.raises(PermissionDenied):
-        services.save_route(user=outsider, route=DialPrefix(tenant=tenant_a, prefix="49"))
+        services.save_route(
+            user=outsider,
+            route=DialPrefix(tenant=tenant_a, plan=default_plan(tenant_a), prefix="49"),
+        )
     with pytest.raises(PermissionDenied):
         services.save_row(user=outsider, row=Carrier(tenant=tenant_a, name="Sneaky"))
     route_a.description = "hijacked"
@@ -52,7 +56,7 @@ def test_an_operator_cannot_write_into_another_tenant(outsider, tenant_a, trunks
 
 
 def test_a_target_on_another_tenants_trunk_is_refused(operator_a, tenant_a, trunks_b):
-    route = DialPrefix(tenant=tenant_a, prefix="44")
+    route = DialPrefix(tenant=tenant_a, plan=default_plan(tenant_a), prefix="44")
     with pytest.raises(services.TargetsInvalid) as invalid:
         services.save_route(user=operator_a, route=route, targets=specs((trunks_b[0], 1, 100)))
     assert "another tenant" in str(invalid.value.errors[0])
@@ -82,7 +86,7 @@ def test_a_row_never_moves_to_another_tenant(superuser, route_a, tenant_b):
 def test_routes_warn_about_trunks_that_strip_the_whole_number(operator_a, tenant_a):
     carrier = Carrier.objects.create(tenant=tenant_a, name="Stripper")
     greedy = Trunk.objects.create(carrier=carrier, name="greedy", host="g.example", strip_digits=4)
-    route = DialPrefix(tenant=tenant_a, prefix="3361")
+    route = DialPrefix(tenant=tenant_a, plan=default_plan(tenant_a), prefix="3361")
     warnings = services.save_route(user=operator_a, route=route, targets=specs((greedy, 1, 100)))
     assert warnings == [
         "Stripper / greedy strips 4 digits, but this route matches numbers as short as 4 digits: "
@@ -93,7 +97,7 @@ def test_routes_warn_about_trunks_that_strip_the_whole_number(operator_a, tenant
 
 
 def test_a_route_without_targets_is_saved_with_a_warning(operator_a, tenant_a):
-    route = DialPrefix(tenant=tenant_a, prefix="44")
+    route = DialPrefix(tenant=tenant_a, plan=default_plan(tenant_a), prefix="44")
     assert services.save_route(user=operator_a, route=route, targets=[]) == [
         "This route has no target: its calls fall back to a shorter prefix."
     ]

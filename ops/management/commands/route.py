@@ -14,14 +14,19 @@ from routing.service import decide
 class Command(BaseCommand):
     help = (
         "Show where a call would go and why, and the rtjson document Kamailio would get. "
-        "Give the call's source IP (as Kamailio sees it) or a tenant slug."
+        "Give the call's source IP (as Kamailio sees it) or a tenant slug; the customer is "
+        "recognised as for a real call, or named with --customer, or --plan routes by a plan."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--callee", required=True, help="Dialled number, e.g. +33612345678.")
         parser.add_argument("--caller", default="", help="Calling number (From user).")
         parser.add_argument("--source-ip", default=None, help="Source IP of the INVITE.")
+        parser.add_argument("--source-port", type=int, default=None, help="Source port ($sp).")
         parser.add_argument("--tenant", default=None, help="Tenant slug, instead of --source-ip.")
+        parser.add_argument("--account", default="", help="The account header's value.")
+        parser.add_argument("--customer", default=None, help="Customer name (skips recognition).")
+        parser.add_argument("--plan", default=None, help="Routing plan name (no customer).")
         parser.add_argument("--call-id", default="", help="Call-ID (seeds the weighted order).")
         parser.add_argument("--json", action="store_true", help="Print only the rtjson document.")
 
@@ -33,7 +38,11 @@ class Command(BaseCommand):
                 callee=options["callee"],
                 caller=options["caller"],
                 source_ip=options["source_ip"],
+                source_port=options["source_port"],
                 tenant=options["tenant"],
+                account=options["account"],
+                customer=options["customer"],
+                plan=options["plan"],
                 call_id=options["call_id"],
             )
         )
