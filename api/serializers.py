@@ -11,12 +11,29 @@ from rest_framework import serializers
 from rest_framework.settings import api_settings
 from rest_framework.validators import UniqueValidator
 
+from api.parsers import NUL_MESSAGE
 from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
 from routing.resolver import Decision, Route, to_rtjson
 from routing.rows import RouteRow, TrunkRow, model_fields
 from tenants.models import Tenant, TenantSource
 from tenants.networks import NetworkError, parse_address
 from tenants.scoping import is_tenant_scoped, scope_queryset, user_scope
+
+
+class SlugRelatedField(serializers.SlugRelatedField):
+    """DRF's, refusing a NUL before its lookup: PostgreSQL text cannot hold one (a 500).
+
+    The API's parsers already refuse a NUL in any body; this keeps the lookup safe for
+    data that reaches a serializer another way.
+    """
+
+    default_error_messages = {"null_characters": NUL_MESSAGE}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("null_characters")
+        return super().to_internal_value(data)
+
 
 # --- The routing request (the Wazo-shaped body Kamailio posts) -------------------------
 
@@ -233,7 +250,7 @@ class SimulationSerializer(CallRequestSerializer):
     """
 
     source_ip = SourceIPField(required=False, allow_null=True)
-    tenant = serializers.SlugRelatedField(
+    tenant = SlugRelatedField(
         slug_field="slug",
         queryset=Tenant.objects.all(),
         required=False,
@@ -356,7 +373,7 @@ class TenantSerializer(ScopedModelSerializer):
 
 
 class TenantSourceSerializer(ScopedModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    tenant = SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
 
     class Meta:
         model = TenantSource
@@ -365,7 +382,7 @@ class TenantSourceSerializer(ScopedModelSerializer):
 
 
 class CarrierSerializer(ScopedModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    tenant = SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
 
     class Meta:
         model = Carrier
@@ -415,7 +432,7 @@ class DialPrefixSerializer(ScopedModelSerializer):
     leaves them as they are.
     """
 
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    tenant = SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
     targets = RouteTargetSerializer(many=True, required=False, max_length=64)
     nested_fields = ("targets",)
 
