@@ -1,4 +1,4 @@
-"""Project-wide request middleware: what every app's input paths share.
+"""Project-wide middleware: what every app's pages and input paths share.
 
 It lives here rather than in an app because it guards them all alike (the admin,
 the ops pages, the REST API and the Kamailio endpoint).
@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from csp.constants import UNSAFE_INLINE
+from csp.middleware import CSPMiddleware, PolicyParts
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework.views import APIView
 
 from api.parsers import NUL_KEY_MESSAGE, NUL_MESSAGE
@@ -67,3 +70,21 @@ class RefuseNulMiddleware:
         return HttpResponseBadRequest(
             f"{message} (field {name!r})", content_type="text/plain; charset=utf-8"
         )
+
+
+class ContentSecurityPolicyMiddleware(CSPMiddleware):
+    """django-csp's, allowing inline scripts on the Swagger UI page only.
+
+    drf-spectacular's SpectacularSwaggerView renders its init script inline (its
+    SpectacularSwaggerSplitView serves it as a file instead, which would let this go).
+    """
+
+    def get_policy_parts(
+        self, request: HttpRequest, response: Any, report_only: bool = False
+    ) -> PolicyParts:
+        parts = super().get_policy_parts(request, response, report_only)
+        match = getattr(request, "resolver_match", None)
+        view = getattr(match.func, "cls", None) if match is not None else None
+        if isinstance(view, type) and issubclass(view, SpectacularSwaggerView):
+            parts.update = {**(parts.update or {}), "script-src": [UNSAFE_INLINE]}
+        return parts
