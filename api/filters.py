@@ -8,6 +8,7 @@ so filtering by another tenant's slug gives an empty list, not a hint it exists.
 from __future__ import annotations
 
 import django_filters as filters
+from django import forms
 
 from routing.models import (
     Action,
@@ -20,6 +21,20 @@ from routing.models import (
     Trunk,
 )
 from tenants.models import Tenant, TenantSource
+
+
+class IdFilter(filters.NumberFilter):
+    """A row id: a whole number within a 64-bit key's range, else a 400.
+
+    NumberFilter takes any decimal (`-3e124`), which SQLite cannot bind (a 500).
+    """
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("min_value", -(2**63))
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
 
 
 class TenantFilter(filters.FilterSet):
@@ -46,7 +61,7 @@ class CarrierFilter(filters.FilterSet):
 
 class TrunkFilter(filters.FilterSet):
     tenant = filters.CharFilter(field_name="carrier__tenant__slug", help_text="Tenant slug.")
-    carrier = filters.NumberFilter(field_name="carrier_id", help_text="Carrier id.")
+    carrier = IdFilter(field_name="carrier_id", help_text="Carrier id.")
     transport = filters.ChoiceFilter(choices=Transport.choices)
 
     class Meta:
@@ -77,7 +92,7 @@ class DialPrefixFilter(filters.FilterSet):
     prefix_startswith = filters.CharFilter(
         field_name="prefix", lookup_expr="startswith", help_text="Prefixes starting with this."
     )
-    trunk = filters.NumberFilter(
+    trunk = IdFilter(
         field_name="targets__trunk_id", distinct=True, help_text="Routes that use this trunk id."
     )
     action = filters.ChoiceFilter(choices=Action.choices)

@@ -10,6 +10,7 @@ from rest_framework import serializers
 from rest_framework.settings import api_settings
 from rest_framework.validators import UniqueValidator
 
+from api.parsers import NUL_MESSAGE
 from kamailio.rtjson import to_rtjson
 from routing import services
 from routing.models import (
@@ -26,6 +27,22 @@ from routing.rows import RouteRow, TrunkRow, model_fields
 from tenants.models import Tenant, TenantSource
 from tenants.networks import NetworkError, parse_address
 from tenants.scoping import is_tenant_scoped, scope_queryset, user_scope
+
+
+class SlugRelatedField(serializers.SlugRelatedField):
+    """DRF's, refusing a NUL before its lookup: PostgreSQL text cannot hold one (a 500).
+
+    The API's parsers already refuse a NUL in any body; this keeps the lookup safe for
+    data that reaches a serializer another way.
+    """
+
+    default_error_messages = {"null_characters": NUL_MESSAGE}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("null_characters")
+        return super().to_internal_value(data)
+
 
 # --- The routing request (the Wazo-shaped body Kamailio posts) -------------------------
 
@@ -242,7 +259,7 @@ class SimulationSerializer(CallRequestSerializer):
     """
 
     source_ip = SourceIPField(required=False, allow_null=True)
-    tenant = serializers.SlugRelatedField(
+    tenant = SlugRelatedField(
         slug_field="slug",
         queryset=Tenant.objects.all(),
         required=False,
@@ -385,7 +402,7 @@ class TenantSerializer(ScopedModelSerializer):
 
 
 class TenantSourceSerializer(ScopedModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    tenant = SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
 
     class Meta:
         model = TenantSource
@@ -394,7 +411,7 @@ class TenantSourceSerializer(ScopedModelSerializer):
 
 
 class CarrierSerializer(ScopedModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    tenant = SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
 
     class Meta:
         model = Carrier
@@ -424,7 +441,7 @@ class TrunkSerializer(ScopedModelSerializer):
 class RoutingPlanSerializer(ScopedModelSerializer):
     """A routing plan: a named route table of a tenant, used by its customers."""
 
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    tenant = SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
     prefix_count = serializers.IntegerField(read_only=True, help_text="Routes in the plan.")
     customer_count = serializers.IntegerField(read_only=True, help_text="Customers using it.")
 
@@ -451,7 +468,7 @@ class CustomerSerializer(ScopedModelSerializer):
     leaves them as they are.
     """
 
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    tenant = SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
     plan = serializers.PrimaryKeyRelatedField(
         queryset=RoutingPlan.objects.select_related("tenant"), help_text="Routing plan id."
     )
@@ -529,7 +546,7 @@ class DialPrefixSerializer(ScopedModelSerializer):
     leaves them as they are.
     """
 
-    tenant = serializers.SlugRelatedField(
+    tenant = SlugRelatedField(
         slug_field="slug",
         queryset=Tenant.objects.all(),
         required=False,

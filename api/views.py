@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from typing import Any
 
+from django.core.handlers.wsgi import LimitedStream
 from django.db import IntegrityError
 from django.db.models import Count, Prefetch
 from django.http import HttpResponse
@@ -13,7 +15,7 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import filters, status, viewsets
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
@@ -50,6 +52,35 @@ from tenants.models import Tenant, TenantSource
 from tenants.scoping import scope_queryset
 
 logger = logging.getLogger("routing.api")
+
+
+class LengthRequired(APIException):
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    default_detail = (
+        "A chunked body needs a server that ends its input (gunicorn does); "
+        "send a Content-Length instead."
+    )
+    default_code = "length_required"
+
+
+def read_chunked_body(request, *, max_bytes: int) -> None:
+    """Make a chunked body readable as if it had come with a Content-Length.
+
+    Django reads CONTENT_LENGTH bytes, so a chunked request (no Content-Length) reads as
+    empty. A server that de-chunks the body and marks the end of its input
+    (`wsgi.input_terminated`, as gunicorn does) lets us read it to the end; without
+    that mark the end cannot be found safely, so it is a 411.
+    """
+    meta = request.META
+    if "chunked" not in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return
+    if not meta.get("wsgi.input_terminated"):
+        raise LengthRequired()
+    body = meta["wsgi.input"].read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise ParseError(f"Request body too large: at most {max_bytes} bytes.")
+    meta["CONTENT_LENGTH"] = str(len(body))
+    request._stream = LimitedStream(io.BytesIO(body), len(body))
 
 
 def call_request(fields: dict[str, Any], *, tenant: str | None = None) -> CallRequest:
@@ -106,6 +137,7 @@ class RtjsonView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         self.started = time.perf_counter()
+        read_chunked_body(request._request, max_bytes=BoundedJSONParser.max_bytes)
         super().initial(request, *args, **kwargs)
 
     def post(self, request: Request) -> HttpResponse:
