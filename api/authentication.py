@@ -6,10 +6,13 @@ stored. The client address used by the login lockout and throttle is decided her
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError, connection
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -18,6 +21,8 @@ from rest_framework.throttling import BaseThrottle
 from api.models import KamailioToken, UserToken, hash_key
 
 KEYWORDS = (b"token", b"bearer")
+
+logger = logging.getLogger("routing.api")
 
 
 def client_address(request) -> str:
@@ -88,7 +93,11 @@ class KamailioTokenAuthentication(BaseAuthentication):
             raise exceptions.PermissionDenied(
                 f"Token {token.name!r} may not be used from this address."
             )
-        token.touch()
+        try:
+            token.touch()
+        except DatabaseError:  # bookkeeping only: never fail a call for it
+            logger.warning("could not record the use of token %r: database error", token.name)
+            TOKENS.database_failed()
         return AnonymousUser(), token
 
     def authenticate_header(self, request) -> str:
@@ -103,6 +112,13 @@ class TokenCache:
     every process within that many seconds (1 by default, the same promise as
     route changes); 0 turns the cache off. Unknown digests are remembered too, so
     a flood of wrong keys does not become a flood of queries.
+
+    While the database fails or hangs, a token this process already knew keeps the
+    last state it read (known and active, or not) until the database answers again:
+    calls keep being routed from the compiled table. The lookup is tried again at
+    most once per cache period; in between, known tokens are served without trying.
+    A key never seen before cannot be checked: the request fails like any other
+    database error (503 in the rtjson answer).
     """
 
     MAX_ENTRIES = 1024
@@ -116,7 +132,15 @@ class TokenCache:
         entry = self._entries.get(digest)
         if entry is not None and entry[0] > now:
             return entry[1]
-        token = KamailioToken.objects.filter(key_digest=digest).first()
+        try:
+            token = KamailioToken.objects.filter(key_digest=digest).first()
+        except DatabaseError:
+            if entry is None:
+                raise
+            self.database_failed()
+            # Keep serving what was read last; try the database again a period later.
+            self._entries[digest] = (now + max(ttl, 1.0), entry[1])
+            return entry[1]
         if ttl > 0:
             if len(self._entries) >= self.MAX_ENTRIES:
                 self._entries.clear()
@@ -125,6 +149,11 @@ class TokenCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+    def database_failed(self) -> None:
+        """Drop this thread's connection after a database error: the next use reconnects."""
+        with contextlib.suppress(DatabaseError):
+            connection.close()
 
 
 TOKENS = TokenCache()

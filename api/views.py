@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import time
 from typing import Any
 
 from django.core.handlers.wsgi import LimitedStream
-from django.db import IntegrityError
+from django.db import DatabaseError, IntegrityError, connection
 from django.db.models import Count, Prefetch
 from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
@@ -125,6 +126,12 @@ class RtjsonView(APIView):
     the answer is still a 200 whose rtjson carries the failure Kamailio relays (503
     when the database is unavailable, 500 otherwise), the same document the EVAPI
     bridge sends: both come from kamailio.rtjson.
+
+    The answer leaves within settings.ROUTING_DECISION_DEADLINE_MS of the request's
+    start: a database call still waiting then (a hung database) is interrupted
+    (routing.service.database_deadline) and the call gets 503 "Routing Database
+    Unavailable". With the compiled table a decision reads no database, and the
+    token check serves known tokens while the database fails (api.authentication).
     """
 
     authentication_classes = [KamailioTokenAuthentication]
@@ -135,8 +142,12 @@ class RtjsonView(APIView):
 
     started = 0.0
 
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+    def dispatch(self, request, *args: Any, **kwargs: Any) -> HttpResponse:
         self.started = time.perf_counter()
+        with service.database_deadline(service.decision_deadline()):
+            return super().dispatch(request, *args, **kwargs)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         read_chunked_body(request._request, max_bytes=BoundedJSONParser.max_bytes)
         super().initial(request, *args, **kwargs)
 
@@ -164,6 +175,11 @@ class RtjsonView(APIView):
         # The engine failed (the database, or a bug): Kamailio must still get an
         # answer it can relay at once, not a 500 page it cannot parse.
         failure = failure_of(exc)
+        if isinstance(exc, DatabaseError):
+            # Interrupted mid-query, or broken: reconnect on the next request instead
+            # of letting Django health-check a hung socket after this answer.
+            with contextlib.suppress(DatabaseError):
+                connection.close()
         logger.exception("routing engine error; answering %d to Kamailio", failure.code)
         self.observe(Outcome.ERROR)
         return answer(failure_decision(failure, repr(exc)))

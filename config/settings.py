@@ -97,6 +97,26 @@ DATABASES = {
 # PostgreSQL connection per request costs more than the decision itself.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+if "postgresql" in DATABASES["default"]["ENGINE"]:
+    # A database that hangs (rather than refuses) must not hold a process forever.
+    # libpq parameters, passed through by psycopg; a value in DATABASE_URL's query
+    # string wins. connect_timeout: seconds for a new connection (libpq's minimum is
+    # 2). Keepalives find a dead idle connection; tcp_user_timeout (ms) errors out a
+    # socket whose sent bytes go unacknowledged (a partition, a dead host).
+    # statement_timeout (ms, server side) stops runaway statements; 0 is none (e.g.
+    # for `migrate` on a huge table). See docs/operations.md#a-database-that-hangs.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=2))
+    _options.setdefault("keepalives", 1)
+    _options.setdefault("keepalives_idle", env.int("DB_KEEPALIVES_IDLE", default=5))
+    _options.setdefault("keepalives_interval", env.int("DB_KEEPALIVES_INTERVAL", default=2))
+    _options.setdefault("keepalives_count", env.int("DB_KEEPALIVES_COUNT", default=3))
+    _options.setdefault("tcp_user_timeout", env.int("DB_TCP_USER_TIMEOUT_MS", default=5000))
+    _statement_timeout = env.int("DB_STATEMENT_TIMEOUT_MS", default=10000)
+    if _statement_timeout < 0:
+        raise ImproperlyConfigured("DB_STATEMENT_TIMEOUT_MS must be 0 (none) or more.")
+    if "options" not in _options:
+        _options["options"] = f"-c statement_timeout={_statement_timeout}"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web workers, bridges) share the file: wait for a writer
     # instead of failing at once with "database is locked".
@@ -231,6 +251,18 @@ ROUTING_FR_INV_TIMER = env.int("ROUTING_FR_INV_TIMER", default=30000)
 # Which route table implementation answers decisions ("database" reads every decision
 # from the database; see routing/tables.py).
 ROUTING_TABLE = env.str("ROUTING_TABLE", default="database")
+
+# Every routing decision is answered within this many milliseconds of its arrival,
+# over HTTP and EVAPI: when the database does not answer in time, with 503 "Routing
+# Database Unavailable". The shipped Kamailio configs give the engine 1000 ms
+# (ENGINE_TIMEOUT_MS); 300 leaves Kamailio time to relay the 503 (or an SBC to try
+# another engine) long before its own timer fires. See docs/operations.md.
+ROUTING_DECISION_DEADLINE_MS = env.int("ROUTING_DECISION_DEADLINE_MS", default=300)
+if ROUTING_DECISION_DEADLINE_MS < 50:
+    raise ImproperlyConfigured(
+        "ROUTING_DECISION_DEADLINE_MS must be at least 50 (and below Kamailio's "
+        "ENGINE_TIMEOUT_MS, 1000 in the shipped configs)."
+    )
 
 # Seconds each process may keep a Kamailio token it looked up: a revoked token stops
 # working everywhere within this time. 0 looks the token up on every request.

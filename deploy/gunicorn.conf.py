@@ -14,6 +14,14 @@ PROMETHEUS_MULTIPROC_DIR set (an empty directory writable by gunicorn, e.g. a
 tmpfs such as /run/routing-metrics), workers write their values there and /metrics
 adds them up; this file empties the directory when gunicorn starts and tells
 prometheus_client when a worker exits, so a dead worker's gauges stop counting.
+
+A hung database: a sync worker blocked in a database read cannot answer, so the
+rtjson view interrupts database waits at ROUTING_DECISION_DEADLINE_MS (SIGALRM in
+the worker's main thread, see routing.service.database_deadline) and /healthz at
+0.5 s; the compiled table reads the database only from its own thread. Each worker
+loads its compiled table before taking requests (up to WARM_UP_SECONDS, then it
+keeps loading in the background), so its first calls are answered from memory.
+GUNICORN_TIMEOUT stays the last resort for a worker stuck anywhere else.
 """
 
 from __future__ import annotations
@@ -31,6 +39,10 @@ keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 wsgi_app = "config.wsgi:application"
 
+# How long a new worker may spend loading its compiled route table before serving.
+# Below `timeout`: the worker does not heartbeat until it serves.
+WARM_UP_SECONDS = min(5.0, timeout / 3)
+
 
 def on_starting(server) -> None:
     """Start from an empty metrics directory: old files would add a dead run's counts."""
@@ -45,6 +57,19 @@ def on_starting(server) -> None:
             else:
                 entry.unlink()
     path.mkdir(parents=True, exist_ok=True)
+
+
+def post_worker_init(worker) -> None:
+    """Load the compiled route table now, rather than on the first calls (a cold start)."""
+    from routing.service import get_route_table
+
+    table = get_route_table()
+    wait_ready = getattr(table, "wait_ready", None)
+    if wait_ready is not None and not wait_ready(WARM_UP_SECONDS):
+        worker.log.warning(
+            "route table not loaded after %.0f s; the database answers until it is",
+            WARM_UP_SECONDS,
+        )
 
 
 def child_exit(server, worker) -> None:

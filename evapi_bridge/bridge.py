@@ -12,6 +12,14 @@ Answers come back through a deque and at most one loop wake-up per batch, so a
 burst does not pay a thread hop per event. Each worker owns its route table
 (`routing.service.get_route_table()`, made once) and its database connection.
 
+The deadline: every event is answered within `BridgeConfig.deadline` (settings.
+ROUTING_DECISION_DEADLINE_MS) of its arrival, even when every worker is blocked
+on a database that hangs. The loop keeps the events in arrival order and a timer
+on the oldest unanswered one; when it fires, the loop answers that event itself
+(503, without a decision) and marks it answered. A worker's answer for an event
+already answered is dropped, and a worker skips an event answered while it was
+queued: exactly one answer per event, whoever gives it.
+
 The wire format is not here: `kamailio.evapi` parses each event and encodes each
 answer without I/O, `kamailio.rtjson` provides the failure answers (the same as
 over HTTP); `answer_event()` is the one step between them that decides.
@@ -46,6 +54,10 @@ logger = logging.getLogger(__name__)
 # for the kernel's SYN retries, about two minutes).
 CONNECT_TIMEOUT = 5.0
 
+# The loop answers an expired event this long before its deadline, so that the answer
+# is written by the deadline even when the loop wakes up a little late.
+EXPIRY_MARGIN = 0.02
+
 # How often a worker lets Django check its connection (close it past CONN_MAX_AGE,
 # health-check it). Checking per event would cost a `SELECT 1` round trip per call.
 DB_HYGIENE_SECONDS = 1.0
@@ -66,6 +78,8 @@ class BridgeConfig:
     # under overload, answering stale events fast lets the backlog drain instead of
     # deciding calls whose transaction timer is about to fire.
     max_wait: float = 5.0
+    # Seconds from an event's arrival to its answer, at the latest (see the module doc).
+    deadline: float = 0.3
 
 
 def address_label(host: str, port: int) -> str:
@@ -76,6 +90,16 @@ class Kind(enum.StrEnum):
     ANSWERED = "answered"  # a routing event; `answer` is set
     IGNORED = "ignored"  # not a routing event: nothing to answer
     UNANSWERABLE = "unanswerable"  # cannot tell which transaction: nothing can be sent
+
+
+@dataclass(slots=True, eq=False)
+class Ticket:
+    """One event from its arrival to its one answer (`answered` is written by the loop only)."""
+
+    connection: EvapiConnection
+    payload: bytes
+    received: float  # time.perf_counter()
+    answered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,26 +125,35 @@ class Result:
 
 
 def answer_event(
-    payload: bytes, *, table: RouteTable, default_tenant: str | None, overloaded: bool = False
+    payload: bytes,
+    *,
+    table: RouteTable | None,
+    default_tenant: str | None,
+    overloaded: bool = False,
+    failure: Failure | None = None,
+    detail: str = "",
 ) -> Result:
     """Parse one event, decide it, encode the answer. Never raises on engine failures.
 
     `overloaded` answers 503 without deciding: the event waited so long that
-    deciding it would only make the backlog longer.
+    deciding it would only make the backlog longer. `failure` answers that
+    failure without deciding (`detail` is the error logged with it).
     """
+    if overloaded:
+        failure, detail = Failure.OVERLOADED, "shed: waited too long"
     event = evapi.parse_event(payload, default_tenant=default_tenant)
     if isinstance(event, evapi.Ignored):
         return Result(Kind.IGNORED, error=event.error)
     if isinstance(event, evapi.Unanswerable):
         return Result(Kind.UNANSWERABLE, error=event.error)
-    failure: Failure | None = None
     caller = callee = ""
     if isinstance(event, evapi.Invalid):
-        decision, error = event.decision, event.error
-    elif overloaded:
-        failure, error = Failure.OVERLOADED, "shed: waited too long"
+        decision, error, failure = event.decision, event.error, None
+    elif failure is not None:
+        error = detail or failure.reason
         decision = failure_decision(failure, error)
     else:
+        assert table is not None, "a decision needs a route table"
         try:
             decision, error = decide(event.request, table=table), ""
         except Exception as exc:
@@ -303,10 +336,14 @@ class Bridge:
         self.stats = PeriodStats()
         self.totals = PeriodStats()
         self.in_flight = 0
-        self._queue: queue.SimpleQueue[tuple[EvapiConnection, bytes, float] | None] = (
-            queue.SimpleQueue()
-        )
-        self._outbox: collections.deque[tuple[EvapiConnection, Result, float]] = collections.deque()
+        self.late = 0  # worker answers dropped: the loop had answered at the deadline
+        self._queue: queue.SimpleQueue[Ticket | None] = queue.SimpleQueue()
+        self._outbox: collections.deque[tuple[Ticket, Result]] = collections.deque()
+        # Events not yet known answered, in arrival order (loop thread only).
+        self._pending: collections.deque[Ticket] = collections.deque()
+        self._expiry: asyncio.TimerHandle | None = None
+        # When each worker started its current decision (0.0: idle).
+        self._deciding = [0.0] * config.workers
         self._wakeup_pending = False
         self._stop_early = False
         self._engine_failing = False
@@ -329,7 +366,7 @@ class Bridge:
         if self._stop_early:
             self._stop_requested.set()
         threads = [
-            threading.Thread(target=self._work, name=f"evapi-worker-{n}", daemon=True)
+            threading.Thread(target=self._work, args=(n,), name=f"evapi-worker-{n}", daemon=True)
             for n in range(self.config.workers)
         ]
         for thread in threads:
@@ -398,28 +435,92 @@ class Bridge:
         self.stats.events += 1
         self.totals.events += 1
         BRIDGE_IN_FLIGHT.inc()
-        self._queue.put((connection, payload, time.perf_counter()))
+        ticket = Ticket(connection, payload, time.perf_counter())
+        self._pending.append(ticket)
+        if self._expiry is None:
+            self._schedule_expiry(ticket)
+        self._queue.put(ticket)
+
+    # --- the deadline (loop thread) ----------------------------------------------------
+
+    def _schedule_expiry(self, oldest: Ticket) -> None:
+        due = oldest.received + self.config.deadline - EXPIRY_MARGIN - time.perf_counter()
+        self._expiry = self._loop.call_later(max(due, 0.0), self._expire)
+
+    def _expire(self) -> None:
+        """Answer, without a decision, every event whose deadline has come."""
+        self._expiry = None
+        now = time.perf_counter()
+        limit = self.config.deadline - EXPIRY_MARGIN
+        expired: list[Ticket] = []
+        pending = self._pending
+        while pending:
+            ticket = pending[0]
+            if not ticket.answered:
+                if now - ticket.received < limit:
+                    break
+                expired.append(ticket)
+            pending.popleft()
+        if expired:
+            # A worker deciding for over half the deadline is stuck, in practice on
+            # the database (a decision from memory takes about a millisecond), and
+            # decisions failing on the database say the same: the events are answered
+            # "database unavailable". Otherwise every worker is busy deciding and
+            # events wait: overload.
+            since = now - self.config.deadline / 2
+            stuck = self._engine_failing or any(0.0 < started < since for started in self._deciding)
+            items = [(ticket, self._expired_result(ticket, now, stuck)) for ticket in expired]
+            self._deliver(items, now)
+        if pending:
+            self._schedule_expiry(pending[0])
+
+    def _expired_result(self, ticket: Ticket, now: float, stuck: bool) -> Result:
+        waited = (now - ticket.received) * 1000
+        if stuck:
+            failure = Failure.DATABASE_UNAVAILABLE
+            detail = f"no decision within {waited:.0f} ms: the database does not answer"
+        else:
+            failure = Failure.OVERLOADED
+            detail = f"shed: no worker free within {waited:.0f} ms"
+        try:
+            result = answer_event(
+                ticket.payload,
+                table=None,
+                default_tenant=self.config.default_tenant,
+                failure=failure,
+                detail=detail,
+            )
+        except Exception as exc:  # a bug must not stop the loop
+            logger.exception("%s: event lost to a bug in the bridge", ticket.connection.label)
+            return Result(Kind.UNANSWERABLE, error=repr(exc))
+        if result.kind is Kind.ANSWERED:
+            observe_decision("evapi", result.outcome, now - ticket.received)
+        self._note(ticket.connection, result, now - ticket.received)
+        return result
 
     # --- decisions (worker threads) --------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, number: int = 0) -> None:
         table = self.table_factory()
         last_hygiene = 0.0
         try:
-            while (item := self._queue.get()) is not None:
-                connection, payload, received = item
+            while (ticket := self._queue.get()) is not None:
+                if ticket.answered:
+                    continue  # the loop answered it at its deadline: nothing left to do
                 started = time.perf_counter()
+                self._deciding[number] = started
                 if started - last_hygiene > DB_HYGIENE_SECONDS:
                     last_hygiene = started
                     try:
                         close_old_connections()
                     except Exception:  # a dead server can fail even the close
                         _close_connections()
-                overloaded = started - received > self.config.max_wait
-                result = self._decide(connection, payload, table, started, overloaded)
+                overloaded = started - ticket.received > self.config.max_wait
+                result = self._decide(ticket.connection, ticket.payload, table, started, overloaded)
+                self._deciding[number] = 0.0
                 if result.engine_failed:
                     _close_connections()  # the next event reconnects
-                self._post((connection, result, received))
+                self._post((ticket, result))
         finally:
             _close_connections()
 
@@ -456,7 +557,7 @@ class Bridge:
                 logger.error(
                     "overloaded: events waited over %.1f s for a worker; answering 503 "
                     "without deciding until the backlog is gone",
-                    self.config.max_wait,
+                    min(self.config.max_wait, self.config.deadline),
                 )
             return
         if self._overloaded and result.kind is Kind.ANSWERED:
@@ -503,7 +604,7 @@ class Bridge:
                 f": {result.error}" if result.error else "",
             )
 
-    def _post(self, item: tuple[EvapiConnection, Result, float]) -> None:
+    def _post(self, item: tuple[Ticket, Result]) -> None:
         self._outbox.append(item)
         if not self._wakeup_pending:
             self._wakeup_pending = True
@@ -516,16 +617,28 @@ class Bridge:
     def _flush(self) -> None:
         # Cleared before draining: a worker that appends after this schedules a new flush.
         self._wakeup_pending = False
-        now = time.perf_counter()
+        items: list[tuple[Ticket, Result]] = []
+        while self._outbox:
+            ticket, result = self._outbox.popleft()
+            if ticket.answered:
+                self.late += 1  # answered at the deadline: one answer per event
+                logger.debug("%s: dropped a decision that came too late", ticket.connection.label)
+            else:
+                items.append((ticket, result))
+        self._deliver(items, time.perf_counter())
+
+    def _deliver(self, items: list[tuple[Ticket, Result]], now: float) -> None:
+        """Send each event's one answer, batched per connection; count; note drained."""
         batches: dict[EvapiConnection, list[bytes]] = {}
         done: dict[EvapiConnection, int] = {}
-        while self._outbox:
-            connection, result, received = self._outbox.popleft()
+        for ticket, result in items:
+            ticket.answered = True
+            connection = ticket.connection
             done[connection] = done.get(connection, 0) + 1
             if result.answer is not None:
                 batches.setdefault(connection, []).append(encode(result.answer))
             for stats in (self.stats, self.totals):
-                _count(stats, result, now - received)
+                _count(stats, result, now - ticket.received)
         for connection, frames in batches.items():
             if not connection.send(b"".join(frames)):
                 if not connection.dropped:  # once per connection: the summary counts them

@@ -13,6 +13,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from routing.metrics import exposition
+from routing.service import database_deadline
+
+# A load balancer must see a hung database as down, not wait for it: the check
+# answers 503 within this many seconds (see routing.service.database_deadline).
+HEALTHZ_DEADLINE = 0.5
 
 logger = logging.getLogger("routing.ops")
 
@@ -24,16 +29,21 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
     No authentication, one round trip: load balancers call it every few seconds.
     The reason names the exception class only; its message (hosts, user names)
-    goes to the log, not to whoever asks.
+    goes to the log, not to whoever asks. A database that hangs is a failure too:
+    503 (DeadlineExceeded) after HEALTHZ_DEADLINE.
     """
     try:
-        with connection.cursor() as cursor:
+        with database_deadline(HEALTHZ_DEADLINE), connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except DatabaseError as exc:
         logger.warning("healthz: database check failed: %s", exc)
-        # Drop the broken connection so the next check (or request) reconnects.
-        connection.close_if_unusable_or_obsolete()
+        # Drop the broken (or interrupted) connection: the next check reconnects,
+        # rather than health-checking a socket that may hang again.
+        try:
+            connection.close()
+        except DatabaseError:
+            logger.debug("healthz: closing the broken connection failed", exc_info=True)
         return JsonResponse(
             {"status": "error", "reason": f"database unavailable ({type(exc).__name__})"},
             status=503,

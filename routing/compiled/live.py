@@ -1,18 +1,27 @@
 """A compiled route table: each process keeps a packed copy in memory, kept current.
 
 `CompiledRouteTable` answers the RouteTable protocol (routing.resolver) from memory,
-so a decision costs no query, except one primary-key read of the route-table
-version at most every `poll_interval` seconds (0.2 s). When the version moved, it
-reads the change log (routing.changes) and reloads only what changed: a prefix and
-its targets, a trunk, a carrier's trunks, a tenant, the source networks. A change
-is therefore used by every process, on every host, within the poll interval.
+so a decision costs no query. It reads the route-table version (one primary-key
+read) every `poll_interval` seconds (0.2 s); when the version moved, it reads the
+change log (routing.changes) and reloads only what changed: a prefix and its
+targets, a trunk, a carrier's trunks, a tenant, the source networks. A change is
+therefore used by every process, on every host, within the poll interval.
 
-A tenant's whole table is (re)built in a background thread when the process
-starts and after an import; until it is ready, that tenant is answered from the
-database (DatabaseRouteTable: current, only slower). So no answer is ever staler
-than the poll interval, and a restart does not wait for a million rows.
+The process's table (`compiled_route_table()`) polls from its own thread, so no
+request or event ever waits on the database for it: while the database hangs or
+is down, the tenants whose tables are loaded are answered from memory as of the
+last version seen (as stale as the outage is long), and the poller catches up
+within a poll interval of the database answering again. It logs once when the
+database stops answering and once when it answers again. A table made with
+`poller=False` (tests, benchmarks) polls inline, from the deciding thread.
 
-How a tenant's routes are packed is routing.compiled.packing; what is read from
+A plan's whole table is (re)built in a background thread when the process
+starts and after an import; until it is ready, that plan is answered from the
+database (DatabaseRouteTable: current, only slower; 503 while the database does
+not answer). So while the database answers, no answer is staler than the poll
+interval, and a restart does not wait for a million rows.
+
+How a plan's routes are packed is routing.compiled.packing; what is read from
 the database, routing.compiled.loading.
 """
 
@@ -56,11 +65,19 @@ class CompiledRouteTable:
     """The route tables compiled in memory, refreshed from the change log (see module doc)."""
 
     def __init__(
-        self, using: str = "default", *, poll_interval: float = 0.2, background: bool = True
+        self,
+        using: str = "default",
+        *,
+        poll_interval: float = 0.2,
+        background: bool = True,
+        poller: bool = False,
     ) -> None:
         self.using = using
         self.poll_interval = poll_interval
         self.background = background
+        self.poller = poller
+        # time.monotonic() of the last refresh that reached the database's version.
+        self.refreshed_at: float | None = None
         self.database = DatabaseRouteTable(using)
         self.version: int | None = None  # None until the first load
         self._tenants: dict[int, TenantRef] = {}
@@ -78,6 +95,8 @@ class CompiledRouteTable:
         self._next_check = 0.0
         self._queue: queue.Queue[int] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._poller: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # --- RouteTable ------------------------------------------------------------------
 
@@ -156,6 +175,10 @@ class CompiledRouteTable:
             time.sleep(0.05)
 
     def _maybe_refresh(self) -> None:
+        if self.poller:
+            if self._poller is None or not self._poller.is_alive():
+                self._start_poller()
+            return
         now = time.monotonic()
         if now < self._next_check or not self._refreshing.acquire(blocking=False):
             return
@@ -176,6 +199,56 @@ class CompiledRouteTable:
         elif version > known:
             self._apply(changes.changes_between(known, version, self.using))
             self.version = version
+        self.refreshed_at = time.monotonic()
+
+    # --- The poller thread -----------------------------------------------------------
+
+    def _start_poller(self) -> None:
+        with self._lock:
+            if self._stopping.is_set() or (self._poller is not None and self._poller.is_alive()):
+                return
+            self._poller = threading.Thread(
+                target=self._poll, name="route-table-poller", daemon=True
+            )
+            self._poller.start()
+
+    def _poll(self) -> None:
+        """Refresh every poll interval until stop(); a hung database holds only this thread."""
+        failing_since: float | None = None
+        try:
+            while not self._stopping.is_set():
+                started = time.monotonic()
+                try:
+                    self.refresh()
+                except DatabaseError as exc:
+                    if failing_since is None:
+                        failing_since = started
+                        logger.error(
+                            "route table: the database does not answer (%s); serving "
+                            "version %s from memory until it does",
+                            str(exc).strip() or type(exc).__name__,
+                            self.version,
+                        )
+                    _close(self.using)  # a broken connection is reopened next time
+                else:
+                    took = time.monotonic() - started
+                    if failing_since is not None or took > 1.0:
+                        logger.warning(
+                            "route table: the database answers again after %.1f s; "
+                            "now at version %s",
+                            time.monotonic() - (failing_since or started),
+                            self.version,
+                        )
+                    failing_since = None
+                self._stopping.wait(self.poll_interval)
+        finally:
+            _close(self.using)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the poller (tests switch databases; a process simply exits)."""
+        self._stopping.set()
+        if self._poller is not None:
+            self._poller.join(timeout)
 
     def _load_all(self, version: int) -> None:
         with self._lock:
@@ -381,16 +454,30 @@ _instances_lock = threading.Lock()
 
 
 def compiled_route_table(using: str = "default") -> CompiledRouteTable:
-    """This process's compiled table (one per process: a forked worker gets its own)."""
+    """This process's compiled table (one per process: a forked worker gets its own).
+
+    It polls from a thread of its own, started on first use.
+    """
     key = (os.getpid(), using)
     table = _instances.get(key)
     if table is None:
         with _instances_lock:
-            table = _instances.setdefault(key, CompiledRouteTable(using))
+            table = _instances.setdefault(key, CompiledRouteTable(using, poller=True))
     return table
 
 
 def forget_compiled_tables() -> None:
-    """Drop this process's compiled tables (tests switch databases between them)."""
+    """Stop and drop this process's compiled tables (tests switch databases between them)."""
     with _instances_lock:
+        tables = list(_instances.values())
         _instances.clear()
+    for table in tables:
+        table.stop()
+
+
+def _close(using: str) -> None:
+    """Close this thread's connection; a dead server can fail even the close."""
+    try:
+        connections[using].close()
+    except DatabaseError:
+        logger.debug("closing a broken database connection failed", exc_info=True)

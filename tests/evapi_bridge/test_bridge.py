@@ -99,8 +99,9 @@ def test_it_answers_1000_interleaved_events_in_bursts_exactly_once_on_their_conn
     rng = random.Random(4)
     first, second = FakeKamailio(), FakeKamailio()
     try:
-        # A 1,000-event burst is a backlog by design: no overload shedding here.
-        with running_bridge(first, second, max_wait=120):
+        # A 1,000-event burst is a backlog by design: no overload shedding here, and
+        # no deadline (on a loaded machine the last events wait over 300 ms).
+        with running_bridge(first, second, max_wait=120, deadline=120):
             clients = [first.accept(), second.accept()]
             sent: list[dict[int, dict[str, Any]]] = [{}, {}]
             for tindex in range(1000):
@@ -329,7 +330,8 @@ class SlowTable(DatabaseRouteTable):
 
 
 def test_a_slow_decision_does_not_hold_back_the_next_events(kamailio, route_a):
-    with running_bridge(kamailio, workers=2, table_factory=SlowTable):
+    # The deadline is beyond the slow decision: it is answered, not given up on.
+    with running_bridge(kamailio, workers=2, table_factory=SlowTable, deadline=5):
         evapi = kamailio.accept()
         evapi.send_events(event(0, callee="+999123"), *(event(n) for n in range(1, 6)))
         started = time.monotonic()
@@ -341,7 +343,7 @@ def test_a_slow_decision_does_not_hold_back_the_next_events(kamailio, route_a):
 
 def test_events_that_waited_too_long_for_a_worker_get_a_fast_503(kamailio, route_a, caplog):
     """Overload: shed what Kamailio is about to time out, instead of deciding it late."""
-    with running_bridge(kamailio, workers=1, max_wait=0.3, table_factory=SlowTable):
+    with running_bridge(kamailio, workers=1, max_wait=0.3, table_factory=SlowTable, deadline=5):
         evapi = kamailio.accept()
         evapi.send_events(event(0, callee="+999123"), event(1), event(2))
         answers = by_tindex(evapi.answers(3))

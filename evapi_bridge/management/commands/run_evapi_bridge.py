@@ -78,7 +78,8 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="An event that waited longer for a worker is answered 503 without a "
             "decision, so an overloaded bridge catches up instead of deciding calls "
-            "Kamailio is about to time out. Default 5.",
+            "Kamailio is about to time out. Default 5. Whatever this is, every event "
+            "is answered within ROUTING_DECISION_DEADLINE_MS (503 if no decision by then).",
         )
 
     def handle(self, *args, **options):
@@ -103,6 +104,7 @@ class Command(BaseCommand):
                 workers=options["workers"],
                 stats_interval=options["stats_interval"],
                 max_wait=options["max_wait"],
+                deadline=settings.ROUTING_DECISION_DEADLINE_MS / 1000,
                 max_frame=settings.EVAPI_MAX_FRAME,
             )
         )
