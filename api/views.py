@@ -325,9 +325,14 @@ class TrunkViewSet(ScopedViewSet):
 class RoutingPlanViewSet(ScopedViewSet):
     """Routing plans (named route tables), with how many routes and customers use each."""
 
-    queryset = RoutingPlan.objects.select_related("tenant").annotate(
-        prefix_count=Count("prefixes", distinct=True),
-        customer_count=Count("customers", distinct=True),
+    # Aggregation drops Meta.ordering: order explicitly, so pages are stable.
+    queryset = (
+        RoutingPlan.objects.select_related("tenant")
+        .annotate(
+            prefix_count=Count("prefixes", distinct=True),
+            customer_count=Count("customers", distinct=True),
+        )
+        .order_by("tenant__name", "name")
     )
     serializer_class = RoutingPlanSerializer
     filterset_class = api_filters.RoutingPlanFilter

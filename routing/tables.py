@@ -37,7 +37,7 @@ _CUSTOMER_SQL = (
     f"SELECT {select_sql(CustomerRow, 'cu')}, s.network, s.port "  # noqa: S608
     "FROM routing_customer cu JOIN routing_routingplan pl ON pl.id = cu.plan_id "
     "LEFT JOIN routing_customersource s ON s.customer_id = cu.id "
-    "WHERE cu.tenant_id = %s AND ({which}) ORDER BY cu.id"
+    "WHERE cu.tenant_id = %s AND ({which}) ORDER BY cu.id, s.id"
 )
 
 _TENANT_PATHS = orm_paths(TenantRef)

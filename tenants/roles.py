@@ -12,9 +12,18 @@ _OPERATOR_PERMISSIONS = [
     ("routing", "trunk", ("view", "add", "change", "delete")),
     ("routing", "dialprefix", ("view", "add", "change", "delete")),
     ("routing", "routetarget", ("view", "add", "change", "delete")),
+    ("routing", "routingplan", ("view", "add", "change", "delete")),
+    ("routing", "customer", ("view", "add", "change", "delete")),
+    ("routing", "customersource", ("view", "add", "change", "delete")),
     ("tenants", "tenant", ("view",)),
     ("tenants", "tenantsource", ("view",)),
 ]
+
+
+def refresh_operator_group(**kwargs) -> None:
+    """After migrate: an existing operator group gains the permissions of new models."""
+    if Group.objects.filter(name=OPERATOR_GROUP).exists():
+        operator_group()
 
 
 def operator_group() -> Group:

@@ -137,26 +137,40 @@ class TrunkAdmin(
         return obj.carrier.is_active
 
 
-class RouteTargetInline(OperatorHelpMixin, TenantScopedMixin, admin.TabularInline):
-    model = RouteTarget
-    extra = 0
-    autocomplete_fields = ["trunk"]
-    fields = ["trunk", "priority", "weight"]
+class AddOnlyRelatedMixin:
+    """Foreign keys named in `add_only_related` get only the "add another" icon.
+
+    An icon beside a choice that deletes (or edits) the chosen row itself (a trunk
+    used by every route, a plan holding a whole table) is a trap next to a form's
+    own Delete box. Adding from here stays: it only offers a new choice.
+    """
+
+    add_only_related: tuple[str, ...] = ()
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
-        if db_field.name == "trunk" and isinstance(formfield.widget, RelatedFieldWidgetWrapper):
-            # A row's "Delete?" box removes the target; an icon beside it that deletes
-            # (or edits) the trunk itself, for every route using it, is a trap. Adding
-            # a trunk from here stays: it only offers a new choice for this row.
+        if db_field.name in self.add_only_related and isinstance(
+            getattr(formfield, "widget", None), RelatedFieldWidgetWrapper
+        ):
             formfield.widget.can_change_related = False
             formfield.widget.can_delete_related = False
             formfield.widget.can_view_related = False
         return formfield
 
 
+class RouteTargetInline(
+    AddOnlyRelatedMixin, OperatorHelpMixin, TenantScopedMixin, admin.TabularInline
+):
+    model = RouteTarget
+    extra = 0
+    autocomplete_fields = ["trunk"]
+    fields = ["trunk", "priority", "weight"]
+    add_only_related = ("trunk",)
+
+
 @admin.register(DialPrefix)
 class DialPrefixAdmin(
+    AddOnlyRelatedMixin,
     RouteWritesMixin,
     PrefixImportAdminMixin,
     OperatorHelpMixin,
@@ -189,6 +203,7 @@ class DialPrefixAdmin(
     show_full_result_count = False
     actions = [enable_selected, disable_selected]
     inlines = [RouteTargetInline]
+    add_only_related = ("plan",)
     fieldsets = (
         (None, {"fields": ["tenant", "plan", "prefix", "description", "action", "is_active"]}),
         ("Routing", {"fields": ["routing_mode", "min_length", "max_length", "is_final"]}),
@@ -297,6 +312,7 @@ class RoutingPlanAdmin(
 
 @admin.register(Customer)
 class CustomerAdmin(
+    AddOnlyRelatedMixin,
     ServiceWritesMixin,
     OperatorHelpMixin,
     TenantScopedMixin,
@@ -308,6 +324,7 @@ class CustomerAdmin(
     search_fields = ["name", "account", "tech_prefix", "description"]
     list_select_related = ["tenant", "plan"]
     inlines = [CustomerSourceInline]
+    add_only_related = ("plan",)
     fieldsets = (
         (None, {"fields": ["tenant", "name", "plan", "is_active", "description"]}),
         ("How its calls are recognised", {"fields": ["is_default", "tech_prefix", "account"]}),

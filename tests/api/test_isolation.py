@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from api.models import issue_user_token
-from routing.models import Carrier, DialPrefix, Trunk
+from routing.models import Carrier, Customer, DialPrefix, Trunk
 from tenants.models import Tenant, TenantSource
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +27,8 @@ def rows_a(tenant_a, route_a, trunks_a) -> dict:
         "carriers": (trunks_a[0].carrier, {"name": "hijacked"}),
         "trunks": (trunks_a[0], {"host": "evil.example.net"}),
         "prefixes": (route_a, {"description": "hijacked"}),
+        "routing-plans": (route_a.plan, {"name": "hijacked"}),
+        "customers": (Customer.objects.get(tenant=tenant_a), {"name": "hijacked"}),
     }
 
 
@@ -35,7 +37,15 @@ def b_world(route_b, outsider) -> APIClient:
     return api_as(outsider)
 
 
-RESOURCES = ["tenants", "tenant-sources", "carriers", "trunks", "prefixes"]
+RESOURCES = [
+    "tenants",
+    "tenant-sources",
+    "carriers",
+    "trunks",
+    "prefixes",
+    "routing-plans",
+    "customers",
+]
 
 
 @pytest.mark.parametrize("resource", RESOURCES)
@@ -71,7 +81,14 @@ def test_the_outsider_cannot_read_change_or_delete_a_rows(b_world, rows_a, resou
 
 
 def test_the_outsider_cannot_filter_their_way_to_a_rows(b_world, rows_a):
-    for resource in ("tenant-sources", "carriers", "trunks", "prefixes"):
+    for resource in (
+        "tenant-sources",
+        "carriers",
+        "trunks",
+        "prefixes",
+        "routing-plans",
+        "customers",
+    ):
         listed = b_world.get(f"/api/v1/{resource}", {"tenant": "tenant-a"}).json()
 
         assert listed["count"] == 0, resource
@@ -132,3 +149,16 @@ def test_a_superuser_reaches_every_tenant(superuser, rows_a, route_b):
 
     assert {t["slug"] for t in tenants} == {"tenant-a", "tenant-b"}
     assert Tenant.objects.get(slug="tenant-a").description == "hijacked"
+
+
+def test_the_outsider_cannot_put_a_customer_or_route_on_a_plan_of_a(b_world, rows_a, route_a):
+    plan = route_a.plan_id
+    customer = b_world.post(
+        "/api/v1/customers", {"name": "Sneaky", "plan": plan, "account": "x"}, format="json"
+    )
+    route = b_world.post("/api/v1/prefixes", {"prefix": "49", "plan": plan}, format="json")
+    for response in (customer, route):
+        assert response.status_code == 400
+        assert "plan" in response.json()
+        assert "Invalid pk" in str(response.json()["plan"])  # as for a plan that does not exist
+    assert not Customer.objects.filter(name="Sneaky").exists()

@@ -362,3 +362,17 @@ def test_a_route_shows_warnings_for_trunks_that_strip_too_much(operator_api, ten
     assert empty.json()["warnings"] == [
         "This route has no target: its calls fall back to a shorter prefix."
     ]
+
+
+def test_routing_plans_list_with_their_counts_and_stable_pages(operator_api, route_a):
+    body = operator_api.get("/api/v1/routing-plans?page=1&page_size=1").json()
+    assert body["results"] == [
+        {
+            "id": route_a.plan_id,
+            "tenant": "tenant-a",
+            "name": "Default",
+            "description": "",
+            "prefix_count": 1,
+            "customer_count": 1,
+        }
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import random
 
 import pytest
@@ -11,7 +12,15 @@ from django.test.utils import CaptureQueriesContext
 
 from routing import changes
 from routing.compiled import CompiledRouteTable, PrefixTable, compiled_route_table
-from routing.models import Carrier, DialPrefix, RouteTarget, Trunk
+from routing.models import (
+    Carrier,
+    Customer,
+    CustomerSource,
+    DialPrefix,
+    RouteTarget,
+    RoutingPlan,
+    Trunk,
+)
 from routing.resolver import CallRequest, Decision, resolve
 from routing.rows import RouteRow, names
 from routing.service import get_route_table
@@ -23,15 +32,25 @@ COUNTRIES = ["1", "33", "34", "44", "49", "39", "351", "352", "7", "86", "880", 
 
 
 def build_table(tenant: Tenant, rng: random.Random, size: int) -> list[str]:
-    """A wholesale-like table of `size` prefixes with every row kind; returns the prefixes."""
+    """A wholesale-like table of `size` prefixes with every row kind over two plans, and
+    customers recognised by every kind of rule; returns the prefixes."""
     trunks = [
         make_trunk(tenant, f"{tenant.slug}-t{n}", carrier=f"{tenant.slug} carrier {n % 4}")
         for n in range(10)
     ]
     Trunk.objects.filter(pk=trunks[3].pk).update(is_active=False)
     plan = default_plan(tenant)
+    gold = RoutingPlan.objects.create(tenant=tenant, name="Gold")
+    network = tenant.sources.order_by("network").first().network
+    inner = str(next(ipaddress.ip_network(network).subnets(new_prefix=28)))
+    by_source = Customer.objects.create(tenant=tenant, name="by source", plan=gold)
+    CustomerSource.objects.create(customer=by_source, network=inner)
+    CustomerSource.objects.create(customer=by_source, network=network, port=5070)
+    Customer.objects.create(tenant=tenant, name="by prefix", plan=gold, tech_prefix="77")
+    Customer.objects.create(tenant=tenant, name="by account", plan=plan, account="acc")
+    Customer.objects.create(tenant=tenant, name="off", plan=gold, account="off", is_active=False)
     Carrier.objects.filter(pk=trunks[2].carrier_id).update(is_active=False)
-    prefixes: set[str] = {""}
+    prefixes: set[str] = {""}  # in both plans, below
     while len(prefixes) < size:
         length = rng.choice([1, 2, 3, 4, 5, 6, 7, 8, 20])  # 20 digits: beyond the packed keys
         prefixes.add(rng.choice(COUNTRIES) + "".join(rng.choices("0123456789", k=length)))
@@ -42,7 +61,7 @@ def build_table(tenant: Tenant, rng: random.Random, size: int) -> list[str]:
         rows.append(
             DialPrefix(
                 tenant=tenant,
-                plan=plan,
+                plan=gold if prefix and rng.random() < 0.4 else plan,
                 prefix=prefix,
                 action=action,
                 routing_mode=rng.choice(["serial", "parallel"]),
@@ -55,6 +74,7 @@ def build_table(tenant: Tenant, rng: random.Random, size: int) -> list[str]:
                 description=rng.choice(["", "mobile", "fixed", "premium"]),
             )
         )
+    rows.append(DialPrefix(tenant=tenant, plan=gold, prefix="", action="reject", reject_code=404))
     created = DialPrefix.objects.bulk_create(rows)
     targets = [
         RouteTarget(
@@ -72,16 +92,26 @@ def build_table(tenant: Tenant, rng: random.Random, size: int) -> list[str]:
 
 
 def random_calls(rng: random.Random, prefixes: list[str], count: int) -> list[CallRequest]:
-    sources = ["192.0.2.7", "198.51.100.9", "2001:db8:a::5", "203.0.113.1", "::ffff:192.0.2.8"]
+    sources = [
+        "192.0.2.7",
+        "192.0.2.100",
+        "198.51.100.9",
+        "198.51.100.200",
+        "2001:db8:a::5",
+        "203.0.113.1",
+        "::ffff:192.0.2.8",
+    ]
     calls = []
     for n in range(count):
         base = rng.choice(prefixes)
         number = base + "".join(rng.choices("0123456789", k=rng.randint(0, 9)))
         calls.append(
             CallRequest(
-                callee=rng.choice(["+", ""]) + (number or "5"),
+                callee=rng.choice(["+", "", "", "77"]) + (number or "5"),
                 caller=rng.choice(["100", "+33123456789", "alice"]),
                 source_ip=rng.choice(sources),
+                source_port=rng.choice([None, 5060, 5070]),
+                account=rng.choice(["", "", "acc", "off", "nobody"]),
                 tenant=rng.choice([None, None, None, "tenant-a", "tenant-b", "nobody"]),
                 call_id=f"call-{n}",
                 from_uri="sip:100@pbx.example.net",
@@ -162,13 +192,13 @@ def test_a_due_poll_costs_one_primary_key_read_when_nothing_changed(route_a, com
 
 
 @pytest.mark.parametrize("background", [False, True], ids=["inline", "background"])
-def test_a_tenant_being_built_is_answered_from_the_database(route_a, background):
+def test_a_plan_being_built_is_answered_from_the_database(route_a, background):
     table = CompiledRouteTable(background=background, poll_interval=3600)
     table.refresh()
     table.wait_ready(10)
     with table._lock:
-        table._tables.pop(route_a.tenant_id)
-        table._building[route_a.tenant_id] = set()  # as while a build runs
+        table._tables.pop(route_a.plan_id)
+        table._building[route_a.plan_id] = set()  # as while a build runs
     DialPrefix.objects.filter(pk=route_a.pk).update(reject_code=486, action="reject")
     call = CallRequest(callee="+33123456", source_ip="192.0.2.7")
     with CaptureQueriesContext(connection) as queries:
