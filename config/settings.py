@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "axes",
     "tenants",
     "routing",
+    "rating",
     "evapi_bridge",
     "api",
 ]

@@ -31,6 +31,7 @@ CARRIER = "carrier"  # key: carrier id; reload its trunks
 TRUNK = "trunk"  # key: trunk id
 PREFIX = "prefix"  # tenant_id and key: the prefix text; reload it and its targets
 TABLE = "table"  # tenant_id: reload the tenant's whole prefix table
+DECK = "deck"  # tenant_id, key: carrier id; reload that carrier's rate decks (rating.lookup)
 
 
 @dataclass(frozen=True, slots=True)
