@@ -1,4 +1,4 @@
-"""A rate deck's row, declared once: the CSV columns, the COPY staging and the export derive from it.
+"""A rate deck's row, declared once: the CSV columns, COPY staging and export derive from it.
 
 A deck is rows of (prefix, description, rate, connect fee, initial and next
 increment) plus two values that hold for the whole deck: its effective date and
@@ -25,6 +25,7 @@ MONEY_PLACES = 6
 MICROS = 10**MONEY_PLACES
 MAX_INCREMENT = 32767  # PositiveSmallIntegerField
 DEFAULT_INCREMENT = 60
+ZERO = Decimal(0)
 
 
 class Kind(enum.StrEnum):
@@ -65,8 +66,8 @@ class RateRow:
 
     prefix: str = column(Kind.DIGITS, required=True, max_length=MAX_PREFIX, default="")
     description: str = column(Kind.TEXT, max_length=MAX_DESCRIPTION, default="")
-    rate: Decimal = column(Kind.MONEY, required=True, default=Decimal(0))
-    connect_fee: Decimal = column(Kind.MONEY, default=Decimal(0))
+    rate: Decimal = column(Kind.MONEY, required=True, default=ZERO)  # noqa: RUF009
+    connect_fee: Decimal = column(Kind.MONEY, default=ZERO)  # noqa: RUF009
     initial_increment: int = column(Kind.SECONDS, default=DEFAULT_INCREMENT)
     next_increment: int = column(Kind.SECONDS, default=DEFAULT_INCREMENT)
 
