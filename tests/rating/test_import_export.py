@@ -72,7 +72,8 @@ def test_it_refuses_every_bad_row_with_line_and_column_and_writes_nothing(carrie
     assert "already on line 2" in errors[5].message
     assert "negative" in errors[1].message
     assert "at least 1 second" in errors[4].message
-    assert not RateDeck.objects.exists() and not Rate.objects.exists()
+    assert not RateDeck.objects.exists()
+    assert not Rate.objects.exists()
     assert not RouteChange.objects.filter(kind="deck").exists()
 
 
@@ -246,5 +247,7 @@ def test_the_deck_in_force_is_the_latest_effective_before_the_time(carrier_a):
     assert deck_in_force(carrier_a.pk, datetime(2025, 1, 1, tzinfo=UTC)) is None
     assert deck_in_force(carrier_a.pk, T0) == old
     assert deck_in_force(carrier_a.pk, T1) == new
-    assert old.state(T1) == "past" and new.state(T1) == "in force" and new.state(T0) == "future"
-    assert str(old).startswith("Carrier A:") and str(RateDeck()) and str(Rate())
+    assert (old.state(T1), new.state(T1), new.state(T0)) == ("past", "in force", "future")
+    assert str(old).startswith("Carrier A:")
+    assert str(RateDeck())
+    assert str(Rate())
