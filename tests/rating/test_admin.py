@@ -30,7 +30,7 @@ def test_decks_are_listed_with_their_state(client, operator_a, decks_a):
     client.force_login(operator_a)
     page = client.get(reverse("admin:rating_ratedeck_changelist")).content.decode()
     for state in ("past", "in force", "future"):
-        assert f"<td class=\"field-state\">{state}</td>" in page
+        assert f'<td class="field-state">{state}</td>' in page
     assert "Import rate deck" in page
     state = client.get(reverse("admin:rating_ratedeck_changelist"), {"state": "in force"})
     assert state.context["cl"].result_count == 1
