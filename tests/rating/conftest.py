@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 from datetime import UTC, datetime
 
 import pytest
 
+from rating import lookup
 from rating.importing import import_deck
 from routing.models import Carrier
 
@@ -32,3 +34,17 @@ def carrier_a(trunks_a) -> Carrier:
 @pytest.fixture
 def carrier_b(trunks_b) -> Carrier:
     return trunks_b[0].carrier
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_store():
+    """This process's rate store, built in the test's own transaction (no thread).
+
+    A background build reads through its own connection, which cannot see the rows
+    of a test that has not committed; each test also gets a store of its own.
+    """
+    lookup.forget_rate_stores()
+    key = (os.getpid(), "default")
+    lookup._instances[key] = lookup.RateStore(poll_interval=0, background=False)
+    yield lookup._instances[key]
+    lookup.forget_rate_stores()
