@@ -9,6 +9,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import SimpleRouter
 
 from api import login, views
+from api import rating as rating_api
 
 router = SimpleRouter()
 router.trailing_slash = "/?"  # /api/v1/trunks and /api/v1/trunks/ alike (no POST redirect)
@@ -19,10 +20,12 @@ router.register("trunks", views.TrunkViewSet, basename="trunk")
 router.register("routing-plans", views.RoutingPlanViewSet, basename="routingplan")
 router.register("customers", views.CustomerViewSet, basename="customer")
 router.register("prefixes", views.DialPrefixViewSet, basename="dialprefix")
+router.register("rate-decks", rating_api.RateDeckViewSet, basename="ratedeck")
 
 urlpatterns = [
     path("kamailio/rtjson", views.RtjsonView.as_view(), name="kamailio-rtjson"),
     path("simulate", views.SimulateView.as_view(), name="simulate"),
+    path("rates", rating_api.RateView.as_view(), name="rates"),
     # The same views with a trailing slash, left out of the schema.
     path("kamailio/rtjson/", views.RtjsonView.as_view(schema=None)),
     path("simulate/", views.SimulateView.as_view(schema=None)),

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "axes",
     "tenants",
     "routing",
+    "rating",
     "evapi_bridge",
     "api",
 ]

@@ -34,6 +34,7 @@ PREFIX = "prefix"  # key "<plan id>:<prefix>": reload that route and its targets
 TABLE = "table"  # key: plan id; reload the plan's whole prefix table (after an import)
 PLAN = "plan"  # key: plan id; reload the plan's row (new, renamed or deleted)
 CUSTOMERS = "customers"  # tenant_id: reload the tenant's customers and their sources
+DECK = "deck"  # tenant_id, key: carrier id; reload that carrier's rate decks (rating.lookup)
 
 
 @dataclass(frozen=True, slots=True)

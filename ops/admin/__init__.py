@@ -10,6 +10,6 @@ the pages built on them.
 - `tenants`, `routing`: the ModelAdmins; `imports`: CSV import and export pages.
 """
 
-from ops.admin import routing, tenants
+from ops.admin import rating, routing, tenants
 
-__all__ = ["routing", "tenants"]
+__all__ = ["rating", "routing", "tenants"]

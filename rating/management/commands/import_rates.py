@@ -1,0 +1,93 @@
+"""manage.py import_rates: load a carrier's new rate deck from CSV, all or nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from rating.importing import (
+    CSV_COLUMNS,
+    WHEN_HELP,
+    ImportFailed,
+    count_lines,
+    import_deck,
+    parse_when,
+)
+from routing.models import Carrier
+from routing.progress import progress_bars
+
+
+class Command(BaseCommand):
+    help = (
+        "Import a carrier's rate deck from a CSV file with a header row (columns: "
+        + ",".join(CSV_COLUMNS)
+        + "; prefix and rate are required). Every row is checked first; any bad row "
+        "aborts the import with every problem listed. The deck is in force from its "
+        "effective date until the carrier's next deck."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "file", help="CSV file (UTF-8), as vendors send it or export_rates writes it."
+        )
+        parser.add_argument("--tenant", required=True, metavar="SLUG", help="Tenant slug.")
+        parser.add_argument(
+            "--carrier", required=True, metavar="NAME", help="Carrier name in the tenant."
+        )
+        parser.add_argument(
+            "--effective",
+            metavar="ISO8601",
+            help=f"When the deck takes effect: {WHEN_HELP}. "
+            "Overrides the file's effective_date column.",
+        )
+        parser.add_argument(
+            "--currency",
+            metavar="CODE",
+            help="ISO 4217 currency of the deck when the file has no currency column (e.g. EUR).",
+        )
+        parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
+
+    def handle(self, *args, **options):
+        path = Path(options["file"])
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file")
+        carrier = (
+            Carrier.objects.select_related("tenant")
+            .filter(tenant__slug=options["tenant"], name=options["carrier"])
+            .first()
+        )
+        if carrier is None:
+            raise CommandError(
+                f"No carrier {options['carrier']!r} in tenant {options['tenant']!r}."
+            )
+        effective = None
+        if options["effective"]:
+            effective = parse_when(options["effective"])
+            if effective is None:
+                raise CommandError(f"--effective {options['effective']!r}: write {WHEN_HELP}.")
+        progress = None if options["no_progress"] else progress_bars(self.stderr._out)
+        with path.open("rb") as raw:
+            total = count_lines(iter(lambda: raw.read(1 << 20), b""))
+        try:
+            result = import_deck(
+                lambda: path.open(encoding="utf-8-sig", newline=""),
+                carrier=carrier,
+                effective_from=effective,
+                currency=options["currency"],
+                name=path.name,
+                progress=progress,
+                total_lines=total,
+            )
+        except ImportFailed as failed:
+            for error in failed.errors:
+                self.stderr.write(f"{path.name}: {error}")
+            more = f" (and {failed.more} more)" if failed.more else ""
+            raise CommandError(
+                f"{len(failed.errors)} problem(s){more} in {path.name}; nothing was imported."
+            ) from None
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Imported a deck for {carrier.tenant.slug}/{carrier}: {result.summary()}"
+            )
+        )
