@@ -118,6 +118,11 @@ class CallRequestSerializer(serializers.Serializer):
     callee = StrictCharField(
         max_length=128, help_text="Overrides the R-URI and To-URI user as the dialled number."
     )
+    account = StrictCharField(
+        max_length=64,
+        help_text="The account header the SBC in front sets (X-Account in the shipped "
+        "configs): it names the customer within the tenant.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Absent and null mean the same thing to the request builder.

@@ -82,4 +82,5 @@ def call_request_from_fields(
         to_uri=bare_uri(_text(fields, "to_uri")),
         to_tag=_text(fields, "to_tag"),
         ruri=_text(fields, "ruri"),
+        account=_text(fields, "account"),
     )

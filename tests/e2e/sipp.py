@@ -128,13 +128,18 @@ class Sipp:
         rate: int = 10,
         caller: str = "3312",
         caller_name: str = "Alice",
+        port: int | None = None,
     ) -> CallResult:
-        """Place `calls` calls to `callee` through the proxy; wait for all of them to end."""
+        """Place `calls` calls to `callee` through the proxy; wait for all of them to end.
+
+        `port` is the caller's own SIP port (the call's source port), else a free one.
+        """
         return self._run(
             "caller",
             proxy_port,
             ["-s", callee, "-m", str(calls), "-r", str(rate), "-pause_msg_ign"],
             {"caller": caller, "caller_name": caller_name},
+            port=port,
         )
 
     def register(self, proxy_port: int, user: str, contact_port: int) -> CallResult:
@@ -144,11 +149,19 @@ class Sipp:
         )
 
     def _run(
-        self, scenario: str, proxy_port: int, options: list[str], keys: dict[str, str]
+        self,
+        scenario: str,
+        proxy_port: int,
+        options: list[str],
+        keys: dict[str, str],
+        *,
+        port: int | None = None,
     ) -> CallResult:
         self._runs += 1
         name = f"{scenario}-{self._runs}"
         argv, log_file = _sipp_base(self.directory, name)
+        if port is not None:
+            argv[argv.index("-p") + 1] = str(port)
         argv[1:1] = [f"{HOST}:{proxy_port}", "-sf", str(SCENARIOS / f"{scenario}.xml")]
         argv += [*options, "-recv_timeout", "10000", "-timeout", f"{int(RUN_LIMIT) - 5}s"]
         for key, value in keys.items():

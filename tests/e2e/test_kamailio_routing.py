@@ -371,3 +371,41 @@ def test_evapi_engine_that_does_not_answer_rtjson_gets_the_call_a_fast_503(
 
     assert result.finals == [503, 503], result.describe()
     assert result.seconds < limit, result.describe()
+
+
+def test_two_customers_of_one_tenant_are_routed_by_their_own_plans(proxy, table, sipp, api):
+    """One tenant, one carrier, two plans: a PBX recognised by its source port and a
+    customer recognised by its technical prefix get Premium; every other call, the
+    tenant's default customer, Standard (the plan every tenant starts with)."""
+    standard = sipp.carrier("carrier_answer", "carrier-standard")
+    premium = sipp.carrier("carrier_answer", "carrier-premium")
+    table.route("33", table.trunk("standard", standard.port))
+    plan = api.post("routing-plans", {"tenant": "e2e", "name": "Premium"})["id"]
+    premium_trunk = table.trunk("premium", premium.port)
+    api.post(
+        "prefixes",
+        {"tenant": "e2e", "plan": plan, "prefix": "33", "targets": [{"trunk": premium_trunk}]},
+    )
+    pbx_port = free_port()
+    api.post(
+        "customers",
+        {"tenant": "e2e", "name": "PBX on its own port", "plan": plan,
+         "sources": [{"network": "127.0.0.1/32", "port": pbx_port}]},
+    )  # fmt: skip
+    api.post(
+        "customers", {"tenant": "e2e", "name": "Umbrella", "plan": plan, "tech_prefix": "4711"}
+    )
+
+    by_port = sipp.call(proxy.port, "33123", calls=1, port=pbx_port)
+    walk_in = sipp.call(proxy.port, "33124", calls=1)
+    by_prefix = sipp.call(proxy.port, "471133125", calls=1)
+
+    for result in (by_port, walk_in, by_prefix):
+        assert result.finals == [200], result.describe()
+    standard.process.stop()
+    premium.process.stop()
+    assert [i.ruri for i in premium.invites()] == [
+        f"sip:33123@{HOST}:{premium.port}",
+        f"sip:33125@{HOST}:{premium.port}",  # the technical prefix is gone
+    ]
+    assert [i.ruri for i in standard.invites()] == [f"sip:33124@{HOST}:{standard.port}"]
