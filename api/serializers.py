@@ -447,13 +447,22 @@ class RoutingPlanSerializer(ScopedModelSerializer):
     """A routing plan: a named route table of a tenant, used by its customers."""
 
     tenant = SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
-    prefix_count = serializers.IntegerField(read_only=True, help_text="Routes in the plan.")
-    customer_count = serializers.IntegerField(read_only=True, help_text="Customers using it.")
+    prefix_count = serializers.SerializerMethodField(help_text="Routes in the plan.")
+    customer_count = serializers.SerializerMethodField(help_text="Customers using it.")
 
     class Meta:
         model = RoutingPlan
         fields = ["id", "tenant", "name", "description", "prefix_count", "customer_count"]
         validators: list = []
+
+    # Lists annotate the counts in one query; a plan just written counts them itself.
+    def get_prefix_count(self, plan: RoutingPlan) -> int:
+        counted = getattr(plan, "prefix_count", None)
+        return plan.prefixes.count() if counted is None else counted
+
+    def get_customer_count(self, plan: RoutingPlan) -> int:
+        counted = getattr(plan, "customer_count", None)
+        return plan.customers.count() if counted is None else counted
 
 
 class CustomerSourceSerializer(serializers.ModelSerializer):

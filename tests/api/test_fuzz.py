@@ -23,6 +23,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from api.models import issue_user_token
+from rating.models import RateDeck
 from routing.models import Carrier, Customer, DialPrefix, RoutingPlan, Trunk
 from tenants.models import Tenant, TenantSource
 from tests.api.conftest import make_token
@@ -58,6 +59,7 @@ MODELS = {
     "prefixes": DialPrefix,
     "routing-plans": RoutingPlan,
     "customers": Customer,
+    "rate-decks": RateDeck,
 }
 
 
