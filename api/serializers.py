@@ -242,6 +242,8 @@ class DecisionSerializer(serializers.Serializer):
     code = serializers.IntegerField(help_text="SIP code Kamailio replies when not routed.")
     reason = serializers.CharField()
     tenant = serializers.CharField(source="tenant.slug", allow_null=True)
+    customer = serializers.CharField(source="customer.name", allow_null=True)
+    plan = serializers.CharField(help_text="The routing plan the call was routed by.")
     caller = serializers.CharField()
     callee = serializers.CharField()
     matched = PrefixRowSerializer(allow_null=True)
@@ -272,9 +274,23 @@ class SimulationSerializer(CallRequestSerializer):
         help_text="Tenant slug; without it (superusers only) the source_ip names the tenant.",
     )
 
+    customer = serializers.PrimaryKeyRelatedField(
+        queryset=Customer.objects.select_related("tenant"),
+        required=False,
+        allow_null=True,
+        help_text="Customer id: simulate as this customer (its plan routes the call).",
+    )
+    plan = serializers.PrimaryKeyRelatedField(
+        queryset=RoutingPlan.objects.select_related("tenant"),
+        required=False,
+        allow_null=True,
+        help_text="Routing plan id: route by this plan, without a customer.",
+    )
+
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
-        fields["tenant"].queryset = scope_queryset(fields["tenant"].queryset, _user(self))
+        for name in ("tenant", "customer", "plan"):
+            fields[name].queryset = scope_queryset(fields[name].queryset, _user(self))
         return fields
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import time
@@ -48,7 +49,7 @@ from routing import service, services
 from routing.metrics import observe_decision
 from routing.models import Carrier, Customer, DialPrefix, RouteTarget, RoutingPlan, Trunk
 from routing.resolver import CallRequest, Decision, Outcome
-from routing.simulation import SimulationRefused, simulate, simulation_tenant
+from routing.simulation import SimulationRefused, simulate, simulation_target
 from tenants.models import Tenant, TenantSource
 from tenants.scoping import scope_queryset
 
@@ -224,14 +225,20 @@ class SimulateView(APIView):
         serializer.is_valid(raise_exception=True)
         fields = dict(serializer.validated_data)
         try:
-            tenant = simulation_tenant(
+            target = simulation_target(
                 user=request.user,
                 source_ip=fields.get("source_ip"),
                 tenant=fields.pop("tenant", None),
+                customer=fields.pop("customer", None),
+                plan=fields.pop("plan", None),
             )
         except SimulationRefused as exc:
             raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [str(exc)]}) from None
-        call = call_request(fields, tenant=tenant.slug if tenant else None)
+        call = dataclasses.replace(
+            call_request(fields, tenant=target.tenant.slug if target.tenant else None),
+            customer=target.customer,
+            plan=target.plan,
+        )
         simulation = simulate(call, user=request.user)
         return Response(DecisionSerializer(simulation.decision).data)
 

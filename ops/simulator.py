@@ -8,10 +8,18 @@ from django import forms
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from routing.models import Customer, RoutingPlan
 from routing.resolver import CallRequest
-from routing.simulation import SimulationRefused, simulation_tenant
+from routing.simulation import SimulationRefused, simulation_target
 from tenants.models import Tenant
-from tenants.scoping import EVERYTHING, user_scope
+from tenants.scoping import EVERYTHING, scope_queryset, user_scope
+
+
+class OwnedChoice(forms.ModelChoiceField):
+    """A customer or plan, named with its tenant (a superuser sees every tenant's)."""
+
+    def label_from_instance(self, obj) -> str:
+        return f"{obj.tenant} / {obj.name}"
 
 
 class SimulatorForm(forms.Form):
@@ -29,6 +37,30 @@ class SimulatorForm(forms.Form):
         required=False,
         empty_label="(from the source IP)",
         help_text="Or simulate directly within a tenant, as the bridge's default tenant does.",
+    )
+    customer = OwnedChoice(
+        queryset=Customer.objects.none(),
+        required=False,
+        empty_label="(recognised as for a real call)",
+        help_text="Or simulate as one of your customers (its plan routes the call).",
+    )
+    plan = OwnedChoice(
+        queryset=RoutingPlan.objects.none(),
+        required=False,
+        label="Routing plan",
+        empty_label="(the customer's)",
+        help_text="Or try a routing plan directly, without a customer.",
+    )
+    source_port = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=65535,
+        help_text="Source port of the INVITE, for customers recognised by their port.",
+    )
+    account = forms.CharField(
+        required=False,
+        max_length=64,
+        help_text="The X-Account header the SBC sets, for customers recognised by it.",
     )
     caller = forms.CharField(
         required=False, max_length=64, help_text="Calling number (the From user), e.g. 3312."
@@ -53,24 +85,35 @@ class SimulatorForm(forms.Form):
             tenants = tenants.filter(pk=getattr(scope, "pk", None))
             self.fields["tenant"].empty_label = "(from the source IP, else my tenant)"
         self.fields["tenant"].queryset = tenants
+        for name, model in (("customer", Customer), ("plan", RoutingPlan)):
+            rows = scope_queryset(model.objects.select_related("tenant"), user)
+            self.fields[name].queryset = rows.order_by("tenant__name", "name")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         try:
-            data["tenant"] = simulation_tenant(
-                user=self.user, source_ip=data.get("source_ip"), tenant=data.get("tenant")
+            self.target = simulation_target(
+                user=self.user,
+                source_ip=data.get("source_ip"),
+                tenant=data.get("tenant"),
+                customer=data.get("customer"),
+                plan=data.get("plan"),
             )
         except SimulationRefused as exc:
             raise forms.ValidationError(str(exc)) from None
         return data
 
     def call_request(self) -> CallRequest:
-        data = self.cleaned_data
+        data, target = self.cleaned_data, self.target
         return CallRequest(
             callee=data["callee"],
             caller=data["caller"],
             source_ip=data["source_ip"] or None,
-            tenant=data["tenant"].slug if data.get("tenant") else None,
+            source_port=data.get("source_port"),
+            account=data.get("account") or "",
+            tenant=target.tenant.slug if target.tenant else None,
+            customer=target.customer,
+            plan=target.plan,
             call_id=data["call_id"],
         )
 

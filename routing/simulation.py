@@ -4,9 +4,9 @@ It calls routing.service.decide() like the HTTP endpoint and the EVAPI bridge do
 an operator sees exactly what Kamailio would get. The admin's simulator page and the
 API's `simulate` both come here, so they follow one rule:
 
-- a simulation names its tenant by a source IP or by the tenant itself, not both;
-  without either, a tenant's operator simulates in their own tenant (a superuser
-  must say which);
+- a simulation is by a source IP, a tenant, a customer or a routing plan (one of
+  them; the customer and the plan name their tenant); without any, a tenant's
+  operator simulates in their own tenant (a superuser must say which);
 - a tenant's operator decides against their own table only: `OwnTenantTable` makes
   every other tenant invisible, so another tenant's source IP gets exactly the
   answer an unknown address gets (403 Forbidden, "in no tenant's networks"), and
@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from routing.metrics import observe_decision
+from routing.models import Customer, RoutingPlan
 from routing.resolver import CallRequest, Decision, Route, RouteTable
 from routing.rows import CustomerRow, PlanRef, RouteEntry, TenantRef
 from routing.service import decide, get_route_table
@@ -35,20 +36,49 @@ BOTH_GIVEN = (
     "Give a source IP or a tenant, not both: with a source IP the tenant comes from its network."
 )
 NEITHER_GIVEN = "Give a source IP or pick a tenant."
+ONE_ONLY = (
+    "Simulate by one of a source IP, a tenant, a customer or a routing plan: the customer "
+    "and the plan name their tenant."
+)
 
 
-def simulation_tenant(*, user, source_ip: str | None, tenant: Tenant | None) -> Tenant | None:
-    """The tenant to simulate in (None: the source IP decides), or SimulationRefused."""
-    if source_ip and tenant is not None:
-        raise SimulationRefused(BOTH_GIVEN)
+@dataclass(frozen=True)
+class Target:
+    """Whose call a simulation is: the tenant (None: the source IP decides), and the
+    customer or plan named by the operator (None: recognised as for a real call)."""
+
+    tenant: Tenant | None = None
+    customer: str | None = None
+    plan: str | None = None
+
+
+def simulation_target(
+    *,
+    user,
+    source_ip: str | None,
+    tenant: Tenant | None = None,
+    customer: Customer | None = None,
+    plan: RoutingPlan | None = None,
+) -> Target:
+    """The one rule of every simulator: by source IP, tenant, customer or plan, one of
+    them; without any, a tenant's operator simulates in their own tenant."""
+    given = [x for x in (source_ip, tenant, customer, plan) if x]
+    if len(given) > 1:
+        raise SimulationRefused(
+            BOTH_GIVEN if len(given) == 2 and source_ip and tenant else ONE_ONLY
+        )
+    if customer is not None:
+        return Target(tenant=customer.tenant, customer=customer.name)
+    if plan is not None:
+        return Target(tenant=plan.tenant, plan=plan.name)
     if source_ip:
-        return None
+        return Target()
     if tenant is not None:
-        return tenant
+        return Target(tenant=tenant)
     scope = user_scope(user)
     if scope is EVERYTHING or scope is None:
         raise SimulationRefused(NEITHER_GIVEN)
-    return scope
+    return Target(tenant=scope)
 
 
 class OwnTenantTable:

@@ -18,31 +18,37 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.text import slugify
 
 from routing.exporting import ExportError, export_rows
 from routing.importing import COLUMNS, ImportFailed, import_prefixes
-from tenants.models import Tenant
+from routing.models import RoutingPlan
 from tenants.scoping import scope_queryset
 
 SHOWN_ERRORS = 500
 
 
-class TenantChoiceForm(forms.Form):
-    tenant = forms.ModelChoiceField(queryset=Tenant.objects.none())
+class PlanChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj: RoutingPlan) -> str:
+        return f"{obj.tenant} / {obj.name}"
+
+
+class PlanChoiceForm(forms.Form):
+    plan = PlanChoice(queryset=RoutingPlan.objects.none(), label="Routing plan")
 
     def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        tenants = scope_queryset(Tenant.objects.all(), user)
-        self.fields["tenant"].queryset = tenants
-        if len(tenants) == 1:
-            self.fields["tenant"].initial = tenants[0]
+        plans = scope_queryset(RoutingPlan.objects.select_related("tenant"), user)
+        self.fields["plan"].queryset = plans.order_by("tenant__name", "name")
+        if len(plans) == 1:
+            self.fields["plan"].initial = plans[0]
 
 
-class PrefixImportForm(TenantChoiceForm):
+class PrefixImportForm(PlanChoiceForm):
     file = forms.FileField(help_text="UTF-8 CSV with a header row (see the columns below).")
     replace = forms.BooleanField(
         required=False,
-        help_text="Make the tenant's table exactly this file: prefixes not in it are deleted.",
+        help_text="Make the plan's table exactly this file: prefixes not in it are deleted.",
     )
 
 
@@ -92,7 +98,8 @@ class PrefixImportAdminMixin:
                 try:
                     result = import_prefixes(
                         lambda: io.TextIOWrapper(upload.file, encoding="utf-8-sig", newline=""),
-                        tenant=data["tenant"],
+                        tenant=data["plan"].tenant,
+                        plan=data["plan"],
                         replace=data["replace"],
                         source=upload.name,
                         user=request.user,
@@ -102,7 +109,8 @@ class PrefixImportAdminMixin:
                 else:
                     self.message_user(
                         request,
-                        f"Imported {upload.name} into {data['tenant']}: {result.summary()}.",
+                        f"Imported {upload.name} into {data['plan'].tenant} / {data['plan']}: "
+                        f"{result.summary()}.",
                         messages.SUCCESS,
                     )
                     opts = self.opts
@@ -122,11 +130,12 @@ class PrefixImportAdminMixin:
     def export_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        form = TenantChoiceForm(request.GET or None, user=request.user)
+        form = PlanChoiceForm(request.GET or None, user=request.user)
         if form.is_valid():
-            tenant = form.cleaned_data["tenant"]
+            plan = form.cleaned_data["plan"]
+            tenant = plan.tenant
             try:
-                rows = export_rows(tenant)
+                rows = export_rows(tenant, plan)
                 first = next(rows)  # runs the name check before the response starts
             except ExportError as exc:
                 form.add_error(None, str(exc))
@@ -135,7 +144,8 @@ class PrefixImportAdminMixin:
                     _csv_lines(_chain(first, rows)),
                     content_type="text/csv; charset=utf-8",
                 )
-                response["Content-Disposition"] = f'attachment; filename="{tenant.slug}.csv"'
+                name = f"{tenant.slug}-{slugify(plan.name)}.csv"
+                response["Content-Disposition"] = f'attachment; filename="{name}"'
                 return response
         context = {
             **self.admin_site.each_context(request),

@@ -106,3 +106,34 @@ def test_a_source_ip_and_a_tenant_together_are_refused_as_in_the_admin(superuser
             "its network."
         ]
     }
+
+
+def test_an_operator_simulates_by_customer_or_by_plan_of_their_own(operator_a, route_a, route_b):
+    from routing.models import Customer, RoutingPlan
+    from tests.factories import make_route
+
+    premium = RoutingPlan.objects.create(tenant=route_a.tenant, name="Premium")
+    make_route(route_a.tenant, "33", route_a.targets.last().trunk, plan=premium)
+    initech = Customer.objects.create(
+        tenant=route_a.tenant, name="Initech", plan=premium, account="init"
+    )
+    client = logged_in(operator_a)
+
+    by_customer = client.post("/api/v1/simulate", {"callee": "+3361", "customer": initech.pk})
+    by_plan = client.post("/api/v1/simulate", {"callee": "+3361", "plan": premium.pk})
+    by_account = client.post("/api/v1/simulate", {"callee": "+3361", "account": "init"})
+    for response in (by_customer, by_plan, by_account):
+        assert response.status_code == 200, response.json()
+        assert response.json()["plan"] == "Premium"
+        assert response.json()["routes"][0]["trunk"] == "a-backup"
+    assert by_customer.json()["customer"] == by_account.json()["customer"] == "Initech"
+    assert by_plan.json()["customer"] is None
+
+    foreign_plan = RoutingPlan.objects.get(tenant=route_b.tenant)
+    refused = client.post("/api/v1/simulate", {"callee": "+3361", "plan": foreign_plan.pk})
+    assert refused.status_code == 400
+    assert "Invalid pk" in str(refused.json()["plan"])  # as for a plan that does not exist
+    both = client.post("/api/v1/simulate", {"callee": "+3361", "plan": premium.pk,
+                                            "customer": initech.pk})  # fmt: skip
+    assert both.status_code == 400
+    assert "one of a source IP, a tenant, a customer or a routing plan" in str(both.json())

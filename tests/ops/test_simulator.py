@@ -203,3 +203,21 @@ def test_a_staff_user_without_a_tenant_is_refused(client, db):
     response = simulate(client, nobody, **FRANCE)
 
     assert response.status_code == 403
+
+
+def test_an_operator_simulates_as_one_of_their_customers_but_not_anothers(
+    client, operator_a, outsider, route_a, route_b
+):
+    from routing.models import Customer
+
+    customer_b = Customer.objects.get(tenant=route_b.tenant)
+    customer_a = Customer.objects.get(tenant=route_a.tenant)
+    own = simulate(client, operator_a, customer=customer_a.pk, **FRANCE)
+    html = own.content.decode()
+    assert 'customer <span id="sim-customer">Default</span>' in html
+    assert 'plan <span id="sim-plan">Default</span>' in html
+    assert own.context["result"].decision.routes[0].trunk == "a-primary"
+    foreign = simulate(client, operator_a, customer=customer_b.pk, **FRANCE)
+    assert foreign.context["result"] is None
+    assert "Select a valid choice" in foreign.content.decode()
+    assert "Tenant B" not in foreign.content.decode()

@@ -18,7 +18,7 @@ from routing.importing import ImportFailed, import_prefixes
 from routing.models import DialPrefix, ImportRecord, RouteChange
 from routing.resolver import CallRequest, resolve
 from routing.tables import DatabaseRouteTable
-from tests.factories import make_route, make_trunk
+from tests.factories import default_plan, make_route, make_trunk
 
 # Files written before routes could be final have no is_final column: they still import.
 HEADER = "prefix,action,routing_mode,targets,min_length,max_length,reject_code,reject_reason,description,is_active\n"  # noqa: E501
@@ -321,7 +321,7 @@ def test_an_operator_imports_through_the_admin(client, operator_a, trunks_a):
     body = HEADER + "33,route,serial,Carrier A/a-primary:1:100,,,,,France,yes\n"
     response = client.post(
         reverse("admin:routing_dialprefix_import"),
-        {"tenant": operator_a.tenant_id, "file": upload(body)},
+        {"plan": default_plan(operator_a.tenant).pk, "file": upload(body)},
     )
     assert response.status_code == 302
     assert [row[0] for row in table_of(operator_a.tenant)] == ["33"]
@@ -334,7 +334,7 @@ def test_the_admin_lists_every_bad_row_and_writes_nothing(client, operator_a, tr
     body = HEADER + "33,route,serial,Carrier A/nope:1:100,,,,,,yes\n3x,route,serial,,,,,,,yes\n"
     response = client.post(
         reverse("admin:routing_dialprefix_import"),
-        {"tenant": operator_a.tenant_id, "file": upload(body)},
+        {"plan": default_plan(operator_a.tenant).pk, "file": upload(body)},
     )
     page = response.content.decode()
     assert response.status_code == 200
@@ -350,14 +350,15 @@ def test_an_outsider_cannot_import_into_or_export_another_tenant(client, outside
     assert "Tenant A" not in page
     response = client.post(
         reverse("admin:routing_dialprefix_import"),
-        {"tenant": route_a.tenant_id, "file": upload(HEADER + "99,route,serial,,,,,,,yes\n")},
+        {"plan": route_a.plan_id, "file": upload(HEADER + "99,route,serial,,,,,,,yes\n")},
     )
     assert response.status_code == 200
     assert "Select a valid choice" in response.content.decode()
     assert [row[0] for row in table_of(route_a.tenant)] == ["33"]
-    export = client.get(reverse("admin:routing_dialprefix_export"), {"tenant": route_a.tenant_id})
+    export = client.get(reverse("admin:routing_dialprefix_export"), {"plan": route_a.plan_id})
     assert export.get("Content-Type", "").startswith("text/html")
-    own = client.get(reverse("admin:routing_dialprefix_export"), {"tenant": outsider.tenant_id})
+    own_plan = default_plan(outsider.tenant).pk
+    own = client.get(reverse("admin:routing_dialprefix_export"), {"plan": own_plan})
     assert own["Content-Type"].startswith("text/csv")
     assert b"".join(own.streaming_content).decode() == EXPORT_HEADER
 
