@@ -15,7 +15,7 @@ from django.db import connections, transaction
 
 from routing.importing import Progress
 from routing.models import RoutingPlan, Trunk
-from routing.rows import CSV_COLUMNS, Kind, csv_route_columns
+from routing.rows import CSV_COLUMNS, Kind, csv_route_columns, normaliser
 from routing.services import plan_of
 from tenants.models import Tenant
 
@@ -49,15 +49,16 @@ def _export_sql(vendor: str) -> str:
 _SQL = {vendor: _export_sql(vendor) for vendor in _TARGETS}
 
 
-def _cell(kind: Kind | None, value) -> str:
+_FIX = {spec.name: normaliser(spec) for spec in csv_route_columns()}
+
+
+def _cell(name: str, value) -> str:
+    value = _FIX[name](value) if name in _FIX else value
     if value is None:
         return ""
-    if kind is Kind.BOOL:
+    if _KINDS.get(name) is Kind.BOOL:
         return "yes" if value else "no"
     return str(value)
-
-
-_CELL_KINDS = tuple(_KINDS.get(name) for name in CSV_COLUMNS)
 
 
 class ExportError(Exception):
@@ -93,7 +94,7 @@ def export_rows(
         cursor.execute(sql, [plan.pk])
         while rows := cursor.fetchmany(10_000):
             for values in rows:
-                yield [_cell(kind, value) for kind, value in zip(_CELL_KINDS, values, strict=True)]
+                yield [_cell(name, value) for name, value in zip(CSV_COLUMNS, values, strict=True)]
 
 
 def write_csv(

@@ -26,6 +26,7 @@ import csv
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, TextIO
 
 from django.core.exceptions import ValidationError
@@ -125,6 +126,24 @@ def cell_parser(spec: Column) -> Callable[[str], Any]:
             return (f"{text!r}: a whole number from {low} to {high}",)
 
         return parse_int
+    if spec.kind is Kind.DECIMAL:
+        low, high, places = spec.low, spec.high, spec.places
+        step = Decimal(1).scaleb(-places)
+
+        def parse_decimal(text: str):
+            if not text:
+                return None
+            try:
+                value = Decimal(text)
+            except InvalidOperation:
+                value = None
+            if value is None or not value.is_finite() or not low <= value <= high:
+                return (f"{text!r}: a number from {low} to {high}, e.g. 0.0125",)
+            if value != value.quantize(step):
+                return (f"{text!r}: at most {places} digits after the point",)
+            return value.quantize(step)
+
+        return parse_decimal
     if spec.kind is Kind.BOOL:
         default = spec.default
 
@@ -396,7 +415,13 @@ def import_prefixes(
 # Staged rows get their final prefix id from the table's own sequence as they are
 # copied in (an existing prefix takes its id back below), so targets are written
 # straight from the staging table, without joining a million rows back.
-_SQL_TYPES = {Kind.INT: "integer", Kind.TEXT: "text", Kind.CHOICE: "text", Kind.BOOL: "boolean"}
+_SQL_TYPES = {
+    Kind.INT: "integer",
+    Kind.TEXT: "text",
+    Kind.CHOICE: "text",
+    Kind.BOOL: "boolean",
+    Kind.DECIMAL: "numeric",
+}
 _STAGED = ", ".join(f"{spec.name} {_SQL_TYPES[spec.kind]}" for spec in _ROUTE_COLUMNS)
 _STAGE_SQL = f"""
 CREATE TEMP TABLE routing_import (
@@ -590,7 +615,7 @@ def _copy_value(value: Any) -> str:
         return "\\N"
     if value is True or value is False:
         return "t" if value else "f"
-    if type(value) is int:
+    if type(value) is int or type(value) is Decimal:
         return str(value)
     return value.translate(_COPY_ESCAPES) if value else value
 

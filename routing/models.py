@@ -30,6 +30,52 @@ class RoutingMode(models.TextChoices):
     PARALLEL = "parallel", "Parallel (ring all)"
 
 
+class Strategy(models.TextChoices):
+    FIXED = "fixed", "Fixed order (priority, then weight)"
+    LCR = "lcr", "Least cost: its targets, cheapest vendor first"
+    LCR_ALL = "lcr_all", "Least cost: every trunk of the tenant, cheapest first"
+
+
+def _money(**options):
+    """A rate per minute or a margin in the deck's currency (6 decimals, as decks)."""
+    return models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        **options,
+    )
+
+
+class MarginFields(models.Model):
+    """The margin guard of least-cost routing, on a plan and (overriding it) a route.
+
+    A vendor is skipped when its rate for the number is above the customer's sell
+    rate less `margin_percent` percent, or less `margin_absolute`, or above
+    `max_cost` (which needs no sell rate). Empty: no such limit.
+    """
+
+    margin_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Least-cost routing skips vendors costing more than the sell rate less "
+        "this percentage (e.g. 10).",
+    )
+    margin_absolute = _money(
+        help_text="Skip vendors costing more than the sell rate less this amount per minute."
+    )
+    max_cost = _money(
+        help_text="Skip vendors costing more than this per minute, whatever the sell rate."
+    )
+
+    class Meta:
+        abstract = True
+
+
 class Carrier(models.Model):
     """An upstream provider of a tenant: the company that terminates its calls."""
 
@@ -217,7 +263,7 @@ class Trunk(models.Model):
             self.host = self.host.strip().strip("[]")
 
 
-class RoutingPlan(models.Model):
+class RoutingPlan(MarginFields):
     """A named route table of a tenant: its dial prefixes and their targets.
 
     Each customer uses one plan, and many customers can share one. Every plan of a
@@ -374,7 +420,7 @@ class CustomerSource(models.Model):
         return f"{self.network} port {self.port}" if self.port else str(self.network)
 
 
-class DialPrefix(models.Model):
+class DialPrefix(MarginFields):
     """A route: what to do with calls whose number starts with `prefix`.
 
     The longest active prefix that fits the number's length wins. Its action routes
@@ -442,6 +488,20 @@ class DialPrefix(models.Model):
         help_text="When none of this route's trunks can take a call (all inactive), answer "
         "503 instead of falling back to the next shorter matching prefix.",
     )
+    strategy = models.CharField(
+        max_length=8,
+        choices=Strategy.choices,
+        default=Strategy.FIXED,
+        help_text="Fixed order, or least cost: candidates ordered by their carrier's rate "
+        "for the number in the deck in force, cheapest first, within the margin guard.",
+    )
+    lcr_code = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(400), MaxValueValidator(699)],
+        help_text="SIP code when least-cost routing leaves no vendor (no rate, or above the "
+        "margin) and the call cannot fall back; empty: 503.",
+    )
 
     history = HistoricalRecords()
 
@@ -478,6 +538,17 @@ class DialPrefix(models.Model):
                 condition=~Q(action=Action.REJECT) | Q(reject_code__gte=400, reject_code__lte=699),
                 name="dialprefix_reject_code_valid",
                 violation_error_message="A reject route needs a SIP code from 400 to 699.",
+            ),
+            models.CheckConstraint(
+                condition=Q(strategy__in=Strategy.values),
+                name="dialprefix_strategy_valid",
+                violation_error_message="Strategy must be fixed, lcr or lcr_all.",
+            ),
+            models.CheckConstraint(
+                condition=Q(lcr_code__isnull=True) | Q(lcr_code__gte=400, lcr_code__lte=699),
+                name="dialprefix_lcr_code_valid",
+                violation_error_message="The least-cost failure code is a SIP code from 400 "
+                "to 699.",
             ),
         ]
 

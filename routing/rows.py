@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import MISSING, dataclass, field, fields
+from decimal import Decimal
 from typing import Any, TypeVar
 
 
@@ -30,6 +31,7 @@ class Kind(enum.StrEnum):
     TEXT = "text"
     BOOL = "bool"
     CHOICE = "choice"
+    DECIMAL = "decimal"  # money and percentages: exact, `places` decimals
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,7 @@ class Column:
     max_length: int | None = None
     choices: tuple[str, ...] = ()
     one_line: bool = False
+    places: int = 0  # DECIMAL: digits after the point
     default: Any = None
     name: str = ""  # filled in from the dataclass field
 
@@ -66,11 +69,14 @@ def column(kind: Kind, **options: Any) -> Any:
     elif spec.default is not None:
         default = spec.default
     else:
-        default = {Kind.INT: 0, Kind.TEXT: "", Kind.BOOL: False, Kind.CHOICE: ""}[kind]
+        default = {Kind.INT: 0, Kind.TEXT: "", Kind.BOOL: False, Kind.CHOICE: "", Kind.DECIMAL: 0}[
+            kind
+        ]
     return field(default=default, metadata={"column": spec})
 
 
 ACTIONS = ("route", "location", "reject")
+STRATEGIES = ("fixed", "lcr", "lcr_all")
 ROUTING_MODES = ("serial", "parallel")
 TRANSPORTS = ("udp", "tcp", "tls")
 MAX_PREFIX = 32
@@ -89,11 +95,18 @@ class TenantRef:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlanRef:
-    """A routing plan (a named route table of a tenant)."""
+    """A routing plan (a named route table of a tenant) and its margin guard."""
 
     id: int = column(Kind.INT, sql="pl.id")
     tenant_id: int = column(Kind.INT, sql="pl.tenant_id")
     name: str = column(Kind.TEXT, sql="pl.name")
+    margin_percent: Decimal | None = column(
+        Kind.DECIMAL, null=True, sql="pl.margin_percent", places=2
+    )
+    margin_absolute: Decimal | None = column(
+        Kind.DECIMAL, null=True, sql="pl.margin_absolute", places=6
+    )
+    max_cost: Decimal | None = column(Kind.DECIMAL, null=True, sql="pl.max_cost", places=6)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,6 +126,15 @@ class CustomerRow:
     account: str = column(Kind.TEXT, sql="cu.account")
     plan_id: int = column(Kind.INT, sql="cu.plan_id")
     plan_name: str = column(Kind.TEXT, sql="pl.name", orm="plan__name")
+    plan_margin_percent: Decimal | None = column(
+        Kind.DECIMAL, null=True, sql="pl.margin_percent", orm="plan__margin_percent", places=2
+    )
+    plan_margin_absolute: Decimal | None = column(
+        Kind.DECIMAL, null=True, sql="pl.margin_absolute", orm="plan__margin_absolute", places=6
+    )
+    plan_max_cost: Decimal | None = column(
+        Kind.DECIMAL, null=True, sql="pl.max_cost", orm="plan__max_cost", places=6
+    )
     sources: tuple[tuple[str, int | None], ...] = field(default=(), metadata={"column": None})
 
 
@@ -131,6 +153,17 @@ class RouteRow:
     description: str = column(Kind.TEXT, csv=True, max_length=200)
     is_active: bool = column(Kind.BOOL, csv=True, default=True)
     is_final: bool = column(Kind.BOOL, csv=True, default=False)
+    strategy: str = column(Kind.CHOICE, csv=True, choices=STRATEGIES, default="fixed")
+    lcr_code: int | None = column(Kind.INT, null=True, csv=True, low=400, high=699)
+    margin_percent: Decimal | None = column(
+        Kind.DECIMAL, null=True, csv=True, low=0, high=100, places=2
+    )
+    margin_absolute: Decimal | None = column(
+        Kind.DECIMAL, null=True, csv=True, low=0, high=10**6, places=6
+    )
+    max_cost: Decimal | None = column(
+        Kind.DECIMAL, null=True, csv=True, low=0, high=10**6, places=6
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +171,8 @@ class TrunkRow:
     """A trunk with what the resolver needs of its carrier."""
 
     id: int = column(Kind.INT, sql="tr.id")
+    carrier_id: int = column(Kind.INT, sql="tr.carrier_id")
+    tenant_id: int = column(Kind.INT, sql="c.tenant_id", orm="carrier__tenant_id")
     name: str = column(Kind.TEXT, sql="tr.name")
     is_active: bool = column(Kind.BOOL, sql="tr.is_active", default=True)
     carrier_name: str = column(Kind.TEXT, sql="c.name", orm="carrier__name")
@@ -243,20 +278,48 @@ def builder(row_type: type[Row]):
     specs = columns(row_type)
     keys = tuple(spec.name for spec in specs)
     fixes = tuple(
-        (i, spec.kind)
+        (i, normaliser(spec))
         for i, spec in enumerate(specs)
-        if spec.kind is Kind.BOOL or (spec.kind in (Kind.TEXT, Kind.CHOICE) and not spec.null)
+        if spec.kind in (Kind.BOOL, Kind.DECIMAL)
+        or (spec.kind in (Kind.TEXT, Kind.CHOICE) and not spec.null)
     )
 
     def build(values) -> Row:
         if fixes:
             values = list(values)
-            for i, kind in fixes:
-                value = values[i]
-                values[i] = bool(value) if kind is Kind.BOOL else (value or "")
+            for i, fix in fixes:
+                values[i] = fix(values[i])
         return row_type(**dict(zip(keys, values, strict=True)))
 
     return build
+
+
+def normaliser(spec: Column):
+    """How a database value of this column becomes the row's value.
+
+    SQLite's cursor gives booleans as 0/1 and decimals as floats; a join may give
+    NULL for text. Decimals are made exact with their declared places.
+    """
+    if spec.kind is Kind.BOOL:
+        return bool
+    if spec.kind is Kind.DECIMAL:
+        step = Decimal(1).scaleb(-spec.places)
+
+        def exact(value):
+            return None if value is None else Decimal(str(value)).quantize(step)
+
+        return exact
+    if spec.kind in (Kind.TEXT, Kind.CHOICE) and not spec.null:
+        return _text
+    return _as_is
+
+
+def _text(value) -> str:
+    return value or ""
+
+
+def _as_is(value):
+    return value
 
 
 def csv_route_columns() -> tuple[Column, ...]:

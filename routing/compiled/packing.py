@@ -14,7 +14,15 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 
-from routing.rows import Kind, RouteRow, TargetLink, columns, names, packed_route_columns
+from routing.rows import (
+    Kind,
+    RouteRow,
+    TargetLink,
+    columns,
+    names,
+    normaliser,
+    packed_route_columns,
+)
 
 # Prefixes of at most this many digits are keyed by int("1" + prefix), which fits
 # a signed 64-bit array item; longer ones (rare) live in a dict.
@@ -57,23 +65,9 @@ def parse_ids(text: str | None) -> list[int]:
     return [int(part) for part in text.split(",")] if text else []
 
 
-def _as_bool(value) -> bool:
-    return bool(value)
-
-
-def _as_text(value) -> str:
-    return value or ""
-
-
-def _as_is(value):
-    return value
-
-
-# How each packed value is normalised (SQLite gives booleans as 0/1, NULL texts as None).
-_FIXES = tuple(
-    (i, {Kind.BOOL: _as_bool, Kind.TEXT: _as_text}.get(spec.kind, _as_is))
-    for i, spec in zip(_PACKED_AT, _PACKED, strict=True)
-)
+# How each packed value is normalised (SQLite gives booleans as 0/1, decimals as
+# floats, NULL texts as None): as the database route table's rows are.
+_FIXES = tuple((i, normaliser(spec)) for i, spec in zip(_PACKED_AT, _PACKED, strict=True))
 
 
 def _shape(values) -> tuple:

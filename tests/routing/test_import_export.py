@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from decimal import Decimal
 import threading
 from pathlib import Path
 
@@ -22,7 +23,10 @@ from tests.factories import default_plan, make_route, make_trunk
 
 # Files written before routes could be final have no is_final column: they still import.
 HEADER = "prefix,action,routing_mode,targets,min_length,max_length,reject_code,reject_reason,description,is_active\n"  # noqa: E501
-EXPORT_HEADER = HEADER.replace("is_active\n", "is_active,is_final\n")
+EXPORT_HEADER = HEADER.replace(
+    "is_active\n",
+    "is_active,is_final,strategy,lcr_code,margin_percent,margin_absolute,max_cost\n",
+)
 
 
 def text(body: str):
@@ -66,6 +70,16 @@ def varied_a(tenant_a, trunks_a):
     make_route(tenant_a, "33", (primary, 1, 70), (backup, 1, 30), (odd, 2, 100))
     make_route(
         tenant_a, "336", odd, routing_mode="parallel", min_length=9, max_length=12, is_final=True
+    )
+    make_route(
+        tenant_a,
+        "34",
+        primary,
+        backup,
+        strategy="lcr",
+        lcr_code=403,
+        margin_percent=Decimal("12.5"),
+        max_cost=Decimal("0.0125"),
     )
     make_route(tenant_a, "339", action="reject", reject_code=403, reject_reason="Premium, no")
     make_route(tenant_a, "2", action="location", description="Büro «extensions»\tback\\slash")
@@ -214,7 +228,7 @@ def test_a_merge_adds_and_overwrites_and_keeps_the_rest(route_a, trunks_a):
 def test_replace_makes_the_table_exactly_the_file(varied_a, route_b):
     body = HEADER + "1,route,serial,Carrier A/a-primary:1:100,,,,,,yes\n"
     result = import_prefixes(text(body), tenant=varied_a, replace=True)
-    assert (result.created, result.updated, result.deleted, result.targets) == (1, 0, 7, 1)
+    assert (result.created, result.updated, result.deleted, result.targets) == (1, 0, 8, 1)
     assert [row[0] for row in table_of(varied_a)] == ["1"]
     assert [row[0] for row in table_of(route_b.tenant)] == ["33"]  # the other tenant untouched
     assert RouteChange.objects.filter(kind=changes.TABLE, tenant_id=varied_a.pk).exists()
@@ -290,7 +304,7 @@ def test_the_commands_export_and_import_with_a_progress_bar(varied_a, tmp_path, 
     call_command("export_prefixes", "--tenant", "tenant-a", "-o", str(path))
     call_command("import_prefixes", str(path), "--tenant", "tenant-a", "--replace")
     out = capsys.readouterr()
-    assert "Imported into tenant-a, plan Default: 7 rows: 0 prefixes created, 7 overwritten" in (
+    assert "Imported into tenant-a, plan Default: 8 rows: 0 prefixes created, 8 overwritten" in (
         out.out
     )
     # Captured stderr is no terminal: one plain line per stage, nothing redrawn.

@@ -23,6 +23,19 @@ from routing.tables import DatabaseRouteTable
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = [("routing", "0006_trunk_from_uri_validation")]
+# A route's columns at 0006 (the later ones take their defaults).
+OLD_ROUTE = (
+    "id",
+    "prefix",
+    "action",
+    "routing_mode",
+    "min_length",
+    "max_length",
+    "reject_code",
+    "reject_reason",
+    "description",
+    "is_active",
+)
 
 
 class TableBeforePlans(DatabaseRouteTable):
@@ -41,16 +54,21 @@ class TableBeforePlans(DatabaseRouteTable):
         ]
 
     def routes(self, plan_id, candidates):  # plan_id is the tenant's id here
-        route, link, trunk = builder(RouteRow), builder(TargetLink), builder(TrunkRow)
+        link, trunk = builder(TargetLink), builder(TrunkRow)
         marks = ", ".join(["%s"] * len(candidates))
         found = []
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT {columns_of(RouteRow, 'p').replace('p.is_final', 'false')} "  # noqa: S608
-                f"FROM routing_dialprefix p WHERE p.tenant_id = %s AND p.prefix IN ({marks})",
+                f"SELECT {', '.join(OLD_ROUTE)} "  # noqa: S608
+                f"FROM routing_dialprefix WHERE tenant_id = %s AND prefix IN ({marks})",
                 [plan_id, *candidates],
             )
-            rows = [route(values) for values in cursor.fetchall()]
+            rows = [
+                RouteRow(
+                    **{**dict(zip(OLD_ROUTE, values, strict=True)), "is_active": bool(values[-1])}
+                )
+                for values in cursor.fetchall()
+            ]
             for row in rows:
                 cursor.execute(
                     f"SELECT {columns_of(TargetLink, 't')}, {columns_of(TrunkRow, 'tr')} "  # noqa: S608
