@@ -308,7 +308,7 @@ def test_the_commands_export_and_import_with_a_progress_bar(varied_a, tmp_path, 
         out.out
     )
     # Captured stderr is no terminal: one plain line per stage, nothing redrawn.
-    assert "checking: 100%|##########| 8/8 " in out.err
+    assert "checking: 100%|##########| 9/9 " in out.err
     assert "writing: 100%" in out.err
     assert "\r" not in out.err
     assert path.read_text() == export_text(varied_a)
