@@ -111,7 +111,7 @@ def watch(carrier_id: int, number: str, known_deck: int) -> None:
             if not seen:
                 print(f"seen {time.time()}", flush=True)
                 seen = True
-            if carrier_id in store._carriers:  # packed: answered from memory
+            if store.is_built(carrier_id):  # packed: answered from memory
                 print(f"compiled {time.time()}", flush=True)
                 return
         time.sleep(0.005)
@@ -168,7 +168,7 @@ def main() -> None:
     store = RateStore(poll_interval=0.2)
     store.wait_ready(600)
     after = memory_mb(os.getpid())[0]
-    rates = sum(len(d) for c in store._carriers.values() for d in c.packed.values())
+    rates = sum(len(d) for c in store.built_owners().values() for d in c.packed.values())
     print(
         f"rate store: {store.packed_decks()} decks, {rates:,} rates loaded in "
         f"{time.monotonic() - started:.1f} s; RSS {before:.0f} -> {after:.0f} MB "
