@@ -1,14 +1,21 @@
 """The REST API of rate decks: list, import, export and delete decks; the rate of a number.
 
-- `/api/v1/rate-decks` (list, retrieve, delete; `?carrier=<id>`, `?in_force=true`)
-- `/api/v1/rate-decks/import` (multipart: file, carrier, effective, currency): 201 with
-  the deck, or 400 with every bad row (line, column, message)
-- `/api/v1/rate-decks/{id}/export` (text/csv; `?with_effective=1` adds that column)
-- `/api/v1/rates?carrier=&number=&at=`: the rate in force for a number (rating.lookup)
+A deck is a carrier's (vendor) or a routing plan's or customer's (sell): the same
+endpoints take either owner.
 
-Scoped like the rest of the API (ScopedViewSet): another tenant's deck or carrier is
-a 404, worded as for one that does not exist. Permissions follow the carrier's
-(view to read, change to import and delete), as in the admin.
+- `/api/v1/rate-decks` (list, retrieve, delete; `?carrier=<id>`, `?plan=<id>`,
+  `?customer=<id>`, `?kind=vendor|sell`, `?in_force=true`)
+- `/api/v1/rate-decks/import` (multipart: file, one of carrier / plan / customer,
+  effective, currency): 201 with the deck, or 400 with every bad row (line, column,
+  message)
+- `/api/v1/rate-decks/{id}/export` (text/csv; `?with_effective=1` adds that column)
+- `/api/v1/rates?carrier=&number=&at=`: what a carrier charges for a number;
+  `/api/v1/rates?plan=&customer=&number=&at=`: what the customer (else the plan) is
+  sold it for (rating.lookup)
+
+Scoped like the rest of the API (ScopedViewSet): another tenant's deck, carrier,
+plan or customer is a 404, worded as for one that does not exist. Permissions
+follow the owner's (view to read, change to import and delete), as in the admin.
 """
 
 from __future__ import annotations
@@ -36,11 +43,13 @@ from rating import services
 from rating.currencies import currency_problem
 from rating.exporting import export_rows
 from rating.importing import WHEN_HELP, ImportFailed, import_deck, parse_when
-from rating.lookup import rate_for
-from rating.models import RateDeck
+from rating.lookup import rate_for, sell_rate_for
+from rating.models import OWNER_FIELDS, DeckKind, RateDeck
 from rating.rows import money_text
-from routing.models import Carrier
+from routing.models import Carrier, Customer, RoutingPlan
 from tenants.scoping import scope_queryset
+
+_OWNER_MODELS = {"carrier": Carrier, "plan": RoutingPlan, "customer": Customer}
 
 _PERMS = {"GET": "view", "HEAD": "view", "OPTIONS": "view"}
 
@@ -56,26 +65,38 @@ def _csv_lines(rows):
         yield writer.writerow(row)
 
 
-class CarrierPermissions(IsAuthenticated):
-    """A carrier's permissions: view to read decks and rates, change to import and delete."""
+class DeckPermissions(IsAuthenticated):
+    """The owner's permissions (a carrier's, plan's or customer's): view to read decks and
+    rates, change to import and delete (rating.services.may)."""
 
     def has_permission(self, request, view) -> bool:
         if not super().has_permission(request, view):
             return False
+        return services.may(request.user, _PERMS.get(request.method, "change"))
+
+    def has_object_permission(self, request, view, obj) -> bool:
         action_name = _PERMS.get(request.method, "change")
-        user = request.user
-        return user.has_perm(f"routing.{action_name}_carrier") or user.has_perm(
-            f"rating.{action_name}_ratedeck"
-        )
+        return services.may(request.user, action_name, getattr(obj, "owner_field", None))
+
+
+CarrierPermissions = DeckPermissions  # the name from before sell decks
 
 
 class RateDeckFilter(filters.FilterSet):
     carrier = filters.NumberFilter(field_name="carrier_id", help_text="Carrier id.")
+    plan = filters.NumberFilter(field_name="plan_id", help_text="Routing plan id.")
+    customer = filters.NumberFilter(field_name="customer_id", help_text="Customer id.")
+    kind = filters.ChoiceFilter(
+        choices=DeckKind.choices, method="filter_kind", help_text="vendor or sell."
+    )
     in_force = filters.BooleanFilter(method="filter_in_force", help_text="In force now.")
 
     class Meta:
         model = RateDeck
-        fields = ["carrier", "currency", "in_force"]
+        fields = ["carrier", "plan", "customer", "kind", "currency", "in_force"]
+
+    def filter_kind(self, queryset, name, value):
+        return queryset.of_kind(value)
 
     def filter_in_force(self, queryset, name, value):
         current = RateDeck.objects.in_force_at(timezone.now()).values("pk")
@@ -83,15 +104,25 @@ class RateDeckFilter(filters.FilterSet):
 
 
 class RateDeckSerializer(serializers.ModelSerializer):
-    carrier_name = serializers.CharField(source="carrier.name", read_only=True)
+    kind = serializers.CharField(read_only=True, help_text="vendor (a carrier's) or sell.")
+    owner = serializers.CharField(source="owner_label", read_only=True)
+    carrier_name = serializers.CharField(source="carrier.name", read_only=True, allow_null=True)
+    plan_name = serializers.CharField(source="plan.name", read_only=True, allow_null=True)
+    customer_name = serializers.CharField(source="customer.name", read_only=True, allow_null=True)
     state = serializers.SerializerMethodField()
 
     class Meta:
         model = RateDeck
         fields = [
             "id",
+            "kind",
+            "owner",
             "carrier",
             "carrier_name",
+            "plan",
+            "plan_name",
+            "customer",
+            "customer_name",
             "name",
             "currency",
             "effective_from",
@@ -107,7 +138,15 @@ class RateDeckSerializer(serializers.ModelSerializer):
 
 class DeckImportSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="UTF-8 CSV with a header row (docs/rates.md).")
-    carrier = serializers.IntegerField(help_text="Id of one of your carriers.")
+    carrier = serializers.IntegerField(
+        required=False, help_text="A vendor deck: id of one of your carriers."
+    )
+    plan = serializers.IntegerField(
+        required=False, help_text="A sell deck: id of one of your routing plans."
+    )
+    customer = serializers.IntegerField(
+        required=False, help_text="A sell deck: id of one of your customers."
+    )
     effective = serializers.CharField(
         required=False, allow_blank=True, help_text=f"{WHEN_HELP}; overrides the file's column."
     )
@@ -129,15 +168,22 @@ class DeckImportSerializer(serializers.Serializer):
             raise serializers.ValidationError(currency_problem(code))
         return code or None
 
+    def validate(self, attrs):
+        if len([name for name in OWNER_FIELDS if attrs.get(name) is not None]) != 1:
+            raise serializers.ValidationError(
+                {"owner": "Give exactly one of carrier (a vendor deck), plan or customer."}
+            )
+        return attrs
+
 
 class RateDeckViewSet(ScopedViewSet):
-    """A carrier's rate decks; a deck is imported whole and deleted whole, never edited."""
+    """Rate decks of carriers, plans and customers; imported whole, deleted whole, never edited."""
 
-    queryset = RateDeck.objects.select_related("carrier")
+    queryset = RateDeck.objects.select_related("carrier", "plan", "customer")
     serializer_class = RateDeckSerializer
-    permission_classes = [CarrierPermissions]
+    permission_classes = [DeckPermissions]
     filterset_class = RateDeckFilter
-    search_fields = ["name", "carrier__name"]
+    search_fields = ["name", "carrier__name", "plan__name", "customer__name"]
     ordering_fields = ["effective_from", "id"]
     http_method_names = ["get", "post", "delete", "head", "options"]
 
@@ -163,13 +209,16 @@ class RateDeckViewSet(ScopedViewSet):
         form = DeckImportSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        carriers = scope_queryset(Carrier.objects.select_related("tenant"), request.user)
-        carrier = get_object_or_404(carriers, pk=data["carrier"])
+        field = next(name for name in OWNER_FIELDS if data.get(name) is not None)
+        if not services.may(request.user, "change", field):
+            self.permission_denied(request)
+        owners = scope_queryset(_OWNER_MODELS[field].objects.select_related("tenant"), request.user)
+        owner = get_object_or_404(owners, pk=data[field])
         upload = data["file"]
         try:
             result = import_deck(
                 lambda: io.TextIOWrapper(upload.file, encoding="utf-8-sig", newline=""),
-                carrier=carrier,
+                **{field: owner},
                 effective_from=data.get("effective"),
                 currency=data.get("currency"),
                 name=upload.name,
@@ -200,7 +249,10 @@ class RateDeckViewSet(ScopedViewSet):
 
 
 class RateAnswerSerializer(serializers.Serializer):
-    carrier = serializers.IntegerField()
+    kind = serializers.CharField(help_text="vendor (a carrier's rate) or sell.")
+    carrier = serializers.IntegerField(required=False)
+    plan = serializers.IntegerField(required=False, allow_null=True)
+    customer = serializers.IntegerField(required=False, allow_null=True)
     number = serializers.CharField()
     at = serializers.DateTimeField()
     prefix = serializers.CharField()
@@ -212,9 +264,26 @@ class RateAnswerSerializer(serializers.Serializer):
     deck = serializers.IntegerField()
 
 
+def _id_param(params, name: str, problems: dict) -> int | None:
+    text = params.get(name, "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        problems[name] = [f"A {name} id."]
+        return None
+    return int(text)
+
+
 @extend_schema(
     parameters=[
-        OpenApiParameter("carrier", int, required=True),
+        OpenApiParameter("carrier", int, description="What this carrier charges (vendor)."),
+        OpenApiParameter("plan", int, description="What this plan's customers pay (sell)."),
+        OpenApiParameter(
+            "customer",
+            int,
+            description="What this customer pays (sell): its own deck, else its plan's "
+            "(`plan`, or the customer's plan when left out).",
+        ),
         OpenApiParameter("number", str, required=True, description="E.164 digits ('+' allowed)."),
         OpenApiParameter("at", str, description=f"{WHEN_HELP}; now when left out."),
     ],
@@ -222,17 +291,24 @@ class RateAnswerSerializer(serializers.Serializer):
     tags=["rates"],
 )
 class RateView(APIView):
-    """The rate a carrier charges for a number at a time: the longest prefix in force then."""
+    """The rate of a number at a time, the longest prefix in force then: what a carrier
+    charges (`carrier=`), or what a customer or plan is sold it for (`plan=`, `customer=`)."""
 
     authentication_classes = USER_AUTHENTICATION
-    permission_classes = [CarrierPermissions, HasTenantScope]
+    permission_classes = [DeckPermissions, HasTenantScope]
 
     def get(self, request: Request) -> Response:
         params = request.query_params
-        carrier_id, number = params.get("carrier", ""), params.get("number", "").strip()
-        problems = {}
-        if not carrier_id.isdigit():
-            problems["carrier"] = ["A carrier id is required."]
+        problems: dict[str, list[str]] = {}
+        carrier_id = _id_param(params, "carrier", problems)
+        plan_id = _id_param(params, "plan", problems)
+        customer_id = _id_param(params, "customer", problems)
+        given = [n for n in OWNER_FIELDS if params.get(n, "").strip()]
+        if not given:
+            problems["carrier"] = ["A carrier id, or a plan or customer id for a sell rate."]
+        elif "carrier" in given and len(given) > 1:
+            problems["carrier"] = ["A carrier (vendor rate) or a plan/customer (sell rate)."]
+        number = params.get("number", "").strip()
         digits = number.removeprefix("+")
         if not (digits.isascii() and digits.isdigit()):
             problems["number"] = ["Digits of the number, e.g. 33612345678."]
@@ -241,15 +317,32 @@ class RateView(APIView):
             problems["at"] = [f"Write {WHEN_HELP}."]
         if problems:
             raise ValidationError(problems)
-        carriers = scope_queryset(Carrier.objects.all(), request.user)
-        if not carriers.filter(pk=int(carrier_id)).exists():
-            raise NotFound("No such carrier.")
-        match = rate_for(int(carrier_id), digits, at)
+        user = request.user
+        if carrier_id is not None:
+            if not scope_queryset(Carrier.objects.all(), user).filter(pk=carrier_id).exists():
+                raise NotFound("No such carrier.")
+            match = rate_for(carrier_id, digits, at)
+            owner = {"kind": DeckKind.VENDOR.value, "carrier": carrier_id}
+            missing = "This carrier has no rate for this number at that time."
+        else:
+            if customer_id is not None:
+                customers = scope_queryset(Customer.objects.all(), user)
+                customer_plan = customers.filter(pk=customer_id).values_list("plan_id", flat=True)
+                if not customer_plan:
+                    raise NotFound("No such customer.")
+                plan_id = plan_id if plan_id is not None else customer_plan[0]
+            if plan_id is not None:
+                plans = scope_queryset(RoutingPlan.objects.all(), user)
+                if not plans.filter(pk=plan_id).exists():
+                    raise NotFound("No such routing plan.")
+            match = sell_rate_for(plan_id=plan_id, customer_id=customer_id, digits=digits, at=at)
+            owner = {"kind": DeckKind.SELL.value, "plan": plan_id, "customer": customer_id}
+            missing = "No sell rate for this number at that time."
         if match is None:
-            raise NotFound("This carrier has no rate for this number at that time.")
+            raise NotFound(missing)
         return Response(
             {
-                "carrier": int(carrier_id),
+                **owner,
                 "number": digits,
                 "at": at,
                 "prefix": match.prefix,

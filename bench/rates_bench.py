@@ -11,7 +11,9 @@ On BENCH_DATABASE_URL (migrated here; a tenant `rates-bench` with 21 carriers):
    `rating.lookup.RateStore` in this process: load time and RSS before/after
    (target: the process stays < 300 MB);
 3. `rate_for()` one by one on 100,000 numbers (90% under a prefix of the deck):
-   p50/p99 per lookup;
+   p50/p99 per lookup; then `sell_rate_for()` likewise, with a plan's deck and a
+   customer's deck of 100,000 prefixes each (half the calls by a customer with
+   its own deck, half by one that falls back to the plan's);
 4. a new 100,000-row deck imported here while another process polls rate_for():
    seconds from the import's commit until that process answers from the new deck
    (from the database while it builds), and until it answers from memory
@@ -82,12 +84,30 @@ def carriers(count: int) -> list:
     ]
 
 
-def import_file(carrier, path: Path, effective):
-    from rating.importing import import_deck
+def sell_owners() -> tuple:
+    """The bench tenant's plan and two customers on it (the first gets its own deck)."""
+    from routing.models import Customer, RoutingPlan
+    from tenants.models import Tenant
 
+    tenant = Tenant.objects.get(slug=TENANT)
+    plan, _ = RoutingPlan.objects.get_or_create(tenant=tenant, name="Bench plan")
+    own, other = (
+        Customer.objects.get_or_create(
+            tenant=tenant, name=name, defaults={"plan": plan, "account": name}
+        )[0]
+        for name in ("bench-own-deck", "bench-plan-deck")
+    )
+    return plan, own, other
+
+
+def import_file(owner, path: Path, effective):
+    from rating.importing import import_deck
+    from routing.models import Carrier, Customer
+
+    field = {Carrier: "carrier", Customer: "customer"}.get(type(owner), "plan")
     return import_deck(
         lambda: path.open(encoding="utf-8", newline=""),
-        carrier=carrier,
+        **{field: owner},
         effective_from=effective,
         currency="EUR",
         name=path.name,
@@ -111,7 +131,7 @@ def watch(carrier_id: int, number: str, known_deck: int) -> None:
             if not seen:
                 print(f"seen {time.time()}", flush=True)
                 seen = True
-            if carrier_id in store._carriers:  # packed: answered from memory
+            if store.is_built(carrier_id):  # packed: answered from memory
                 print(f"compiled {time.time()}", flush=True)
                 return
         time.sleep(0.005)
@@ -168,14 +188,22 @@ def main() -> None:
     store = RateStore(poll_interval=0.2)
     store.wait_ready(600)
     after = memory_mb(os.getpid())[0]
-    rates = sum(len(d) for c in store._carriers.values() for d in c.packed.values())
+    rates = sum(len(d) for c in store.built_owners().values() for d in c.packed.values())
     print(
         f"rate store: {store.packed_decks()} decks, {rates:,} rates loaded in "
         f"{time.monotonic() - started:.1f} s; RSS {before:.0f} -> {after:.0f} MB "
         f"(+{after - before:.0f} MB)"
     )
 
-    # 3. rate_for() one by one.
+    # Sell decks after the memory figure (the vendors' alone): a plan's and a customer's.
+    plan, own, other = sell_owners()
+    vendor_files = [DATA / f"rates-vendor{i:02d}-{args.deck}.csv" for i in range(2)]
+    made.append(import_file(plan, vendor_files[0], effective).pk)
+    made.append(import_file(own, vendor_files[-1 if len(vendors) > 1 else 0], effective).pk)
+    time.sleep(0.3)
+    store.wait_ready(600)
+
+    # 3. rate_for() one by one, then sell_rate_for().
     rng = random.Random(5)
     samples = [prefixes(args.deck, seed=i) for i in range(min(3, len(vendors)))]
     now = timezone.now()
@@ -199,6 +227,19 @@ def main() -> None:
     print(
         f"rate_for: {len(calls):,} lookups, {found:,} priced, p50 "
         f"{percentile(timings, 0.5) * 1e6:.1f} us, p99 {percentile(timings, 0.99) * 1e6:.1f} us"
+    )
+    timings, found = [], 0
+    for i, (_, number) in enumerate(calls):
+        customer = own if i % 2 else other
+        t = time.perf_counter()
+        match = store.sell_rate_for(plan_id=plan.pk, customer_id=customer.pk, digits=number, at=now)
+        timings.append(time.perf_counter() - t)
+        found += match is not None
+    timings.sort()
+    print(
+        f"sell_rate_for: {len(calls):,} lookups (half by a customer with its own deck), "
+        f"{found:,} priced, p50 {percentile(timings, 0.5) * 1e6:.1f} us, "
+        f"p99 {percentile(timings, 0.99) * 1e6:.1f} us"
     )
 
     # 4. A new 100k deck, live in another process.

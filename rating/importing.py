@@ -1,4 +1,7 @@
-"""Import a carrier's rate deck from CSV: check every row, then write all or nothing.
+"""Import a rate deck from CSV: check every row, then write all or nothing.
+
+The deck is a carrier's (a vendor deck) or a routing plan's or a customer's (a sell
+deck): the same format, checks and writing for both.
 
 The format is the one vendors send (the columns are `rating.rows.CSV_COLUMNS`,
 declared with the rate's row; `rating.exporting` writes the same):
@@ -18,8 +21,15 @@ Every row is checked before anything is written and every problem is reported wi
 its line and column (routing.importing.RowError); one bad row and nothing is
 written. The write is one transaction that also records a `deck` change
 (routing.changes), so every process's rate store (rating.lookup) reloads the
-carrier's decks once it commits. On PostgreSQL rows stream through COPY into a
+owner's decks once it commits. On PostgreSQL rows stream through COPY into a
 staging table and land with one set-based INSERT; elsewhere bulk_create.
+
+Currencies: least-cost routing compares a vendor's cost with a sell rate only in
+one currency, so a sell deck whose currency differs from one of the tenant's vendor
+decks in force at its effective date or later is refused, naming those carriers
+and their currencies (and a vendor deck likewise against the sell decks), unless
+the setting RATING_ALLOW_MIXED_CURRENCIES is true (default False): then the deck is
+kept, and the vendors in another currency are "not comparable" with it.
 """
 
 from __future__ import annotations
@@ -33,10 +43,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
+from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db.models import Model, Q
 
 from rating.currencies import currency_problem
-from rating.models import Rate, RateDeck
+from rating.models import DeckKind, Rate, RateDeck
 from rating.rows import (
     CSV_COLUMNS,
     CURRENCY,
@@ -50,9 +62,9 @@ from rating.rows import (
     Column,
     Kind,
 )
-from rating.services import record_deck_change
+from rating.services import Owner, record_deck_change
 from routing.importing import MAX_ERRORS, ImportFailed, Progress, RowError, count_lines
-from routing.models import Carrier
+from routing.models import Carrier, Customer, RoutingPlan
 from routing.services import check_written, require_tenant
 
 __all__ = [
@@ -61,6 +73,7 @@ __all__ = [
     "ImportFailed",
     "RowError",
     "count_lines",
+    "currency_conflicts",
     "import_deck",
     "parse_when",
 ]
@@ -341,7 +354,9 @@ class DeckImportResult:
 def import_deck(
     open_text: Callable[[], TextIO],
     *,
-    carrier: Carrier,
+    carrier: Carrier | None = None,
+    plan: RoutingPlan | None = None,
+    customer: Customer | None = None,
     effective_from: datetime | None = None,
     currency: str | None = None,
     name: str = "",
@@ -350,13 +365,20 @@ def import_deck(
     total_lines: int = 0,
     using: str = "default",
 ) -> DeckImportResult:
-    """Check then write the CSV that `open_text()` opens as a new deck of `carrier`.
+    """Check then write the CSV that `open_text()` opens as a new deck of its owner.
 
-    Raises ImportFailed (nothing written) listing every bad row. `user` is who
-    imports (None: the command line, acting for the platform); they must operate the
-    carrier's tenant, and the new deck is checked to be theirs before it is kept.
+    The owner is exactly one of `carrier` (a vendor deck), `plan` or `customer` (a
+    sell deck). Raises ImportFailed (nothing written) listing every bad row. `user`
+    is who imports (None: the command line, acting for the platform); they must
+    operate the owner's tenant, and the new deck is checked to be theirs before it
+    is kept.
     """
-    require_tenant(user=user, tenant=carrier.tenant)
+    owners = [o for o in (carrier, plan, customer) if o is not None]
+    if len(owners) != 1:
+        raise ValueError("import_deck() needs exactly one of carrier, plan or customer")
+    owner_row = owners[0]
+    owner = Owner.of(owner_row)
+    require_tenant(user=user, tenant=owner_row.tenant)
     if effective_from is not None and effective_from.tzinfo is None:
         raise ValueError("effective_from must be an aware datetime")
     started = time.monotonic()
@@ -372,21 +394,22 @@ def import_deck(
         with transaction.atomic(using=using):
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [7, carrier.pk])
+                    lock = _LOCK_CLASSES[owner.field]
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [lock, owner.id])
                     result.rows = _stage_postgresql(
                         cursor, open_text, parser, progress, total_lines
                     )
-                    deck = _create_deck(parser, carrier, name, user, result.rows, using)
+                    deck = _create_deck(parser, owner_row, owner, name, user, result.rows, using)
                     _insert_staged(cursor, deck, progress)
             else:
                 with open_text() as text:
                     rows = list(read_rows(text, parser, progress, total_lines))
                 result.rows = len(rows)
-                deck = _create_deck(parser, carrier, name, user, result.rows, using)
+                deck = _create_deck(parser, owner_row, owner, name, user, result.rows, using)
                 _write_generic(rows, deck, using)
                 if progress:
                     progress("writing", 1, 1)
-            record_deck_change(carrier, using)
+            record_deck_change(owner, owner_row.tenant_id, using)
             check_written(user=user, rows=[deck])
     except IntegrityError as exc:  # e.g. another import of a deck at the same time won
         raise ImportFailed([RowError(0, "", f"the database refused the deck: {exc}")]) from None
@@ -395,27 +418,89 @@ def import_deck(
     return result
 
 
+# pg_advisory_xact_lock(class, owner id): one import at a time per owner.
+_LOCK_CLASSES = {"carrier": 7, "plan": 8, "customer": 9}
+
+
+def currency_conflicts(
+    *, tenant_id: int, kind: str, currency: str, effective_from: datetime, using: str = "default"
+) -> list[RateDeck]:
+    """The decks of the other kind (sell for a vendor deck, vendor for a sell deck) of
+    the tenant, in force at `effective_from` or later, in another currency than
+    `currency`: the ones a new deck could not be compared with."""
+    other = DeckKind.SELL if kind == DeckKind.VENDOR else DeckKind.VENDOR
+    decks = RateDeck.objects.using(using).filter(tenant_id=tenant_id).of_kind(other)
+    in_force = RateDeck.objects.using(using).filter(tenant_id=tenant_id).of_kind(other)
+    in_force = in_force.in_force_at(effective_from).values("pk")
+    return list(
+        decks.filter(Q(effective_from__gt=effective_from) | Q(pk__in=in_force))
+        .exclude(currency=currency)
+        .select_related("carrier", "plan", "customer")
+        .order_by("carrier__name", "plan__name", "customer__name", "effective_from")
+    )
+
+
+def mixed_currencies_allowed() -> bool:
+    return bool(getattr(settings, "RATING_ALLOW_MIXED_CURRENCIES", False))
+
+
+def _currency_message(kind: str, currency: str, conflicts: list[RateDeck]) -> str:
+    seen: dict[str, str] = {}
+    for deck in conflicts:
+        seen.setdefault(deck.owner_label(), deck.currency)
+    named = ", ".join(f"{label} ({code})" for label, code in seen.items())
+    if kind == DeckKind.SELL:
+        what, others = "this sell deck", "the tenant's vendor decks in force"
+    else:
+        what, others = "this vendor deck", "the tenant's sell decks in force"
+    return (
+        f"{what} is in {currency}, but {others} are in another currency: {named}. "
+        "Least-cost routing compares a vendor's cost with a sell rate in one currency only; "
+        "import the deck in the same currency (there is no conversion), or set "
+        "RATING_ALLOW_MIXED_CURRENCIES = True to keep mixed currencies (those decks are "
+        "then not comparable)"
+    )
+
+
 def _create_deck(
-    parser: RateParser, carrier: Carrier, name: str, user, rows: int, using: str
+    parser: RateParser,
+    owner_row: Model,
+    owner: Owner,
+    name: str,
+    user,
+    rows: int,
+    using: str,
 ) -> RateDeck:
     parser.finish()
+    kind = DeckKind.VENDOR if owner.field == "carrier" else DeckKind.SELL
     if not parser.failed:
         effective = parser.effective
-        taken = RateDeck.objects.using(using).filter(
-            carrier=carrier, effective_from=effective.value
-        )
+        taken = RateDeck.objects.using(using).filter(**owner.filter, effective_from=effective.value)
         if taken.exists():
             where = f"line {effective.line}'s date" if effective.line else "the effective date"
+            label = owner_row if owner.field == "carrier" else f"{owner.field} {owner_row}"
             parser.error(
                 effective.line,
                 EFFECTIVE_DATE,
-                f"{carrier} already has a deck effective at {when_text(effective.value)} "
+                f"{label} already has a deck effective at {when_text(effective.value)} "
                 f"({where}); delete it first or pick another time",
             )
+    if not parser.failed and not mixed_currencies_allowed():
+        conflicts = currency_conflicts(
+            tenant_id=owner_row.tenant_id,
+            kind=kind,
+            currency=parser.currency.value,
+            effective_from=parser.effective.value,
+            using=using,
+        )
+        if conflicts:
+            message = _currency_message(kind, parser.currency.value, conflicts)
+            parser.error(parser.currency.line, CURRENCY, message)
     if parser.failed:
         raise ImportFailed(parser.errors, parser.more)
     return RateDeck.objects.using(using).create(
-        carrier=carrier,
+        tenant_id=owner_row.tenant_id,
+        **{owner.field: owner_row},
         name=name[:255],
         currency=parser.currency.value,
         effective_from=parser.effective.value,

@@ -1,6 +1,13 @@
-"""Vendor rate decks: what each carrier charges per destination, effective-dated.
+"""Rate decks: what each carrier charges (vendor decks) and what customers pay (sell decks).
 
-A carrier keeps every deck it ever had (past, in force, future); the deck in force
+A deck has one owner: a carrier (a vendor deck: what the carrier charges), a routing
+plan or a customer (a sell deck: what the plan's customers, or that one customer,
+pay). One model for both, so the rows, the CSV format, the effective dates, the
+currency, the history and the change log are the same code; the named check
+constraint `ratedeck_one_owner` holds exactly one owner, and `tenant` is the
+owner's tenant, stored so that scoping is one join-free filter for every kind.
+
+An owner keeps every deck it ever had (past, in force, future); the deck in force
 at a time t is the one with the latest `effective_from` <= t. A deck is replaced
 whole by importing the next one, never edited row by row, so only RateDeck keeps a
 change history.
@@ -10,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -20,7 +27,11 @@ from simple_history.models import HistoricalRecords
 from rating import rows
 from rating.currencies import currency_problem
 from routing import validators
-from routing.models import Carrier
+from routing.models import Carrier, Customer, RoutingPlan
+from tenants.models import Tenant
+
+OWNER_FIELDS: tuple[str, ...] = ("carrier", "plan", "customer")
+"""The fields that can own a deck, exactly one per deck."""
 
 
 def validate_currency(value: str) -> None:
@@ -35,21 +46,66 @@ class DeckState(models.TextChoices):
     PAST = "past", "past"
 
 
+class DeckKind(models.TextChoices):
+    VENDOR = "vendor", "vendor (a carrier's)"
+    SELL = "sell", "sell (a plan's or a customer's)"
+
+
 class RateDeckQuerySet(models.QuerySet):
     def in_force_at(self, at: datetime) -> RateDeckQuerySet:
-        """The decks in force at `at`: per carrier, the latest effective_from <= at."""
-        latest = (
-            RateDeck.objects.filter(carrier=models.OuterRef("carrier"), effective_from__lte=at)
-            .order_by("-effective_from")
-            .values("pk")[:1]
-        )
-        return self.filter(pk=models.Subquery(latest))
+        """The decks in force at `at`: per owner, the latest effective_from <= at."""
+        # One subquery per owner field: `owner = OuterRef(owner)` is never true for
+        # NULL, so the other kinds of deck cannot match each other's.
+        in_force = Q()
+        for owner in OWNER_FIELDS:
+            latest = (
+                RateDeck.objects.filter(**{owner: models.OuterRef(owner)}, effective_from__lte=at)
+                .order_by("-effective_from")
+                .values("pk")[:1]
+            )
+            in_force |= Q(**{f"{owner}__isnull": False}, pk=models.Subquery(latest))
+        return self.filter(in_force)
+
+    def of_kind(self, kind: str) -> RateDeckQuerySet:
+        if kind == DeckKind.VENDOR:
+            return self.filter(carrier__isnull=False)
+        return self.filter(carrier__isnull=True)
 
 
 class RateDeck(models.Model):
-    """One price list of a carrier (vendor), in force from `effective_from` until the next."""
+    """One price list of a carrier (vendor), a routing plan or a customer (sell), in force
+    from `effective_from` until its owner's next deck."""
 
-    carrier = models.ForeignKey(Carrier, on_delete=models.PROTECT, related_name="rate_decks")
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.PROTECT,
+        related_name="rate_decks",
+        help_text="The owner's tenant (set from the owner).",
+    )
+    carrier = models.ForeignKey(
+        Carrier,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="rate_decks",
+        help_text="A vendor deck: what this carrier charges.",
+    )
+    plan = models.ForeignKey(
+        RoutingPlan,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="sell_decks",
+        help_text="A sell deck: what the customers on this plan pay (unless they have their own).",
+    )
+    customer = models.ForeignKey(
+        Customer,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="sell_decks",
+        help_text="A sell deck: what this customer pays, instead of its plan's deck.",
+    )
     name = models.CharField(
         max_length=255, blank=True, help_text="Where the deck came from, e.g. the file's name."
     )
@@ -59,7 +115,7 @@ class RateDeck(models.Model):
         help_text="ISO 4217 code of every rate in the deck, e.g. EUR.",
     )
     effective_from = models.DateTimeField(
-        help_text="The deck is in force from this moment until the carrier's next deck."
+        help_text="The deck is in force from this moment until its owner's next deck."
     )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
@@ -70,22 +126,71 @@ class RateDeck(models.Model):
     history = HistoricalRecords()
     objects = RateDeckQuerySet.as_manager()
 
-    tenant_path = "carrier__tenant"
+    tenant_path = "tenant"
 
     class Meta:
-        ordering = ["carrier", "-effective_from"]
+        ordering = ["carrier", "plan", "customer", "-effective_from"]
         constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(carrier__isnull=False, plan__isnull=True, customer__isnull=True)
+                    | Q(carrier__isnull=True, plan__isnull=False, customer__isnull=True)
+                    | Q(carrier__isnull=True, plan__isnull=True, customer__isnull=False)
+                ),
+                name="ratedeck_one_owner",
+                violation_error_message="A rate deck belongs to exactly one carrier, routing "
+                "plan or customer.",
+            ),
             models.UniqueConstraint(
                 fields=["carrier", "effective_from"],
                 name="ratedeck_one_per_carrier_and_time",
                 violation_error_message="This carrier already has a deck effective at that time.",
             ),
+            models.UniqueConstraint(
+                fields=["plan", "effective_from"],
+                name="ratedeck_one_per_plan_and_time",
+                violation_error_message="This plan already has a deck effective at that time.",
+            ),
+            models.UniqueConstraint(
+                fields=["customer", "effective_from"],
+                name="ratedeck_one_per_customer_and_time",
+                violation_error_message="This customer already has a deck effective at that time.",
+            ),
         ]
 
     def __str__(self) -> str:
-        carrier = getattr(self, "carrier", None) if self.carrier_id else None
         when = self.effective_from.isoformat() if self.effective_from else "?"
-        return f"{carrier or 'no carrier'}: {self.name or 'rate deck'} from {when}"
+        return f"{self.owner_label()}: {self.name or 'rate deck'} from {when}"
+
+    @property
+    def owner_field(self) -> str | None:
+        """Which field owns the deck: "carrier", "plan" or "customer" (None: not set yet)."""
+        return next((f for f in OWNER_FIELDS if getattr(self, f"{f}_id") is not None), None)
+
+    @property
+    def owner(self) -> Carrier | RoutingPlan | Customer | None:
+        field = self.owner_field
+        return getattr(self, field) if field else None
+
+    @property
+    def owner_id(self) -> int | None:
+        field = self.owner_field
+        return getattr(self, f"{field}_id") if field else None
+
+    @property
+    def kind(self) -> DeckKind:
+        return DeckKind.VENDOR if self.carrier_id is not None else DeckKind.SELL
+
+    def owner_label(self) -> str:
+        """ "Carrier X", "plan Premium", "customer Initech" (never raises, for history rows)."""
+        field = self.owner_field
+        if field is None:
+            return "no owner"
+        try:
+            owner = getattr(self, field)
+        except ObjectDoesNotExist:
+            return f"{field} {getattr(self, f'{field}_id')} (deleted)"
+        return str(owner) if field == "carrier" else f"{field} {owner}"
 
     def state(self, now: datetime | None = None, in_force_id: int | None = None) -> DeckState:
         """Past, in force or future at `now`; `in_force_id` saves the query when known."""
@@ -93,13 +198,15 @@ class RateDeck(models.Model):
         if self.effective_from is None or self.effective_from > now:
             return DeckState.FUTURE
         if in_force_id is None:
-            current = RateDeck.objects.in_force_at(now).filter(carrier_id=self.carrier_id)
+            field = self.owner_field
+            current = RateDeck.objects.filter(**{f"{field}_id": self.owner_id})
+            current = current.filter(effective_from__lte=now).order_by("-effective_from")
             in_force_id = current.values_list("pk", flat=True).first()
         return DeckState.IN_FORCE if in_force_id == self.pk else DeckState.PAST
 
 
 class Rate(models.Model):
-    """What a carrier charges for numbers under one prefix, in its deck's currency."""
+    """The price of numbers under one prefix, in its deck's currency (vendor or sell)."""
 
     deck = models.ForeignKey(RateDeck, on_delete=models.CASCADE, related_name="rates")
     prefix = models.CharField(
@@ -132,7 +239,7 @@ class Rate(models.Model):
         help_text="Seconds per block after the first.",
     )
 
-    tenant_path = "deck__carrier__tenant"
+    tenant_path = "deck__tenant"
 
     class Meta:
         ordering = ["deck", "prefix"]

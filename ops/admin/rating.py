@@ -1,11 +1,13 @@
-"""Admin of rate decks: listed per carrier with their state, rates shown, CSV import and export.
+"""Admin of rate decks: vendor decks per carrier and sell decks per plan or customer,
+listed with their state, rates shown, CSV import and export.
 
 A deck is never edited: it is imported whole (the "Import rate deck" page, the same
 code as `manage.py import_rates`) and deleted whole (rating.services.delete_deck,
 which tells every process). Tenant-scoped like the rest (TenantScopedMixin); the
-carrier choice of the import lists the user's own carriers only. Permissions
-follow the carrier: who may view a tenant's carriers may view their decks, who
-may change them may import and delete decks.
+owner choices of the import list the user's own carriers, plans and customers
+only. Permissions follow the owner (rating.services.may): who may view a tenant's
+carriers (plans, customers) may view their decks, who may change them may import
+and delete decks.
 """
 
 from __future__ import annotations
@@ -31,22 +33,37 @@ from rating import services
 from rating.currencies import CURRENCIES
 from rating.exporting import export_rows
 from rating.importing import CSV_COLUMNS, WHEN_HELP, ImportFailed, import_deck, parse_when
-from rating.models import DeckState, Rate, RateDeck
+from rating.models import OWNER_FIELDS, DeckKind, DeckState, Rate, RateDeck
 from rating.rows import money_text
-from routing.models import Carrier
+from routing.models import Carrier, Customer, RoutingPlan
 from tenants.scoping import scope_queryset
 
 RATES_PER_PAGE = 100
 
 
-def _carrier_perm(request, action: str) -> bool:
-    return request.user.has_perm(f"routing.{action}_carrier") or request.user.has_perm(
-        f"rating.{action}_ratedeck"
-    )
+def _deck_perm(request, action: str, field: str | None = None) -> bool:
+    return services.may(request.user, action, field)
 
 
 class DeckImportForm(forms.Form):
-    carrier = forms.ModelChoiceField(queryset=Carrier.objects.none())
+    """The owner (exactly one of carrier, plan, customer), the file and the deck's values."""
+
+    carrier = forms.ModelChoiceField(
+        queryset=Carrier.objects.none(),
+        required=False,
+        help_text="A vendor deck: what this carrier charges.",
+    )
+    plan = forms.ModelChoiceField(
+        queryset=RoutingPlan.objects.none(),
+        required=False,
+        label="Routing plan",
+        help_text="A sell deck: what the customers on this plan pay.",
+    )
+    customer = forms.ModelChoiceField(
+        queryset=Customer.objects.none(),
+        required=False,
+        help_text="A sell deck: what this customer pays, instead of its plan's deck.",
+    )
     file = forms.FileField(help_text="UTF-8 CSV with a header row (see the columns below).")
     effective = forms.CharField(
         required=False,
@@ -61,8 +78,23 @@ class DeckImportForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        carriers = scope_queryset(Carrier.objects.select_related("tenant"), user)
-        self.fields["carrier"].queryset = carriers
+        for name, model in (("carrier", Carrier), ("plan", RoutingPlan), ("customer", Customer)):
+            queryset = scope_queryset(model.objects.select_related("tenant"), user)
+            self.fields[name].queryset = queryset
+
+    def clean(self):
+        data = super().clean()
+        given = [name for name in OWNER_FIELDS if data.get(name)]
+        if len(given) != 1 and not any(name in self.errors for name in OWNER_FIELDS):
+            raise forms.ValidationError(
+                "Pick exactly one owner: a carrier (vendor deck), a routing plan or a "
+                "customer (sell deck)."
+            )
+        return data
+
+    def owner(self) -> dict:
+        """The import's owner argument, e.g. {"plan": <RoutingPlan>}."""
+        return {name: self.cleaned_data[name] for name in OWNER_FIELDS if self.cleaned_data[name]}
 
     def clean_effective(self):
         text = self.cleaned_data["effective"].strip()
@@ -72,6 +104,19 @@ class DeckImportForm(forms.Form):
         if value is None:
             raise forms.ValidationError(f"Write {WHEN_HELP}.")
         return value
+
+
+class KindFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return DeckKind.choices
+
+    def queryset(self, request, queryset):
+        if self.value() in DeckKind.values:
+            return queryset.of_kind(self.value())
+        return queryset
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -97,7 +142,8 @@ class StateFilter(admin.SimpleListFilter):
 class RateDeckAdmin(TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
     list_display = [
         "__str__",
-        "carrier",
+        "kind",
+        "owner_column",
         "currency",
         "effective_from",
         "state",
@@ -105,19 +151,37 @@ class RateDeckAdmin(TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
         "created_at",
         "export_link",
     ]
-    list_filter = [("carrier", admin.RelatedOnlyFieldListFilter), StateFilter, "currency"]
-    search_fields = ["name", "carrier__name"]
-    list_select_related = ["carrier"]
-    ordering = ["carrier__name", "-effective_from"]
-    fields = ["carrier", "name", "currency", "effective_from", "rows", "created_at", "created_by"]
+    list_filter = [
+        KindFilter,
+        ("carrier", admin.RelatedOnlyFieldListFilter),
+        ("plan", admin.RelatedOnlyFieldListFilter),
+        ("customer", admin.RelatedOnlyFieldListFilter),
+        StateFilter,
+        "currency",
+    ]
+    search_fields = ["name", "carrier__name", "plan__name", "customer__name"]
+    list_select_related = ["carrier", "plan", "customer"]
+    ordering = ["carrier__name", "plan__name", "customer__name", "-effective_from"]
+    fields = [
+        "carrier",
+        "plan",
+        "customer",
+        "name",
+        "currency",
+        "effective_from",
+        "rows",
+        "created_at",
+        "created_by",
+    ]
     readonly_fields = fields
     change_list_template = "admin/rating/ratedeck/change_list.html"
     change_form_template = "admin/rating/ratedeck/change_form.html"
 
-    # --- Permissions: those of the carrier ----------------------------------------------
+    # --- Permissions: those of the owner ------------------------------------------------
 
     def has_view_permission(self, request, obj=None):
-        return _carrier_perm(request, "view") or _carrier_perm(request, "change")
+        field = obj.owner_field if obj is not None else None
+        return _deck_perm(request, "view", field) or _deck_perm(request, "change", field)
 
     def has_add_permission(self, request):
         return False  # decks come from the import page
@@ -126,13 +190,13 @@ class RateDeckAdmin(TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
         return False  # a deck is replaced by the next one, never edited
 
     def has_delete_permission(self, request, obj=None):
-        return _carrier_perm(request, "change")
+        return _deck_perm(request, "change", obj.owner_field if obj is not None else None)
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
 
-    def may_import(self, request) -> bool:
-        return _carrier_perm(request, "change")
+    def may_import(self, request, field: str | None = None) -> bool:
+        return _deck_perm(request, "change", field)
 
     # --- Columns ------------------------------------------------------------------------
 
@@ -149,6 +213,14 @@ class RateDeckAdmin(TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
         if in_force is None:
             return obj.state()
         return obj.state(in_force_id=obj.pk if obj.pk in in_force else -1)
+
+    @admin.display(description="Kind")
+    def kind(self, obj: RateDeck) -> str:
+        return obj.kind.value
+
+    @admin.display(description="Owner")
+    def owner_column(self, obj: RateDeck) -> str:
+        return obj.owner_label()
 
     @admin.display(description="CSV")
     def export_link(self, obj: RateDeck) -> str:
@@ -215,7 +287,7 @@ class RateDeckAdmin(TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
             _csv_lines(export_rows(deck, with_effective=True)),
             content_type="text/csv; charset=utf-8",
         )
-        name = f"{deck.carrier.name}-{deck.effective_from:%Y%m%dT%H%M%S}.csv".replace(" ", "_")
+        name = f"{deck.owner_label()}-{deck.effective_from:%Y%m%dT%H%M%S}.csv".replace(" ", "_")
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
 
@@ -227,10 +299,13 @@ class RateDeckAdmin(TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             upload = data["file"]
+            owner = form.owner()
+            if not self.may_import(request, next(iter(owner))):
+                raise PermissionDenied
             try:
                 result = import_deck(
                     lambda: io.TextIOWrapper(upload.file, encoding="utf-8-sig", newline=""),
-                    carrier=data["carrier"],
+                    **owner,
                     effective_from=data["effective"],
                     currency=data["currency"] or None,
                     name=upload.name,
@@ -241,7 +316,7 @@ class RateDeckAdmin(TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin):
             else:
                 self.message_user(
                     request,
-                    f"Imported {upload.name} for {data['carrier']}: {result.summary()}.",
+                    f"Imported {upload.name} for {result.deck.owner_label()}: {result.summary()}.",
                     messages.SUCCESS,
                 )
                 return redirect("admin:rating_ratedeck_changelist")

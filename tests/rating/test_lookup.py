@@ -76,7 +76,7 @@ def test_while_a_carrier_is_built_the_database_answers(carrier_a, db):
     # Hold the build: the carrier is pending, so the answer comes from the database.
     store._schedule_build = lambda carrier_id: store._building.__setitem__(carrier_id, 1)
     store.refresh()
-    assert carrier_a.pk in store._building
+    assert ("carrier", carrier_a.pk) in store._building
     assert store.rate_for(carrier_a.pk, "3361", T1).deck_id == deck.pk
 
 

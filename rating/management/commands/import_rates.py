@@ -1,4 +1,7 @@
-"""manage.py import_rates: load a carrier's new rate deck from CSV, all or nothing."""
+"""manage.py import_rates: load a new rate deck from CSV, all or nothing.
+
+A vendor deck with --carrier, a sell deck with --plan or --customer.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +17,19 @@ from rating.importing import (
     import_deck,
     parse_when,
 )
-from routing.models import Carrier
+from rating.services import Owner, owner_named
 from routing.progress import progress_bars
 
 
 class Command(BaseCommand):
     help = (
-        "Import a carrier's rate deck from a CSV file with a header row (columns: "
+        "Import a rate deck from a CSV file with a header row (columns: "
         + ",".join(CSV_COLUMNS)
         + "; prefix and rate are required). Every row is checked first; any bad row "
-        "aborts the import with every problem listed. The deck is in force from its "
-        "effective date until the carrier's next deck."
+        "aborts the import with every problem listed. A carrier's deck (--carrier) is "
+        "what the vendor charges; a plan's (--plan) or a customer's (--customer) is what "
+        "customers pay (sell rates). The deck is in force from its effective date until "
+        "its owner's next deck."
     )
 
     def add_arguments(self, parser):
@@ -32,8 +37,11 @@ class Command(BaseCommand):
             "file", help="CSV file (UTF-8), as vendors send it or export_rates writes it."
         )
         parser.add_argument("--tenant", required=True, metavar="SLUG", help="Tenant slug.")
-        parser.add_argument(
-            "--carrier", required=True, metavar="NAME", help="Carrier name in the tenant."
+        owner = parser.add_mutually_exclusive_group(required=True)
+        owner.add_argument("--carrier", metavar="NAME", help="A vendor deck of this carrier.")
+        owner.add_argument("--plan", metavar="NAME", help="A sell deck of this routing plan.")
+        owner.add_argument(
+            "--customer", metavar="NAME", help="A sell deck of this customer (replaces its plan's)."
         )
         parser.add_argument(
             "--effective",
@@ -52,15 +60,15 @@ class Command(BaseCommand):
         path = Path(options["file"])
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
-        carrier = (
-            Carrier.objects.select_related("tenant")
-            .filter(tenant__slug=options["tenant"], name=options["carrier"])
-            .first()
-        )
-        if carrier is None:
-            raise CommandError(
-                f"No carrier {options['carrier']!r} in tenant {options['tenant']!r}."
+        try:
+            owner = owner_named(
+                tenant=options["tenant"],
+                carrier=options["carrier"],
+                plan=options["plan"],
+                customer=options["customer"],
             )
+        except LookupError as exc:
+            raise CommandError(str(exc)) from None
         effective = None
         if options["effective"]:
             effective = parse_when(options["effective"])
@@ -72,7 +80,7 @@ class Command(BaseCommand):
         try:
             result = import_deck(
                 lambda: path.open(encoding="utf-8-sig", newline=""),
-                carrier=carrier,
+                **{Owner.of(owner).field: owner},
                 effective_from=effective,
                 currency=options["currency"],
                 name=path.name,
@@ -88,6 +96,7 @@ class Command(BaseCommand):
             ) from None
         self.stdout.write(
             self.style.SUCCESS(
-                f"Imported a deck for {carrier.tenant.slug}/{carrier}: {result.summary()}"
+                f"Imported a deck for {owner.tenant.slug}/{result.deck.owner_label()}: "
+                f"{result.summary()}"
             )
         )
