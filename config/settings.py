@@ -252,6 +252,13 @@ ROUTING_FR_INV_TIMER = env.int("ROUTING_FR_INV_TIMER", default=30000)
 # Which route table implementation answers decisions ("database" reads every decision
 # from the database; see routing/tables.py).
 ROUTING_TABLE = env.str("ROUTING_TABLE", default="database")
+# What prices least-cost routes (a dotted path to a callable returning a rate source:
+# vendors' decks and customers' sell rates in force); empty: least-cost routes get no
+# vendor. See docs/rates.md.
+ROUTING_RATE_SOURCE = env.str("ROUTING_RATE_SOURCE", default="rating.lookup.rate_source")
+# Sell decks and vendor decks in different currencies cannot be compared by least-cost
+# routing: importing such a mix is refused unless this is on.
+RATING_ALLOW_MIXED_CURRENCIES = env.bool("RATING_ALLOW_MIXED_CURRENCIES", default=False)
 
 # Every routing decision is answered within this many milliseconds of its arrival,
 # over HTTP and EVAPI: when the database does not answer in time, with 503 "Routing

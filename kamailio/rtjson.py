@@ -124,4 +124,7 @@ def _route_json(route: Route) -> dict[str, Any]:
         item["fr_inv_timer"] = route.fr_inv_timer
     item["carrier"] = route.carrier
     item["trunk"] = route.trunk
+    if route.rate is not None:  # least cost: for the config's headers or CDR variables
+        item["rate"] = str(route.rate)
+        item["currency"] = route.currency
     return item

@@ -13,11 +13,22 @@ import enum
 import hashlib
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from routing.numbers import clean_number, is_safe_user, match_digits
-from routing.rows import CustomerRow, PlanRef, RouteEntry, RouteRow, TargetRow, TenantRef
+from routing.rows import (
+    CustomerRow,
+    PlanRef,
+    RouteEntry,
+    RouteRow,
+    TargetRow,
+    TenantRef,
+    TrunkRow,
+)
 from tenants.networks import IPAddress, NetworkError, network_contains, parse_address
 
 
@@ -60,6 +71,28 @@ class RouteTable(Protocol):
         """The plan's routes whose prefix is one of `candidates`, each with its
         targets (trunks included), in any order."""
 
+    def trunks(self, tenant_id: int) -> list[TrunkRow]:
+        """Every trunk of the tenant (the candidates of a least-cost route over all)."""
+
+
+class RateQuote(Protocol):
+    """A rate that prices a call (rating.lookup.RateMatch is one)."""
+
+    prefix: str
+    rate: Decimal  # per minute
+    currency: str
+
+
+class RateSource(Protocol):
+    """Where least-cost routing reads rates: vendors' decks and customers' sell rates,
+    each the deck in force at the call's time (rating.lookup.rate_source())."""
+
+    def vendor_rate(self, carrier_id: int, digits: str, at: datetime) -> RateQuote | None: ...
+
+    def sell_rate(
+        self, plan_id: int | None, customer_id: int | None, digits: str, at: datetime
+    ) -> RateQuote | None: ...
+
 
 # --- Input and output --------------------------------------------------------------
 
@@ -83,6 +116,7 @@ class CallRequest:
     account: str = ""
     customer: str | None = None
     plan: str | None = None
+    at: datetime | None = None  # the call's time (rates in force); None: now
     call_id: str = ""
     from_name: str = ""
     from_uri: str = ""
@@ -122,6 +156,23 @@ class Route:
     branch_flags: int | None = None
     fr_timer: int | None = None
     fr_inv_timer: int | None = None
+    rate: Decimal | None = None  # least-cost routing: the vendor's rate per minute
+    currency: str = ""
+    rate_prefix: str | None = None  # the rate deck's prefix that priced the number
+
+
+@dataclass(frozen=True, slots=True)
+class CostLine:
+    """A candidate of a least-cost route, as the simulator shows it."""
+
+    carrier: str
+    trunk: str
+    rate_prefix: str | None
+    rate: Decimal | None
+    currency: str
+    limit: Decimal | None  # the highest rate the margin guard allowed
+    status: str  # "first", "later" or "skipped"
+    why: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +192,9 @@ class Decision:
     routing: str | None = None
     routes: tuple[Route, ...] = ()
     skipped: tuple[str, ...] = ()
+    costs: tuple[CostLine, ...] = ()
+    sell_rate: Decimal | None = None
+    currency: str = ""
     trace: tuple[str, ...] = ()
     decision_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -153,9 +207,16 @@ class Decision:
 
 
 def resolve(
-    request: CallRequest, *, table: RouteTable, defaults: RoutingDefaults | None = None
+    request: CallRequest,
+    *,
+    table: RouteTable,
+    defaults: RoutingDefaults | None = None,
+    rates: RateSource | None = None,
 ) -> Decision:
-    """Decide where `request` goes. Never raises for bad call data: it answers."""
+    """Decide where `request` goes. Never raises for bad call data: it answers.
+
+    `rates` prices least-cost routes (without it, such routes have no vendor).
+    """
     defaults = defaults or RoutingDefaults()
     trace: list[str] = []
 
@@ -187,7 +248,8 @@ def resolve(
             trace.append(f"tenant {tenant.slug} has no routing plan {request.plan!r}")
             return fail(Outcome.INVALID, 400, "Unknown Routing Plan", **common)
         trace.append(f"plan {plan.name} given explicitly")
-        plan_id, plan_name = plan.id, plan.name
+        plan_id, plan_name, customer_id = plan.id, plan.name, None
+        plan_margins = Margins(plan.margin_percent, plan.margin_absolute, plan.max_cost)
     else:
         customer = _find_customer(request, tenant, address, callee, table, trace)
         if customer is None:
@@ -202,7 +264,10 @@ def resolve(
             if not callee:
                 return fail(Outcome.INVALID, 400, "No callee", **common)
             common["callee"] = callee
-        plan_id, plan_name = customer.plan_id, customer.plan_name
+        plan_id, plan_name, customer_id = customer.plan_id, customer.plan_name, customer.id
+        plan_margins = Margins(
+            customer.plan_margin_percent, customer.plan_margin_absolute, customer.plan_max_cost
+        )
     common["plan"] = plan_name
 
     digits = match_digits(callee)
@@ -216,6 +281,7 @@ def resolve(
         return fail(Outcome.NO_ROUTE, 404, "No Route", **common)
 
     skipped: list[str] = []
+    pricing = Pricing(rates, plan_id, customer_id, digits, request.at or _now(), plan_margins)
     for position, (route, targets) in enumerate(fits):
         common.update(matched=route, beaten=tuple(row for row, _ in fits[position + 1 :]))
         if route.action == "reject":
@@ -230,13 +296,29 @@ def resolve(
             return Decision(
                 outcome=Outcome.LOCATION, routing="location", trace=tuple(trace), **common
             )
+        if route.strategy == "lcr_all":
+            targets = tuple(
+                TargetRow(id=-trunk.id, priority=1, weight=100, trunk=trunk)
+                for trunk in table.trunks(tenant.id)
+            )
+            trace.append(f"least cost over the tenant's {len(targets)} trunks")
         usable = _usable_targets(targets, digits, skipped, trace)
+        quotes: dict[int, RateQuote] = {}
+        no_vendor = ""
+        if route.strategy != "fixed" and usable:
+            usable, quotes, no_vendor = pricing.choose(route, usable, skipped, trace)
+            common.update(
+                costs=pricing.costs, sell_rate=pricing.sell_rate, currency=pricing.currency
+            )
         if usable:
             break
         name = _name(route)
         if route.is_final or position == len(fits) - 1:
             if route.is_final and position < len(fits) - 1:
                 trace.append(f"prefix {name} is final: no fallback to a shorter prefix")
+            if no_vendor:
+                code = route.lcr_code or 503
+                return fail(Outcome.NO_ROUTE, code, no_vendor, skipped=tuple(skipped), **common)
             return fail(Outcome.NO_ROUTE, 503, "No Active Trunk", skipped=tuple(skipped), **common)
         shorter = fits[position + 1][0]
         trace.append(
@@ -244,8 +326,17 @@ def resolve(
             f"({shorter.action})"
         )
 
-    ordered = order_targets(usable, key=request.call_id or f"{caller}|{callee}")
-    routes = tuple(_route(target, request, caller, callee, digits, defaults) for target in ordered)
+    seed = request.call_id or f"{caller}|{callee}"
+    if quotes:
+        ordered = order_targets(usable, key=seed, cost=lambda t: quotes[t.id].rate)
+        pricing.mark_order(ordered)
+        common.update(costs=pricing.costs)
+    else:
+        ordered = order_targets(usable, key=seed)
+    routes = tuple(
+        _route(target, request, caller, callee, digits, defaults, quotes.get(target.id))
+        for target in ordered
+    )
     trace.append(
         f"{route.routing_mode} to "
         + ", ".join(f"{r.carrier}/{r.trunk} (p{r.priority} w{r.weight})" for r in routes)
@@ -309,6 +400,169 @@ def _find_tenant(request: CallRequest, table: RouteTable, trace: list[str]) -> T
     tenant, network = found
     trace.append(f"source {address} is in {network}: tenant {tenant.slug}")
     return tenant
+
+
+# --- Least cost ----------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Margins:
+    """The margin guard: a plan's, with a route's own values taking precedence."""
+
+    percent: Decimal | None = None
+    absolute: Decimal | None = None
+    max_cost: Decimal | None = None
+
+    def over(self, route: RouteRow) -> Margins:
+        return Margins(
+            route.margin_percent if route.margin_percent is not None else self.percent,
+            route.margin_absolute if route.margin_absolute is not None else self.absolute,
+            route.max_cost if route.max_cost is not None else self.max_cost,
+        )
+
+    def limit(self, sell: RateQuote | None) -> tuple[Decimal | None, str]:
+        """The highest vendor rate the guard allows, and how it was reached."""
+        limits: list[tuple[Decimal, str]] = []
+        if self.max_cost is not None:
+            limits.append((self.max_cost, f"max cost {self.max_cost}"))
+        if sell is not None and self.percent is not None:
+            allowed = sell.rate * (1 - self.percent / 100)
+            limits.append((allowed, f"sell rate {sell.rate} less {self.percent}%"))
+        if sell is not None and self.absolute is not None:
+            limits.append(
+                (sell.rate - self.absolute, f"sell rate {sell.rate} less {self.absolute}")
+            )
+        return min(limits, key=lambda pair: pair[0]) if limits else (None, "")
+
+
+class Pricing:
+    """Least-cost routing for one call: the sell rate, the vendors' rates, the guard.
+
+    A candidate is priced by its carrier's rate for the number in the deck in force at
+    the call's time; one without a rate, in another currency than the sell rate, or
+    above the margin guard's limit is skipped with the reason. The rest are ordered
+    cheapest first (ties: priority, then weight shares).
+    """
+
+    def __init__(
+        self,
+        rates: RateSource | None,
+        plan_id: int,
+        customer_id: int | None,
+        digits: str | None,
+        at: datetime,
+        margins: Margins,
+    ) -> None:
+        self.rates, self.plan_id, self.customer_id = rates, plan_id, customer_id
+        self.digits, self.at, self.margins = digits, at, margins
+        self.costs: tuple[CostLine, ...] = ()
+        self.sell_rate: Decimal | None = None
+        self.currency = ""
+        self._sell: RateQuote | None = None
+        self._sell_read = False
+
+    def sell(self) -> RateQuote | None:
+        if not self._sell_read:
+            self._sell_read = True
+            self._sell = self.rates.sell_rate(self.plan_id, self.customer_id, self.digits, self.at)
+            if self._sell is not None:
+                self.sell_rate, self.currency = self._sell.rate, self._sell.currency
+        return self._sell
+
+    def choose(
+        self, route: RouteRow, usable: list[TargetRow], skipped: list[str], trace: list[str]
+    ) -> tuple[list[TargetRow], dict[int, RateQuote], str]:
+        """The priced candidates, their quotes by target id, and the answer when none is."""
+        if self.rates is None or self.digits is None:
+            why = "no rate source" if self.rates is None else "the callee is not a number"
+            for target in usable:
+                skipped.append(f"{target.trunk.label}: not priced ({why})")
+            trace.append(f"least cost: {why}, so no vendor can be priced")
+            return [], {}, "No Vendor Rate"
+        margins = self.margins.over(route)
+        sell = self.sell()
+        limit, basis = margins.limit(sell)
+        if sell is None:
+            trace.append(
+                f"least cost for {self.digits}: no sell rate"
+                + (", only the max cost applies" if margins.max_cost is not None else "")
+            )
+        else:
+            trace.append(
+                f"least cost for {self.digits}: sell rate {sell.rate} {sell.currency} "
+                f"(prefix {sell.prefix or '(default)'})"
+                + (f", vendors up to {limit} ({basis})" if limit is not None else "")
+            )
+        by_carrier: dict[int, RateQuote | None] = {}
+        priced, quotes, lines = [], {}, []
+        any_rate = False
+        for target in usable:
+            trunk = target.trunk
+            if trunk.carrier_id not in by_carrier:
+                by_carrier[trunk.carrier_id] = self.rates.vendor_rate(
+                    trunk.carrier_id, self.digits, self.at
+                )
+            quote = by_carrier[trunk.carrier_id]
+            why = ""
+            if quote is None:
+                why = f"carrier {trunk.carrier_name} has no rate for {self.digits}"
+            else:
+                any_rate = True
+                if sell is not None and quote.currency != sell.currency:
+                    why = (
+                        f"rate in {quote.currency}, the sell rate in {sell.currency}: "
+                        "not comparable"
+                    )
+                elif limit is not None and quote.rate > limit:
+                    why = f"rate {quote.rate} {quote.currency} is above {limit} ({basis})"
+            lines.append(
+                CostLine(
+                    carrier=trunk.carrier_name,
+                    trunk=trunk.name,
+                    rate_prefix=quote.prefix if quote else None,
+                    rate=quote.rate if quote else None,
+                    currency=quote.currency if quote else "",
+                    limit=limit,
+                    status="skipped" if why else "",
+                    why=why,
+                )
+            )
+            if why:
+                skipped.append(f"{trunk.label}: {why}")
+                trace.append(f"skipped {trunk.label}: {why}")
+            else:
+                priced.append(target)
+                quotes[target.id] = quote
+        self.costs = tuple(lines)
+        if priced:
+            return priced, quotes, ""
+        return [], {}, "No Vendor Within Margin" if any_rate else "No Vendor Rate"
+
+    def mark_order(self, ordered: list[TargetRow]) -> None:
+        """Say, per priced candidate, where the cost put it."""
+        place = {(t.trunk.carrier_name, t.trunk.name): n for n, t in enumerate(ordered)}
+        lines = []
+        for line in self.costs:
+            n = place.get((line.carrier, line.trunk))
+            if n is None:
+                lines.append(line)
+                continue
+            prefix = line.rate_prefix or "(default)"
+            why = f"{line.rate} {line.currency} per minute (rate prefix {prefix})"
+            lines.append(
+                CostLine(
+                    **{
+                        **{name: getattr(line, name) for name in CostLine.__slots__},
+                        "status": "first" if n == 0 else "later",
+                        "why": ("cheapest: " if n == 0 else f"#{n + 1}: ") + why,
+                    }
+                )
+            )
+        self.costs = tuple(sorted(lines, key=lambda c: (c.status == "skipped", c.rate or 0)))
 
 
 def _address(source_ip: str | None) -> IPAddress | None:
@@ -457,8 +711,11 @@ def _fitting_routes(
     return fits
 
 
-def order_targets(targets: list[TargetRow], *, key: str) -> list[TargetRow]:
-    """Lower priority first; within a priority, a weighted random order seeded by `key`.
+def order_targets(
+    targets: list[TargetRow], *, key: str, cost: Callable[[TargetRow], Decimal] | None = None
+) -> list[TargetRow]:
+    """Cheapest first when `cost` is given (least cost); then lower priority first;
+    within a priority, a weighted random order seeded by `key`.
 
     Weights are shares of traffic: with 70/30 the first target leads about 70% of
     calls. The order is a function of the call (its Call-ID), so the same call
@@ -471,7 +728,9 @@ def order_targets(targets: list[TargetRow], *, key: str) -> list[TargetRow]:
         uniform = (int.from_bytes(digest, "big") + 1) / 2.0**64  # in (0, 1]
         return math.log(uniform) / max(target.weight, 1)
 
-    return sorted(targets, key=lambda t: (t.priority, -score(t), t.id))
+    if cost is None:
+        return sorted(targets, key=lambda t: (t.priority, -score(t), t.id))
+    return sorted(targets, key=lambda t: (cost(t), t.priority, -score(t), t.id))
 
 
 def _render(template: str, caller: str, callee: str) -> str:
@@ -485,6 +744,7 @@ def _route(
     callee: str,
     digits: str | None,
     defaults: RoutingDefaults,
+    quote: RateQuote | None = None,
 ) -> Route:
     trunk = target.trunk
     if digits is not None and (trunk.strip_digits or trunk.tech_prefix):
@@ -526,6 +786,9 @@ def _route(
         branch_flags=trunk.branch_flags,
         fr_timer=trunk.fr_timer or defaults.fr_timer,
         fr_inv_timer=trunk.fr_inv_timer or defaults.fr_inv_timer,
+        rate=quote.rate if quote else None,
+        currency=quote.currency if quote else "",
+        rate_prefix=quote.prefix if quote else None,
     )
 
 

@@ -21,7 +21,14 @@ from django.db import OperationalError
 from django.utils.module_loading import import_string
 
 from routing.compiled import compiled_route_table
-from routing.resolver import CallRequest, Decision, RouteTable, RoutingDefaults, resolve
+from routing.resolver import (
+    CallRequest,
+    Decision,
+    RateSource,
+    RouteTable,
+    RoutingDefaults,
+    resolve,
+)
 from routing.tables import DatabaseRouteTable
 
 # psycopg waits for the server in slices of 0.1 s and handles signals between them,
@@ -56,9 +63,22 @@ def routing_defaults() -> RoutingDefaults:
     )
 
 
+def get_rate_source() -> RateSource | None:
+    """The rates least-cost routes are priced by: settings.ROUTING_RATE_SOURCE, a dotted
+    path to a callable (rating.lookup.rate_source: this process's rate decks); empty:
+    none. Named by a setting, not imported, so routing never depends on rating."""
+    name = settings.ROUTING_RATE_SOURCE
+    return import_string(name)() if name else None
+
+
 def decide(request: CallRequest, *, table: RouteTable | None = None) -> Decision:
-    """Resolve `request` against the configured route table and platform defaults."""
-    return resolve(request, table=table or get_route_table(), defaults=routing_defaults())
+    """Resolve `request` against the configured route table, rates and platform defaults."""
+    return resolve(
+        request,
+        table=table or get_route_table(),
+        defaults=routing_defaults(),
+        rates=get_rate_source(),
+    )
 
 
 def decision_deadline() -> float:

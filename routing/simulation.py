@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from routing.metrics import observe_decision
 from routing.models import Customer, RoutingPlan
 from routing.resolver import CallRequest, Decision, Route, RouteTable
-from routing.rows import CustomerRow, PlanRef, RouteEntry, TenantRef
+from routing.rows import CustomerRow, PlanRef, RouteEntry, TenantRef, TrunkRow
 from routing.service import decide, get_route_table
 from tenants.models import Tenant
 from tenants.networks import IPAddress
@@ -117,6 +117,10 @@ class OwnTenantTable:
     def plan_named(self, tenant_id: int, name: str) -> PlanRef | None:
         self._guard(tenant_id)
         return self.inner.plan_named(tenant_id, name)
+
+    def trunks(self, tenant_id: int) -> list[TrunkRow]:
+        self._guard(tenant_id)
+        return self.inner.trunks(tenant_id)
 
     def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
         # Plans are reached only through this tenant's customers or plan names above.

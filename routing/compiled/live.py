@@ -139,6 +139,14 @@ class CompiledRouteTable:
         plan_id = self._plan_names.get((tenant_id, name))
         return self._plans.get(plan_id) if plan_id is not None else None
 
+    def trunks(self, tenant_id: int) -> list[TrunkRow]:
+        if self.version is None:
+            return self.database.trunks(tenant_id)
+        return sorted(
+            (trunk for trunk in self._trunks.values() if trunk.tenant_id == tenant_id),
+            key=lambda trunk: trunk.id,
+        )
+
     def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
         table = self._tables.get(plan_id)
         if table is None:

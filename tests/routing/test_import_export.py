@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-from decimal import Decimal
 import threading
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
