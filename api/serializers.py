@@ -228,9 +228,22 @@ class RouteSerializer(serializers.Serializer):
     branch_flags = serializers.IntegerField(allow_null=True)
     fr_timer = serializers.IntegerField(allow_null=True)
     fr_inv_timer = serializers.IntegerField(allow_null=True)
+    rate = serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True)
+    currency = serializers.CharField()
 
     def get_extra_headers(self, route: Route) -> list[str]:
         return [f"{name}: {value}" for name, value in route.extra_headers]
+
+
+class CostLineSerializer(serializers.Serializer):
+    carrier = serializers.CharField()
+    trunk = serializers.CharField()
+    rate_prefix = serializers.CharField(allow_null=True)
+    rate = serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True)
+    currency = serializers.CharField()
+    limit = serializers.DecimalField(max_digits=14, decimal_places=6, allow_null=True)
+    status = serializers.CharField(help_text="first, later or skipped")
+    why = serializers.CharField()
 
 
 class DecisionSerializer(serializers.Serializer):
@@ -251,6 +264,9 @@ class DecisionSerializer(serializers.Serializer):
     routing = serializers.CharField(allow_null=True)
     routes = RouteSerializer(many=True)
     skipped = serializers.ListField(child=serializers.CharField(), help_text="Unusable targets.")
+    costs = CostLineSerializer(many=True, help_text="Least cost: each candidate's rate and fate.")
+    sell_rate = serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True)
+    currency = serializers.CharField(help_text="The sell rate's currency (least cost).")
     trace = serializers.ListField(child=serializers.CharField())
     rtjson = serializers.SerializerMethodField()
 

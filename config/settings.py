@@ -255,7 +255,12 @@ ROUTING_TABLE = env.str("ROUTING_TABLE", default="database")
 # What prices least-cost routes (a dotted path to a callable returning a rate source:
 # vendors' decks and customers' sell rates in force); empty: least-cost routes get no
 # vendor. See docs/rates.md.
-ROUTING_RATE_SOURCE = env.str("ROUTING_RATE_SOURCE", default="rating.lookup.rate_source")
+ROUTING_RATE_SOURCE = env.str(
+    "ROUTING_RATE_SOURCE",
+    default="rating.lookup.rate_source"
+    if ROUTING_TABLE == "compiled"
+    else "rating.lookup.database_rate_source",
+)
 # Sell decks and vendor decks in different currencies cannot be compared by least-cost
 # routing: importing such a mix is refused unless this is on.
 RATING_ALLOW_MIXED_CURRENCIES = env.bool("RATING_ALLOW_MIXED_CURRENCIES", default=False)

@@ -598,8 +598,28 @@ class RateSource:
 
 
 def rate_source(using: str = "default") -> RateSource:
-    """The default ROUTING_RATE_SOURCE: `import_string("rating.lookup.rate_source")()`."""
+    """ROUTING_RATE_SOURCE with the compiled route table: this process's rate store."""
     return RateSource(using)
+
+
+class DatabaseRateSource:
+    """The rates read straight from the database (an indexed query or two per vendor):
+    always current, what ROUTING_RATE_SOURCE is with the database route table."""
+
+    def __init__(self, using: str = "default") -> None:
+        self.using = using
+
+    def vendor_rate(self, carrier_id: int, digits: str, at: datetime) -> RateMatch | None:
+        return rate_from_database(carrier_id, digits, at, self.using)
+
+    def sell_rate(
+        self, plan_id: int | None, customer_id: int | None, digits: str, at: datetime
+    ) -> RateMatch | None:
+        return sell_rate_from_database(plan_id, customer_id, digits, at, self.using)
+
+
+def database_rate_source(using: str = "default") -> DatabaseRateSource:
+    return DatabaseRateSource(using)
 
 
 def forget_rate_stores() -> None:

@@ -430,7 +430,7 @@ class Margins:
         if self.max_cost is not None:
             limits.append((self.max_cost, f"max cost {self.max_cost}"))
         if sell is not None and self.percent is not None:
-            allowed = sell.rate * (1 - self.percent / 100)
+            allowed = (sell.rate * (1 - self.percent / 100)).quantize(sell.rate)
             limits.append((allowed, f"sell rate {sell.rate} less {self.percent}%"))
         if sell is not None and self.absolute is not None:
             limits.append(

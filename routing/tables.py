@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from django.db import connections
 
-from routing.models import DialPrefix, RouteTarget, RoutingPlan
+from routing.models import DialPrefix, RouteTarget, RoutingPlan, Trunk
 from routing.rows import (
     CustomerRow,
     PlanRef,
@@ -124,6 +124,15 @@ class DatabaseRouteTable:
             .first()
         )
         return _plan(values) if values else None
+
+    def trunks(self, tenant_id: int) -> list[TrunkRow]:
+        return [
+            _trunk(values)
+            for values in Trunk.objects.using(self.using)
+            .filter(carrier__tenant_id=tenant_id)
+            .order_by("id")
+            .values_list(*orm_paths(TrunkRow))
+        ]
 
     def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
         rows = [
