@@ -129,26 +129,34 @@ def write_tenant_csv(spec: TenantSpec, count: int, path: Path, seed: int = 6) ->
     sets = profiles(rng, trunk_names(spec), 300)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        # By column name: a column added to routing.rows since is left empty (its default).
+        writer = csv.DictWriter(out, COLUMNS, restval="", lineterminator="\n")
+        writer.writeheader()
         for prefix, description in prefixes_for(rng, count):
             if rng.random() < 0.015:
-                writer.writerow([prefix, "reject", "serial", "", "", "", 403, "Barred", "", "yes"])
+                writer.writerow(
+                    {
+                        "prefix": prefix,
+                        "action": "reject",
+                        "routing_mode": "serial",
+                        "reject_code": 403,
+                        "reject_reason": "Barred",
+                        "is_active": "yes",
+                    }
+                )
                 continue
             bounded = rng.random() < 0.1
             writer.writerow(
-                [
-                    prefix,
-                    "route",
-                    "parallel" if rng.random() < 0.02 else "serial",
-                    rng.choice(sets),
-                    10 if bounded else "",
-                    15 if bounded else "",
-                    "",
-                    "",
-                    description,
-                    "yes" if rng.random() > 0.01 else "no",
-                ]
+                {
+                    "prefix": prefix,
+                    "action": "route",
+                    "routing_mode": "parallel" if rng.random() < 0.02 else "serial",
+                    "targets": rng.choice(sets),
+                    "min_length": 10 if bounded else "",
+                    "max_length": 15 if bounded else "",
+                    "description": description,
+                    "is_active": "yes" if rng.random() > 0.01 else "no",
+                }
             )
     return count
 
