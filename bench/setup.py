@@ -2,6 +2,7 @@
 
     python -m bench.setup                    # 1,000,000 prefixes in 200 plans of 4 tenants
     python -m bench.setup --prefixes 100000  # a smaller table
+    python -m bench.setup --flat             # 1M in one plan per tenant, no customers
 
 Uses BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/routing_bench),
 creates the database if needed, migrates it, creates the tenants, their plans,
@@ -43,7 +44,19 @@ def main() -> None:
     parser.add_argument("--prefixes", type=int, default=1_000_000)
     parser.add_argument("--regenerate", action="store_true", help="Rewrite the CSV files.")
     parser.add_argument("--jobs", type=int, default=2, help="Imports run at the same time.")
+    parser.add_argument(
+        "--flat",
+        action="store_true",
+        help="The table as before plans: one plan per tenant, only default customers "
+        "(use another BENCH_DATABASE_URL; the resolver bench on it is the baseline).",
+    )
     args = parser.parse_args()
+    if args.flat:
+        from dataclasses import replace
+
+        from bench import generate
+
+        generate.TENANTS[:] = [replace(s, plans=1, customers=0) for s in generate.TENANTS]
     print(machine())
     began = time.monotonic()
     create_database(database_url())
