@@ -240,11 +240,20 @@ def compiled_memory(compiled) -> str:
     shapes = sum(_deep(t.shapes, seen) for t in tables)
     count = sum(len(t.profiles) for t in tables)
     distinct = len({p for t in tables for p in t.profiles})
+    # The same if the (trunk, priority, weight) items and the descriptions were shared
+    # by all plans (one pool per process instead of one per plan): what it would save.
+    items = {item for t in tables for p in t.profiles for item in p}
+    shared_profiles = sum(sys.getsizeof(p) for t in tables for p in t.profiles) + sum(
+        sys.getsizeof(item) for item in items
+    )
+    shared_texts = _deep(list({text for t in tables for text in t.texts}), set())
     return (
         f"compiled table by part: arrays {arrays / 2**20:.1f} MB, filters "
         f"{filters / 2**20:.1f} MB, target profiles {profiles / 2**20:.1f} MB ({count:,} "
         f"in the plans' pools, {distinct:,} distinct), descriptions {texts / 2**20:.1f} MB, "
-        f"shapes {shapes / 2**20:.1f} MB"
+        f"shapes {shapes / 2**20:.1f} MB; with {len(items):,} profile items and the "
+        f"descriptions shared by all plans: profiles {shared_profiles / 2**20:.1f} MB, "
+        f"descriptions {shared_texts / 2**20:.1f} MB"
     )
 
 
