@@ -32,6 +32,8 @@ def events(count: int) -> list[dict]:
             "caller": call.caller,
             "callee": call.callee,
             "source_ip": call.source_ip,
+            "source_port": call.source_port,
+            "account": call.account,
             "call_id": call.call_id,
             "from_uri": f"sip:{call.caller}@pbx.example.net",
         }

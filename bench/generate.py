@@ -1,4 +1,4 @@
-"""A realistic wholesale route table: 1,000,000 prefixes across several tenants.
+"""A realistic wholesale route table: 1,000,000 prefixes in 200 plans of 4 tenants.
 
 Real country codes, weighted by traffic; under each, fixed and mobile ranges a few
 digits deep as carriers' rate decks have them (e.g. 447, 4474, 44745); several
@@ -7,7 +7,15 @@ trunks per route with priorities and weights taken from a few hundred route
 ranges (premium numbers) and length bounds. Deterministic: the same seed gives
 the same file.
 
-    python -m bench.generate --prefixes 1000000      # writes bench/data/<tenant>.csv
+Since customers and routing plans: each tenant has several plans (named route
+tables, the first "Default"), a few big ones and many small ones (plan k of a
+tenant gets a share ~ 1/k of its prefixes), all routing to the tenant's carriers;
+and customers, each on a plan, recognised by source networks (/24-/32 inside the
+tenant's /16, some with a port, some pairs behind one address), a technical
+prefix (4-6 digits and #), an account, or a mix; plus the tenant's default
+customer on "Default". See `customers_for()`.
+
+    python -m bench.generate --prefixes 1000000  # writes bench/data/<tenant>/<plan>-<n>.csv
 """
 
 from __future__ import annotations
@@ -50,14 +58,21 @@ class TenantSpec:
     share: float  # of the prefixes
     carriers: int
     trunks_per_carrier: int
+    plans: int = 1  # routing plans, "Default" first
+    customers: int = 0  # besides the default customer
 
 
+# 50 carriers in all (carriers belong to a tenant; every plan of a tenant routes to
+# its carriers), 200 plans, 2,000 customers; the wholesale tenants have most of each.
 TENANTS = [
-    TenantSpec("wholesale-eu", "10.1.0.0/16", 0.55, 8, 3),
-    TenantSpec("wholesale-us", "10.2.0.0/16", 0.30, 6, 3),
-    TenantSpec("itsp", "10.3.0.0/16", 0.12, 4, 2),
-    TenantSpec("pbx-host", "10.4.0.0/16", 0.03, 2, 2),
+    TenantSpec("wholesale-eu", "10.1.0.0/16", 0.55, 24, 3, plans=110, customers=1000),
+    TenantSpec("wholesale-us", "10.2.0.0/16", 0.30, 14, 3, plans=60, customers=600),
+    TenantSpec("itsp", "10.3.0.0/16", 0.12, 8, 2, plans=22, customers=300),
+    TenantSpec("pbx-host", "10.4.0.0/16", 0.03, 4, 2, plans=8, customers=100),
 ]
+
+# Names of a tenant's first plans; the others are "Plan 007" and so on.
+PLAN_NAMES = ["Default", "Premium", "Standard", "CLI", "NCLI", "Economy", "Mobile only"]
 
 
 def trunk_names(spec: TenantSpec) -> list[str]:
@@ -69,14 +84,35 @@ def trunk_names(spec: TenantSpec) -> list[str]:
     ]
 
 
+def plan_names(spec: TenantSpec) -> list[str]:
+    return [PLAN_NAMES[k] if k < len(PLAN_NAMES) else f"Plan {k:03d}" for k in range(spec.plans)]
+
+
 def ensure_tenants() -> None:
-    """Create (idempotently) the tenants, their source networks, carriers and trunks."""
-    from routing.models import Carrier, Trunk
+    """Create (idempotently) the tenants, their source networks, plans, carriers and trunks.
+
+    A new tenant is saved through routing.services, as the admin and the API do, so
+    it starts with its plan "Default" and default customer; a tenant from before
+    plans (made with the ORM by an older setup) gets them here.
+    """
+    from routing.models import Carrier, Customer, RoutingPlan, Trunk
+    from routing.services import save_row
     from tenants.models import Tenant, TenantSource
 
     for spec in TENANTS:
-        tenant, _ = Tenant.objects.get_or_create(slug=spec.slug, defaults={"name": spec.slug})
+        tenant = Tenant.objects.filter(slug=spec.slug).first()
+        if tenant is None:
+            tenant = Tenant(slug=spec.slug, name=spec.slug)
+            save_row(user=None, row=tenant)
         TenantSource.objects.get_or_create(network=spec.network, defaults={"tenant": tenant})
+        plans = {
+            name: RoutingPlan.objects.get_or_create(tenant=tenant, name=name)[0]
+            for name in plan_names(spec)
+        }
+        if not Customer.objects.filter(tenant=tenant, is_default=True).exists():
+            Customer.objects.create(
+                tenant=tenant, name="Default", plan=plans["Default"], is_default=True
+            )
         for name in trunk_names(spec):
             carrier_name, trunk_name = name.split("/")
             carrier, _ = Carrier.objects.get_or_create(tenant=tenant, name=carrier_name)
@@ -123,32 +159,40 @@ def prefixes_for(rng: random.Random, count: int) -> list[tuple[str, str]]:
     return sorted(found.items())
 
 
-def write_tenant_csv(spec: TenantSpec, count: int, path: Path, seed: int = 6) -> int:
+def write_tenant_csv(spec: TenantSpec, count: int, path: Path, seed: int | str = 6) -> int:
     """Write `count` prefixes of `spec` as an import_prefixes CSV; returns the row count."""
     rng = random.Random(f"{seed}-{spec.slug}")
     sets = profiles(rng, trunk_names(spec), 300)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        # By column name: a column added to routing.rows since is left empty (its default).
+        writer = csv.DictWriter(out, COLUMNS, restval="", lineterminator="\n")
+        writer.writeheader()
         for prefix, description in prefixes_for(rng, count):
             if rng.random() < 0.015:
-                writer.writerow([prefix, "reject", "serial", "", "", "", 403, "Barred", "", "yes"])
+                writer.writerow(
+                    {
+                        "prefix": prefix,
+                        "action": "reject",
+                        "routing_mode": "serial",
+                        "reject_code": 403,
+                        "reject_reason": "Barred",
+                        "is_active": "yes",
+                    }
+                )
                 continue
             bounded = rng.random() < 0.1
             writer.writerow(
-                [
-                    prefix,
-                    "route",
-                    "parallel" if rng.random() < 0.02 else "serial",
-                    rng.choice(sets),
-                    10 if bounded else "",
-                    15 if bounded else "",
-                    "",
-                    "",
-                    description,
-                    "yes" if rng.random() > 0.01 else "no",
-                ]
+                {
+                    "prefix": prefix,
+                    "action": "route",
+                    "routing_mode": "parallel" if rng.random() < 0.02 else "serial",
+                    "targets": rng.choice(sets),
+                    "min_length": 10 if bounded else "",
+                    "max_length": 15 if bounded else "",
+                    "description": description,
+                    "is_active": "yes" if rng.random() > 0.01 else "no",
+                }
             )
     return count
 
@@ -159,15 +203,172 @@ def split(total: int) -> list[tuple[TenantSpec, int]]:
     return list(zip(TENANTS, counts, strict=True))
 
 
+def plan_split(spec: TenantSpec, total: int) -> list[tuple[str, int]]:
+    """(plan name, prefix count) of a tenant's plans: plan k gets a share ~ 1/k.
+
+    A few big plans (the tenant's main A-Z tables) and a long tail of small ones
+    (a customer's special routes), none under 100 prefixes.
+    """
+    weights = [1 / (k + 1) for k in range(spec.plans)]
+    counts = [max(100, int(total * w / sum(weights))) for w in weights]
+    counts[0] += total - sum(counts)
+    return list(zip(plan_names(spec), counts, strict=True))
+
+
+def write_plan_csv(spec: TenantSpec, plan: str, count: int, path: Path, seed: int = 6) -> int:
+    """A plan's table: like a tenant's, with the plan's own prefixes and target sets."""
+    return write_tenant_csv(spec, count, path, seed=f"{seed}-{plan}")
+
+
+def plan_file(spec: TenantSpec, plan: str, count: int, root: Path = DATA) -> Path:
+    return root / spec.slug / f"{plan.lower().replace(' ', '-')}-{count}.csv"
+
+
+@dataclass(frozen=True)
+class CustomerSpec:
+    name: str
+    plan: str
+    tech_prefix: str = ""
+    account: str = ""
+    sources: tuple[tuple[str, int | None], ...] = ()
+    is_active: bool = True
+
+
+# How customers are recognised (share of a tenant's customers): by source networks
+# only, by one address and port (PBXs behind one NAT), a network and a technical
+# prefix, a technical prefix only, an account only, an account and a network.
+RULE_MIX = [("net", 40), ("port", 10), ("net+tech", 8), ("tech", 24), ("account", 14),
+            ("account+net", 4)]  # fmt: skip
+# Network sizes of customers' sources, as prefix length: weight.
+NETWORK_SIZES = {24: 8, 26: 12, 27: 10, 28: 20, 29: 20, 30: 10, 32: 20}
+
+
+def customers_for(spec: TenantSpec, seed: int = 6) -> list[CustomerSpec]:
+    """The tenant's customers (not its default customer), deterministic.
+
+    Networks do not overlap (each /24 of the tenant's /16 is whole, carved into
+    smaller blocks, or left to unknown callers, who get the default customer);
+    technical prefixes and accounts are unique; 1% of customers are inactive.
+    Every plan has at least one customer; the others go to plans by size.
+    """
+    import ipaddress
+
+    rng = random.Random(f"{seed}-{spec.slug}-customers")
+    base = ipaddress.ip_network(spec.network)
+    blocks = list(range(256))
+    rng.shuffle(blocks)
+    fresh = iter(blocks)
+    carving = {"block": None, "next": 256}
+
+    def network(length: int) -> str:
+        if length == 24:
+            block, start = next(fresh), 0
+        else:
+            size = 2 ** (32 - length)
+            start = -(-carving["next"] // size) * size  # aligned
+            if carving["block"] is None or start + size > 256:
+                carving["block"], start = next(fresh), 0
+            carving["next"] = start + size
+            block = carving["block"]
+        address = base.network_address + block * 256 + start
+        return str(ipaddress.ip_network(f"{address}/{length}"))
+
+    plans = plan_names(spec)
+    sizes = [count for _, count in plan_split(spec, 1_000_000)]
+    used_prefixes: set[str] = set()
+    found = []
+    shared: tuple[str, int] | None = None  # an address with one PBX on it already
+    kinds, kind_weights = zip(*RULE_MIX, strict=True)
+    for n in range(spec.customers):
+        plan = plans[n + 1] if n + 1 < len(plans) else rng.choices(plans, sizes)[0]
+        kind = rng.choices(kinds, kind_weights)[0]
+        tech, account, sources = "", "", []
+        if "tech" in kind:
+            while not tech or tech in used_prefixes:
+                tech = str(rng.randint(10**3, 10 ** rng.choice([4, 5, 6]) - 1)) + "#"
+            used_prefixes.add(tech)
+        if "account" in kind:
+            account = f"{spec.slug}-acct-{n:04d}"
+        if kind == "port":
+            if shared is not None:  # a second PBX behind the same address
+                sources.append((shared[0], shared[1] + 10))
+                shared = None
+            else:
+                shared = (network(32), 5060)
+                sources.append(shared)
+        elif "net" in kind:
+            lengths, weights = zip(*NETWORK_SIZES.items(), strict=True)
+            for _ in range(rng.choice([1, 1, 1, 1, 2])):
+                sources.append((network(rng.choices(lengths, weights)[0]), None))
+        found.append(
+            CustomerSpec(
+                name=f"{spec.slug} customer {n:04d}",
+                plan=plan,
+                tech_prefix=tech,
+                account=account,
+                sources=tuple(sources),
+                is_active=rng.random() > 0.01,
+            )
+        )
+    return found
+
+
+def ensure_customers(spec: TenantSpec) -> int:
+    """Make the tenant's customers exactly customers_for(spec); returns how many were written.
+
+    Each is saved through routing.services.save_customer, so the bench table passes
+    the same checks as an operator's (sources within the tenant's networks, no ties).
+    """
+    from django.db import transaction
+
+    from routing.models import Customer, RoutingPlan
+    from routing.services import SourceSpec, save_customer
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(slug=spec.slug)
+    wanted = customers_for(spec)
+    plans = {plan.name: plan for plan in RoutingPlan.objects.filter(tenant=tenant)}
+    existing = Customer.objects.filter(tenant=tenant, is_default=False)
+    have = {
+        (
+            c.name,
+            c.plan.name,
+            c.tech_prefix,
+            c.account,
+            c.is_active,
+            tuple((s.network, s.port) for s in c.sources.order_by("id")),
+        )
+        for c in existing.select_related("plan").prefetch_related("sources")
+    }
+    if have == {(c.name, c.plan, c.tech_prefix, c.account, c.is_active, c.sources) for c in wanted}:
+        return 0
+    with transaction.atomic():
+        existing.delete()
+        for customer in wanted:
+            save_customer(
+                user=None,
+                customer=Customer(
+                    tenant=tenant,
+                    name=customer.name,
+                    plan=plans[customer.plan],
+                    tech_prefix=customer.tech_prefix,
+                    account=customer.account,
+                    is_active=customer.is_active,
+                ),
+                sources=[SourceSpec(network, port) for network, port in customer.sources],
+            )
+    return len(wanted)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prefixes", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=DATA)
     args = parser.parse_args()
     for spec, count in split(args.prefixes):
-        path = args.out / f"{spec.slug}.csv"
-        write_tenant_csv(spec, count, path)
-        print(f"{path}: {count:,} prefixes")
+        for plan, plan_count in plan_split(spec, count):
+            write_plan_csv(spec, plan, plan_count, plan_file(spec, plan, plan_count, args.out))
+        print(f"{spec.slug}: {count:,} prefixes in {spec.plans} plans")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from urllib.parse import quote
 
 from bench.common import (
     children,
@@ -49,15 +50,16 @@ def bodies(count: int) -> list[bytes]:
                 {
                     "event": "sip-routing",
                     "source_ip": call.source_ip,
-                    "source_port": 5060,
+                    "source_port": call.source_port,
+                    "account": call.account,
                     "call_id": f"http-bench-{n}",
                     "from_name": "",
                     "from_uri": f"sip:{call.caller}@pbx.example.net",
                     "from_tag": "f1",
                     "to_name": "",
-                    "to_uri": f"sip:{call.callee}@carrier.example.net",
+                    "to_uri": f"sip:{quote(call.callee, safe='+')}@carrier.example.net",
                     "to_tag": "",
-                    "ruri": f"sip:{call.callee}@carrier.example.net",
+                    "ruri": f"sip:{quote(call.callee, safe='+')}@carrier.example.net",
                 }
             ).encode()
         )
