@@ -39,7 +39,7 @@ from django.db import DatabaseError, connections, transaction
 from routing import changes
 from routing.compiled import loading
 from routing.compiled.customers import CustomerIndex
-from routing.compiled.packing import PROFILE_NAMES, Entry, PrefixTable, entry_of
+from routing.compiled.packing import PROFILE_NAMES, Entry, Pools, PrefixTable, entry_of
 from routing.rows import (
     CustomerRow,
     PlanRef,
@@ -88,6 +88,7 @@ class CompiledRouteTable:
         self._plan_names: dict[tuple[int, str], int] = {}
         self._customers: dict[int, CustomerIndex] = {}  # by tenant
         self._tables: dict[int, PrefixTable] = {}  # plans whose table is ready
+        self._pools = Pools()  # shared by every plan's table
         # Plans being built: the prefixes changed meanwhile, or None to start over.
         self._building: dict[int, set[str] | None] = {}
         self._lock = threading.RLock()
@@ -382,7 +383,7 @@ class CompiledRouteTable:
 
     def load_table(self, plan_id: int) -> PrefixTable:
         """Read a plan's whole prefix table from the database, packed."""
-        table = PrefixTable()
+        table = PrefixTable(self._pools)
         # A server-side cursor on PostgreSQL: rows stream in, the result is never
         # held whole in this process.
         connection = connections[self.using]

@@ -90,10 +90,44 @@ def entry_of(values) -> Entry:
     return row, targets
 
 
-class PrefixTable:
-    """One tenant's routes, packed into arrays, plus an overlay of later changes."""
+class Pools:
+    """What the routes of every plan in a process share: shapes, descriptions and target
+    profiles, each kept once (a wholesale operator's 200 plans repeat the same few
+    hundred target sets and descriptions), and the (trunk, priority, weight) items.
+
+    Only ever grows; one builder thread adds to it (CompiledRouteTable builds plans one
+    at a time), and readers only index into the lists.
+    """
 
     def __init__(self) -> None:
+        self.shapes: list[tuple] = []
+        self.texts: list[str] = []
+        self.profiles: list[Profile] = []
+        self.index: dict = {}
+        self.items: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+    def intern(self, pool: list, value) -> int:
+        key = (id(pool), value)
+        found = self.index.get(key)
+        if found is None:
+            found = self.index[key] = len(pool)
+            pool.append(value)
+        return found
+
+    def profile(self, text: str | None) -> int:
+        found = self.index.get(("profile", text))
+        if found is None:
+            items = self.items
+            profile = tuple(items.setdefault(item, item) for item in parse_profile(text))
+            found = self.index[("profile", text)] = len(self.profiles)
+            self.profiles.append(profile)
+        return found
+
+
+class PrefixTable:
+    """One plan's routes, packed into arrays, plus an overlay of later changes."""
+
+    def __init__(self, pools: Pools | None = None) -> None:
         self.keys = array("q")  # sorted int("1" + prefix)
         self.long: dict[str, int] = {}  # prefixes longer than KEY_DIGITS -> index
         self.ids = array("q")
@@ -102,24 +136,17 @@ class PrefixTable:
         self.target_start = array("I")  # index into self.target_ids
         self.profile = array("I")  # index into self.profiles
         self.target_ids = array("q")
-        self.shapes: list[tuple] = []
-        self.texts: list[str] = []
-        self.profiles: list[Profile] = []
+        self.pools = pools if pools is not None else Pools()
+        self.shapes = self.pools.shapes
+        self.texts = self.pools.texts
+        self.profiles = self.pools.profiles
         self.overlay: dict[str, Entry | None] = {}
         self.longest = 0  # digits of the longest prefix: longer candidates cannot match
         self.size1 = self.size2 = 1
         self.filter1 = self.filter2 = bytearray(1)  # see _build_filter()
-        self._interned: dict = {}
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def _intern(self, pool: list, value) -> int:
-        index = self._interned.get((id(pool), value))
-        if index is None:
-            index = self._interned[(id(pool), value)] = len(pool)
-            pool.append(value)
-        return index
 
     def append(self, values) -> None:
         """Add one loaded row; rows come in key order (checked in finish())."""
@@ -133,22 +160,16 @@ class PrefixTable:
             self.long[prefix] = index
             self.keys.append(_LONG_BASE + index)
         self.ids.append(values[_ID])
-        self.shape.append(self._intern(self.shapes, _shape(values)))
-        self.text.append(self._intern(self.texts, values[_TEXT] or ""))
+        self.shape.append(self.pools.intern(self.shapes, _shape(values)))
+        self.text.append(self.pools.intern(self.texts, values[_TEXT] or ""))
         self.target_start.append(len(self.target_ids))
-        text = values[_PROFILE]
-        profile_index = self._interned.get(("profile", text))
-        if profile_index is None:
-            profile_index = self._interned[("profile", text)] = len(self.profiles)
-            self.profiles.append(parse_profile(text))
-        self.profile.append(profile_index)
+        self.profile.append(self.pools.profile(values[_PROFILE]))
         self.target_ids.extend(parse_ids(values[_IDS]))
 
     def finish(self) -> PrefixTable:
         keys = self.keys
         if any(keys[i] >= keys[i + 1] for i in range(len(keys) - 1)):
             self._sort()
-        self._interned = {}
         self._build_filter()
         return self
 
