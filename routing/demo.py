@@ -3,7 +3,8 @@
 Acme has one plan and a default customer (a hosted-PBX provider). Globex, a
 wholesale operator, sells two routing plans over the same carriers: its customer
 Initech (recognised by its PBX's address and port) is on Premium, Umbrella (by
-the technical prefix 4711#) and every other caller on Standard.
+the technical prefix 4711#) and every other caller on Standard. Premium routes the
+UK by least cost over both vendors' rate decks (rating.demo) with a 10% margin.
 
 Idempotent, so `seed_demo` can run on every start of the demo.
 """
@@ -94,6 +95,7 @@ DEMO = {
                 {"name": "hb-2", "host": "203.0.113.6", "fr_inv_timer": 20000},
             ],
         },
+        "margins": {"Premium": {"margin_percent": 10}},
         "customers": [
             {"name": "Walk-in", "plan": "Standard", "is_default": True},
             {"name": "Initech", "plan": "Premium", "sources": [("198.51.100.7/32", 5060)]},
@@ -108,6 +110,7 @@ DEMO = {
                 ("882", "International networks", "reject", "serial", []),
             ],
             "Premium": [
+                ("44", "UK (least cost)", "lcr", "serial", [("hb-1", 1, 100), ("mer-a", 1, 100)]),
                 (
                     "49",
                     "Germany (premium)",
@@ -131,7 +134,14 @@ DEMO = {
 
 def _seed_routes(tenant: Tenant, plan: RoutingPlan, routes: list, trunks: dict) -> int:
     for prefix, description, action, mode, targets in routes:
-        defaults = {"description": description, "action": action, "routing_mode": mode}
+        strategy = "lcr" if action == "lcr" else "fixed"
+        action = "route" if action == "lcr" else action
+        defaults = {
+            "description": description,
+            "action": action,
+            "routing_mode": mode,
+            "strategy": strategy,
+        }
         if action == Action.REJECT:
             defaults.update(reject_code=403, reject_reason="Destination barred")
         if action == Action.LOCATION:
@@ -179,7 +189,9 @@ def seed_demo(*, admin_password: str, operator_password: str) -> SeedResult:
                 )
         plans = {}
         for plan_name, routes in spec["plans"].items():
-            plans[plan_name], _ = RoutingPlan.objects.get_or_create(tenant=tenant, name=plan_name)
+            plans[plan_name], _ = RoutingPlan.objects.get_or_create(
+                tenant=tenant, name=plan_name, defaults=spec.get("margins", {}).get(plan_name, {})
+            )
             prefix_count += _seed_routes(tenant, plans[plan_name], routes, trunks)
         for customer_spec in spec["customers"]:
             fields = dict(customer_spec)

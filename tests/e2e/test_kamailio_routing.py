@@ -10,11 +10,13 @@ the INVITEs each carrier received (with the headers a trunk sets).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import shutil
 import socket
 import sys
 import threading
+from datetime import UTC, datetime
 
 import pytest
 
@@ -409,3 +411,59 @@ def test_two_customers_of_one_tenant_are_routed_by_their_own_plans(proxy, table,
         f"sip:33125@{HOST}:{premium.port}",  # the technical prefix is gone
     ]
     assert [i.ruri for i in standard.invites()] == [f"sip:33124@{HOST}:{standard.port}"]
+
+
+def test_least_cost_fails_over_to_the_next_cheapest_and_skips_a_vendor_above_the_margin(
+    proxy, table, sipp, api
+):
+    """Three vendors with rate decks for 33; the plan sells at 0.0200 with a 10% margin.
+    The cheapest answers 503: the call completes at the next cheapest. The third is
+    cheaper than nothing but above the margin (0.0190 > 0.0180): it never gets an INVITE."""
+    from rating.importing import import_deck
+    from routing.models import Carrier, RoutingPlan
+
+    cheapest = sipp.carrier("carrier_reject", "cheapest-rejects")
+    next_cheapest = sipp.carrier("carrier_answer", "next-cheapest")
+    above_margin = sipp.carrier("carrier_answer", "above-margin")
+    header = "prefix,description,rate,connect_fee,initial_increment,next_increment\n"
+    trunks = []
+    for name, carrier_sipp, rate in [
+        ("Above margin", above_margin, "0.0190"),
+        ("Next cheapest", next_cheapest, "0.0120"),
+        ("Cheapest", cheapest, "0.0100"),
+    ]:
+        carrier = api.post("carriers", {"tenant": "e2e", "name": name})["id"]
+        trunks.append(
+            api.post(
+                "trunks",
+                {"carrier": carrier, "name": name.lower().replace(" ", "-"), "host": HOST,
+                 "port": carrier_sipp.port},
+            )["id"]
+        )  # fmt: skip
+        import_deck(
+            lambda rate=rate: io.StringIO(header + f"33,France,{rate},0,60,60\n"),
+            carrier=Carrier.objects.get(pk=carrier),
+            effective_from=datetime(2026, 1, 1, tzinfo=UTC),
+            currency="EUR",
+        )
+    import_deck(
+        lambda: io.StringIO(header + "33,France,0.0200,0,60,60\n"),
+        plan=RoutingPlan.objects.get(tenant__slug="e2e"),
+        effective_from=datetime(2026, 1, 1, tzinfo=UTC),
+        currency="EUR",
+    )
+    api.post(
+        "prefixes",
+        {"tenant": "e2e", "prefix": "33", "strategy": "lcr", "margin_percent": "10",
+         "targets": [{"trunk": trunk} for trunk in trunks]},
+    )  # fmt: skip
+
+    result = sipp.call(proxy.port, "33123", calls=2)
+
+    assert result.returncode == 0, result.describe()
+    assert result.finals == [200, 200], result.describe()
+    for carrier_sipp in (cheapest, next_cheapest, above_margin):
+        carrier_sipp.process.stop()
+    assert len(cheapest.invites()) == 2
+    assert len(next_cheapest.invites()) == 2
+    assert above_margin.invites() == []

@@ -72,3 +72,27 @@ def test_route_prints_the_trace_and_routes(capsys, tenant_a, route_a):
 def test_route_needs_a_source_or_a_tenant():
     with pytest.raises(CommandError, match="Give --source-ip or --tenant"):
         call_command("route", "--callee", "+33123")
+
+
+@pytest.mark.parametrize(
+    ("callee", "trunks", "skipped"),
+    [
+        # UK fixed: Meridian 0.012 first; Harbor 0.024 is above Premium's 0.020 less 10%.
+        ("+442071234567", ["mer-a"], "Harbor Networks/hb-1: rate 0.024000 EUR is above"),
+        # UK mobile: Harbor 0.015 first, Meridian 0.025 (under 0.030 less 10%) second.
+        ("+447700900123", ["hb-1", "mer-a"], None),
+    ],
+)
+def test_demo_premium_routes_the_uk_by_least_cost(capsys, callee, trunks, skipped):
+    call_command("seed_demo")
+    call_command("seed_demo")  # decks are not added twice
+    capsys.readouterr()
+    call_command(
+        "route", "--source-ip", "198.51.100.7", "--source-port", "5060", "--callee", callee,
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    document = json.loads(out[out.index("{") :])
+    assert [route["trunk"] for route in document["routes"]] == trunks
+    assert all(route["currency"] == "EUR" for route in document["routes"])
+    if skipped:
+        assert f"skipped {skipped}" in out

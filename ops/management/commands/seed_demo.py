@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
+from rating.demo import seed_rates
 from routing.demo import seed_demo
+from tenants.models import Tenant
 
 
 class Command(BaseCommand):
-    help = "Create or refresh the demo tenants, carriers, prefixes and users (idempotent)."
+    help = (
+        "Create or refresh the demo tenants, carriers, plans, customers, prefixes, rate "
+        "decks and users (idempotent)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -22,6 +27,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, admin_password: str, operator_password: str, **options):
         result = seed_demo(admin_password=admin_password, operator_password=operator_password)
+        seed_rates(Tenant.objects.get(slug="globex"))
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo ready: {result.tenants} tenants, {result.prefixes} prefixes, "
