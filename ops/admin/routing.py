@@ -184,6 +184,7 @@ class DialPrefixAdmin(
         "tenant",
         "plan",
         "action",
+        "strategy",
         "routing_mode",
         "target_summary",
         "length_bounds",
@@ -207,6 +208,21 @@ class DialPrefixAdmin(
     fieldsets = (
         (None, {"fields": ["tenant", "plan", "prefix", "description", "action", "is_active"]}),
         ("Routing", {"fields": ["routing_mode", "min_length", "max_length", "is_final"]}),
+        (
+            "Least cost",
+            {
+                "fields": [
+                    "strategy",
+                    "margin_percent",
+                    "margin_absolute",
+                    "max_cost",
+                    "lcr_code",
+                ],
+                "description": "Least-cost strategies order the targets (or every trunk of "
+                "the tenant) by their carrier's rate for the number; empty margins take the "
+                "plan's.",
+            },
+        ),
         ("Reject", {"fields": ["reject_code", "reject_reason"]}),
     )
 

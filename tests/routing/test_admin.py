@@ -36,6 +36,7 @@ def prefix_form(tenant_id: int, prefix: str, targets: list[tuple[int, int, int]]
         "max_length": "",
         "reject_code": "",
         "reject_reason": "",
+        "strategy": "fixed",
         "targets-TOTAL_FORMS": str(len(targets)),
         "targets-INITIAL_FORMS": "0",
         "targets-MIN_NUM_FORMS": "0",
@@ -261,3 +262,20 @@ def test_saving_a_route_warns_about_a_trunk_that_strips_too_much(a_client, tenan
     messages = [str(m) for m in response.context["messages"]]
     assert any("a-primary strips 3 digits" in m for m in messages), messages
     assert DialPrefix.objects.get(tenant=tenant_a, prefix="33").targets.count() == 1
+
+
+def test_an_operator_sets_a_least_cost_route_with_its_margin(a_client, tenant_a, trunks_a):
+    data = prefix_form(tenant_a.pk, "44", [(trunks_a[0].pk, 1, 100)])
+    data.update(strategy="lcr", margin_percent="12.5", max_cost="0.02", lcr_code="403")
+    response = a_client.post(reverse("admin:routing_dialprefix_add"), data)
+    assert response.status_code == 302, response.context["adminform"].errors
+    route = DialPrefix.objects.get(tenant=tenant_a, prefix="44")
+    assert (route.strategy, str(route.margin_percent), str(route.max_cost), route.lcr_code) == (
+        "lcr",
+        "12.50",
+        "0.020000",
+        403,
+    )
+    data.update(prefix="45", margin_percent="-1")
+    refused = a_client.post(reverse("admin:routing_dialprefix_add"), data)
+    assert "Ensure this value is greater than or equal to 0." in refused.content.decode()
