@@ -39,7 +39,7 @@ schema = schemathesis.openapi.from_dict(
 schema.app = get_wsgi_application()
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_MAX_EXAMPLES", "40")),
+    max_examples=int(os.environ.get("FUZZ_MAX_EXAMPLES", "25")),
     derandomize=True,
     deadline=None,
     database=None,
