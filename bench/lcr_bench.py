@@ -435,6 +435,7 @@ def main() -> None:
     setup_django()
     from django.db import connection
 
+    from bench.resolver_bench import compiled_memory
     from rating.lookup import database_rate_source, rate_source, rate_store
     from routing.compiled import CompiledRouteTable
     from routing.resolver import resolve
@@ -453,6 +454,7 @@ def main() -> None:
         f"{time.monotonic() - started:.1f} s, RSS {baseline:.0f} -> {table_rss:.0f} MB "
         f"(+{table_rss - baseline:.0f} MB)"
     )
+    print(compiled_memory(compiled))
     started = time.monotonic()
     store = rate_store()
     store.wait_ready(600)
