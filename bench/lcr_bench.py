@@ -422,6 +422,33 @@ def new_deck_live(store) -> None:
         child.wait()
 
 
+def table_memory(compiled) -> str:
+    """Where the compiled table's memory goes; the plans share one pool (each counted once)."""
+    from bench.resolver_bench import _deep
+
+    tables = list(compiled._tables.values())
+    arrays = sum(
+        sys.getsizeof(getattr(t, name))
+        for t in tables
+        for name in ("keys", "ids", "shape", "text", "target_start", "profile", "target_ids")
+    )
+    filters = sum(len(t.filter1) + len(t.filter2) for t in tables)
+    pools = list({id(t.pools): t.pools for t in tables}.values())
+    seen: set[int] = set()
+    profiles = sum(_deep(pool.profiles, seen) for pool in pools)
+    texts = sum(_deep(pool.texts, seen) for pool in pools)
+    # The pools' index: its keys hold each profile's text as read from the database.
+    index = sum(
+        sys.getsizeof(pool.index) + sum(_deep(k, seen) for k in pool.index) for pool in pools
+    )
+    return (
+        f"compiled table by part: arrays {arrays / 2**20:.1f} MB, filters "
+        f"{filters / 2**20:.1f} MB, target profiles {profiles / 2**20:.1f} MB "
+        f"({sum(len(pool.profiles) for pool in pools):,} in {len(pools)} pool(s)), "
+        f"descriptions {texts / 2**20:.1f} MB, the pools' index {index / 2**20:.1f} MB"
+    )
+
+
 # --- Main -------------------------------------------------------------------------------
 
 
@@ -435,7 +462,6 @@ def main() -> None:
     setup_django()
     from django.db import connection
 
-    from bench.resolver_bench import compiled_memory
     from rating.lookup import database_rate_source, rate_source, rate_store
     from routing.compiled import CompiledRouteTable
     from routing.resolver import resolve
@@ -454,7 +480,7 @@ def main() -> None:
         f"{time.monotonic() - started:.1f} s, RSS {baseline:.0f} -> {table_rss:.0f} MB "
         f"(+{table_rss - baseline:.0f} MB)"
     )
-    print(compiled_memory(compiled))
+    print(table_memory(compiled))
     started = time.monotonic()
     store = rate_store()
     store.wait_ready(600)
