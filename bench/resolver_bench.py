@@ -226,7 +226,8 @@ def _deep(value, seen: set[int]) -> int:
 
 
 def compiled_memory(compiled) -> str:
-    """Where the compiled table's memory goes, summed over its plans' tables."""
+    """Where the compiled table's memory goes: the plans' arrays and filters, and the
+    pool of shapes, descriptions and target profiles they all share (counted once)."""
     tables = list(compiled._tables.values())
     arrays = sum(
         sys.getsizeof(getattr(t, name))
@@ -234,26 +235,17 @@ def compiled_memory(compiled) -> str:
         for name in ("keys", "ids", "shape", "text", "target_start", "profile", "target_ids")
     )
     filters = sum(len(t.filter1) + len(t.filter2) for t in tables)
+    pools = compiled._pools
     seen: set[int] = set()
-    profiles = sum(_deep(t.profiles, seen) for t in tables)
-    texts = sum(_deep(t.texts, seen) for t in tables)
-    shapes = sum(_deep(t.shapes, seen) for t in tables)
-    count = sum(len(t.profiles) for t in tables)
-    distinct = len({p for t in tables for p in t.profiles})
-    # The same if the (trunk, priority, weight) items and the descriptions were shared
-    # by all plans (one pool per process instead of one per plan): what it would save.
-    items = {item for t in tables for p in t.profiles for item in p}
-    shared_profiles = sum(sys.getsizeof(p) for t in tables for p in t.profiles) + sum(
-        sys.getsizeof(item) for item in items
-    )
-    shared_texts = _deep(list({text for t in tables for text in t.texts}), set())
+    profiles = _deep(pools.profiles, seen)
+    texts = _deep(pools.texts, seen)
+    shapes = _deep(pools.shapes, seen)
+    index = sys.getsizeof(pools.index) + sys.getsizeof(pools.items)
     return (
         f"compiled table by part: arrays {arrays / 2**20:.1f} MB, filters "
-        f"{filters / 2**20:.1f} MB, target profiles {profiles / 2**20:.1f} MB ({count:,} "
-        f"in the plans' pools, {distinct:,} distinct), descriptions {texts / 2**20:.1f} MB, "
-        f"shapes {shapes / 2**20:.1f} MB; with {len(items):,} profile items and the "
-        f"descriptions shared by all plans: profiles {shared_profiles / 2**20:.1f} MB, "
-        f"descriptions {shared_texts / 2**20:.1f} MB"
+        f"{filters / 2**20:.1f} MB; the shared pool: {len(pools.profiles):,} target "
+        f"profiles {profiles / 2**20:.1f} MB, descriptions {texts / 2**20:.1f} MB, shapes "
+        f"{shapes / 2**20:.1f} MB, its index {index / 2**20:.1f} MB"
     )
 
 

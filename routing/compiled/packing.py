@@ -115,13 +115,11 @@ class Pools:
         return found
 
     def profile(self, text: str | None) -> int:
-        found = self.index.get(("profile", text))
-        if found is None:
-            items = self.items
-            profile = tuple(items.setdefault(item, item) for item in parse_profile(text))
-            found = self.index[("profile", text)] = len(self.profiles)
-            self.profiles.append(profile)
-        return found
+        """The index of a target profile, keyed by its parsed items (kept anyway), not by
+        its database text: a million routes' texts would outlive the load otherwise."""
+        items = self.items
+        profile = tuple(items.setdefault(item, item) for item in parse_profile(text))
+        return self.intern(self.profiles, profile)
 
 
 class PrefixTable:
@@ -144,6 +142,7 @@ class PrefixTable:
         self.longest = 0  # digits of the longest prefix: longer candidates cannot match
         self.size1 = self.size2 = 1
         self.filter1 = self.filter2 = bytearray(1)  # see _build_filter()
+        self._profiles: dict[str | None, int] = {}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -163,13 +162,18 @@ class PrefixTable:
         self.shape.append(self.pools.intern(self.shapes, _shape(values)))
         self.text.append(self.pools.intern(self.texts, values[_TEXT] or ""))
         self.target_start.append(len(self.target_ids))
-        self.profile.append(self.pools.profile(values[_PROFILE]))
+        text = values[_PROFILE]
+        index = self._profiles.get(text)  # this build's texts: parsed once, then dropped
+        if index is None:
+            index = self._profiles[text] = self.pools.profile(text)
+        self.profile.append(index)
         self.target_ids.extend(parse_ids(values[_IDS]))
 
     def finish(self) -> PrefixTable:
         keys = self.keys
         if any(keys[i] >= keys[i + 1] for i in range(len(keys) - 1)):
             self._sort()
+        self._profiles = {}
         self._build_filter()
         return self
 
