@@ -464,7 +464,13 @@ class TrunkSerializer(ScopedModelSerializer):
 
     class Meta:
         model = Trunk
-        fields = ["id", "tenant", "carrier", *model_fields(TrunkRow)[1:]]
+        # The declared trunk columns, the carrier as its own field (not its raw id).
+        fields = [
+            "id",
+            "tenant",
+            "carrier",
+            *(name for name in model_fields(TrunkRow)[1:] if name != "carrier_id"),
+        ]
         validators: list = []
 
     def validate_carrier(self, carrier: Carrier) -> Carrier:

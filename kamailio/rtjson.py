@@ -20,6 +20,7 @@ from typing import Any
 from django.db import Error as DatabaseError
 
 from routing.resolver import Decision, Outcome, Route
+from routing.validators import failover_tokens
 
 
 class Failure(enum.Enum):
@@ -63,6 +64,13 @@ def failure_decision(
         trace=(detail or failure.reason,),
         **extra,
     )
+
+
+def failover_regex(codes: str) -> str:
+    """A trunk's failover codes as the regular expression t_check_status() takes:
+    '5xx, 408, 486' -> '^(5[0-9][0-9]|408|486)$'."""
+    tokens = [token.replace("x", "[0-9]") for token in failover_tokens(codes)]
+    return f"^({'|'.join(tokens)})$"
 
 
 def to_rtjson(decision: Decision) -> dict[str, Any]:
@@ -122,6 +130,8 @@ def _route_json(route: Route) -> dict[str, Any]:
         item["fr_timer"] = route.fr_timer
     if route.fr_inv_timer is not None:
         item["fr_inv_timer"] = route.fr_inv_timer
+    if route.failover_codes:  # read by the shipped configs' failure_route
+        item["failover"] = failover_regex(route.failover_codes)
     item["carrier"] = route.carrier
     item["trunk"] = route.trunk
     if route.rate is not None:  # least cost: for the config's headers or CDR variables

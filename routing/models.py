@@ -205,6 +205,14 @@ class Trunk(models.Model):
         help_text="Milliseconds to wait for the call to be answered once it rings, before "
         "failing over. Empty uses the platform default.",
     )
+    failover_codes = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validators.validate_failover_codes],
+        help_text="Final SIP codes from this trunk that move a serial call to the next trunk: "
+        "codes or classes, e.g. 5xx, 408, 486. Empty: the Kamailio config's default (5xx and "
+        "408 in the shipped configs).",
+    )
     is_active = models.BooleanField(
         default=True, help_text="Untick to skip this trunk in every route that uses it."
     )

@@ -156,6 +156,7 @@ class Route:
     branch_flags: int | None = None
     fr_timer: int | None = None
     fr_inv_timer: int | None = None
+    failover_codes: str = ""  # final codes that move a serial call on; "": the config's
     rate: Decimal | None = None  # least-cost routing: the vendor's rate per minute
     currency: str = ""
     rate_prefix: str | None = None  # the rate deck's prefix that priced the number
@@ -786,6 +787,7 @@ def _route(
         branch_flags=trunk.branch_flags,
         fr_timer=trunk.fr_timer or defaults.fr_timer,
         fr_inv_timer=trunk.fr_inv_timer or defaults.fr_inv_timer,
+        failover_codes=trunk.failover_codes,
         rate=quote.rate if quote else None,
         currency=quote.currency if quote else "",
         rate_prefix=quote.prefix if quote else None,

@@ -192,6 +192,7 @@ class TrunkRow:
     branch_flags: int | None = column(Kind.INT, null=True, sql="tr.branch_flags")
     fr_timer: int | None = column(Kind.INT, null=True, sql="tr.fr_timer")
     fr_inv_timer: int | None = column(Kind.INT, null=True, sql="tr.fr_inv_timer")
+    failover_codes: str = column(Kind.TEXT, sql="tr.failover_codes")
 
     @property
     def label(self) -> str:

@@ -88,6 +88,26 @@ def validate_digits(value: str) -> None:
         )
 
 
+_FAILOVER_TOKEN = re.compile(r"^(?:[3-6][0-9][0-9]|[3-6]xx)$")
+
+
+def failover_tokens(value: str) -> list[str]:
+    """'5xx, 408 486' -> ['5xx', '408', '486']."""
+    return [token for token in re.split(r"[\s,]+", value.strip().lower()) if token]
+
+
+def validate_failover_codes(value: str) -> None:
+    """SIP codes (300-699) or classes (5xx) that move a call to the next trunk."""
+    bad = [token for token in failover_tokens(value) if not _FAILOVER_TOKEN.match(token)]
+    if bad:
+        raise ValidationError(
+            "%(bad)s: write SIP codes from 300 to 699 or classes such as 5xx, separated by "
+            "commas, e.g. 5xx, 408, 486.",
+            code="invalid_failover_codes",
+            params={"bad": ", ".join(bad)},
+        )
+
+
 def validate_tech_prefix(value: str) -> None:
     """Digits, '*' and '#': what carriers use to identify a customer or a route class."""
     if value and not re.fullmatch(r"[0-9*#]+", value):

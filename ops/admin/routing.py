@@ -47,6 +47,7 @@ TRUNK_FIELDSETS = (
                 "branch_flags",
                 "fr_timer",
                 "fr_inv_timer",
+                "failover_codes",
             ],
         },
     ),

@@ -467,3 +467,27 @@ def test_least_cost_fails_over_to_the_next_cheapest_and_skips_a_vendor_above_the
     assert len(cheapest.invites()) == 2
     assert len(next_cheapest.invites()) == 2
     assert above_margin.invites() == []
+
+
+def test_a_trunk_with_486_as_a_failover_code_fails_over_on_busy_and_the_default_does_not(
+    proxy, table, sipp
+):
+    """Per-trunk failover codes reach Kamailio in each rtjson route ("failover")."""
+    busy_moves_on = sipp.carrier("carrier_busy", "busy-fails-over")
+    busy_final = sipp.carrier("carrier_busy", "busy-is-final")
+    up = sipp.carrier("carrier_answer", "carrier-up")
+    up_trunk = table.trunk("up", up.port)
+    table.route(
+        "33", table.trunk("busy486", busy_moves_on.port, failover_codes="5xx, 486"), up_trunk
+    )
+    table.route("44", table.trunk("busy", busy_final.port), up_trunk)
+
+    fails_over = sipp.call(proxy.port, "33123", calls=1)
+    stays_busy = sipp.call(proxy.port, "44123", calls=1)
+
+    assert fails_over.finals == [200], fails_over.describe()
+    assert stays_busy.finals == [486], stays_busy.describe()
+    for carrier in (busy_moves_on, busy_final, up):
+        carrier.process.stop()
+    assert len(busy_moves_on.invites()) == len(busy_final.invites()) == 1
+    assert [i.ruri for i in up.invites()] == [f"sip:33123@{HOST}:{up.port}"]  # not 44123

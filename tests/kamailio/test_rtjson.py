@@ -88,3 +88,17 @@ def test_the_encoding_is_compact_ascii_and_keeps_the_key_order():
     assert b'"display":"Zo\\u00eb"' in data
     assert data.isascii()
     assert json.loads(data)["routes"][0]["headers"]["from"]["display"] == "Zoë"
+
+
+@pytest.mark.parametrize(
+    ("codes", "regex"),
+    [
+        ("5xx, 408", "^(5[0-9][0-9]|408)$"),
+        ("486", "^(486)$"),
+        ("5XX 6xx", "^(5[0-9][0-9]|6[0-9][0-9])$"),
+    ],
+)
+def test_a_trunks_failover_codes_become_the_regex_kamailio_checks(codes, regex):
+    from kamailio.rtjson import failover_regex
+
+    assert failover_regex(codes) == regex

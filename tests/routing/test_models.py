@@ -174,3 +174,13 @@ def test_models_read_well_as_text(tenant_a, trunks_a):
         == "(default route)"
     )
     assert str(route.targets.get()) == "33 → Carrier A / a-primary (priority 1, weight 100)"
+
+
+@pytest.mark.parametrize("codes", ["200", "5x", "abc", "5xx;408", "700"])
+def test_failover_codes_are_sip_codes_or_classes(trunks_a, codes):
+    trunk = trunks_a[0]
+    trunk.failover_codes = codes
+    with pytest.raises(ValidationError, match="write SIP codes from 300 to 699 or classes"):
+        trunk.full_clean()
+    trunk.failover_codes = "5xx, 408 486"
+    trunk.full_clean()
