@@ -1,8 +1,9 @@
 """The database route table: the resolver's rows read straight from the database.
 
 `DatabaseRouteTable` answers each lookup with indexed queries, so a decision costs
-three queries whatever the size of the table (source → tenant, candidate prefixes
-of the number, the targets of those prefixes). Because it keeps no copy, a change
+four queries whatever the size of the table (source → tenant, candidate customers
+with their sources, candidate prefixes of the number, the targets of those
+prefixes). Because it keeps no copy, a change
 is live for the very next call in every process. The compiled table
 (`routing.compiled`) answers the same protocol from memory.
 """
