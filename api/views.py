@@ -45,7 +45,7 @@ from api.serializers import (
 )
 from kamailio.requests import CallFieldsError, call_request_from_fields
 from kamailio.rtjson import encode, failure_decision, failure_of, to_rtjson
-from routing import service, services
+from routing import deadline, service, services
 from routing.metrics import observe_decision
 from routing.models import Carrier, Customer, DialPrefix, RouteTarget, RoutingPlan, Trunk
 from routing.resolver import CallRequest, Decision, Outcome
@@ -130,7 +130,7 @@ class RtjsonView(APIView):
 
     The answer leaves within settings.ROUTING_DECISION_DEADLINE_MS of the request's
     start: a database call still waiting then (a hung database) is interrupted
-    (routing.service.database_deadline) and the call gets 503 "Routing Database
+    (routing.deadline.database_deadline) and the call gets 503 "Routing Database
     Unavailable". With the compiled table a decision reads no database, and the
     token check serves known tokens while the database fails (api.authentication).
     """
@@ -145,7 +145,7 @@ class RtjsonView(APIView):
 
     def dispatch(self, request, *args: Any, **kwargs: Any) -> HttpResponse:
         self.started = time.perf_counter()
-        with service.database_deadline(service.decision_deadline()):
+        with deadline.database_deadline(deadline.decision_deadline()):
             return super().dispatch(request, *args, **kwargs)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:

@@ -17,7 +17,7 @@ prometheus_client when a worker exits, so a dead worker's gauges stop counting.
 
 A hung database: a sync worker blocked in a database read cannot answer, so the
 rtjson view interrupts database waits at ROUTING_DECISION_DEADLINE_MS (SIGALRM in
-the worker's main thread, see routing.service.database_deadline) and /healthz at
+the worker's main thread, see routing.deadline.database_deadline) and /healthz at
 0.5 s; the compiled table reads the database only from its own thread. Each worker
 loads its compiled table before taking requests (up to WARM_UP_SECONDS, then it
 keeps loading in the background), so its first calls are answered from memory.

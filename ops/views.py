@@ -12,11 +12,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from routing.deadline import database_deadline
 from routing.metrics import exposition
-from routing.service import database_deadline
 
 # A load balancer must see a hung database as down, not wait for it: the check
-# answers 503 within this many seconds (see routing.service.database_deadline).
+# answers 503 within this many seconds (see routing.deadline.database_deadline).
 HEALTHZ_DEADLINE = 0.5
 
 logger = logging.getLogger("routing.ops")

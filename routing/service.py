@@ -1,23 +1,9 @@
-"""The entry point every transport calls: route one call with the configured table.
-
-Also the decision deadline (settings.ROUTING_DECISION_DEADLINE_MS): every routing
-request is answered within it, 503 "Routing Database Unavailable" when the database
-has not answered in time. The EVAPI bridge enforces it from its event loop (see
-evapi_bridge.bridge); a web worker blocked in a database read cannot answer by
-itself, so `database_deadline()` interrupts that read (see its doc).
-"""
+"""The entry point every transport calls: route one call with the configured table
+and rates (the decision deadline is routing.deadline)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import threading
-import time
-from collections.abc import Iterator
-
 from django.conf import settings
-from django.db import OperationalError
 from django.utils.module_loading import import_string
 
 from routing.compiled import compiled_route_table
@@ -30,19 +16,6 @@ from routing.resolver import (
     resolve,
 )
 from routing.tables import DatabaseRouteTable
-
-# psycopg waits for the server in slices of 0.1 s and handles signals between them,
-# so an interruption lands up to this long after the alarm: the alarm is set this
-# much before the deadline, and the answer still goes out by the deadline.
-INTERRUPT_LATENCY = 0.1
-# After the first signal, how often to signal again (a database call that began after
-# it, such as a reconnection). Above psycopg's 0.1 s slice: a signal that interrupts
-# its poll() restarts the slice, so signals sent faster would never be handled.
-_TICK = 0.15
-
-
-class DeadlineExceeded(OperationalError):
-    """The database did not answer within the deadline: it hangs (a DatabaseError)."""
 
 
 def get_route_table() -> RouteTable:
@@ -79,111 +52,3 @@ def decide(request: CallRequest, *, table: RouteTable | None = None) -> Decision
         defaults=routing_defaults(),
         rates=get_rate_source(),
     )
-
-
-def decision_deadline() -> float:
-    """Seconds from a routing request's arrival to its answer, at the latest."""
-    return settings.ROUTING_DECISION_DEADLINE_MS / 1000
-
-
-@contextlib.contextmanager
-def database_deadline(seconds: float) -> Iterator[None]:
-    """Within the block, a database wait still going on after `seconds` raises DeadlineExceeded.
-
-    For a process whose main thread serves requests (gunicorn's sync workers, the
-    test client). A watchdog thread signals the main thread (SIGALRM, aimed with
-    pthread_kill: a process-wide timer could be delivered to any thread)
-    `INTERRUPT_LATENCY` before the deadline and then every 0.15 s until the block
-    ends; the handler raises only when the interrupted code is inside psycopg
-    (waiting for the server, connecting), never in the middle of the engine's own
-    code, so a later database call in the block (a reconnection) is interrupted too.
-    The interrupted connection is in an unknown state: the caller must close it.
-    Elsewhere (another thread, SIGALRM used by something else, SQLite) it does
-    nothing, and the database timeouts (connect_timeout, tcp_user_timeout,
-    statement_timeout) are the only bound.
-    """
-    watchdog = _watchdog()
-    if watchdog is None or watchdog.armed:
-        yield
-        return
-    watchdog.arm(time.monotonic() + seconds - INTERRUPT_LATENCY, seconds)
-    try:
-        yield
-    finally:
-        watchdog.disarm()
-
-
-class _Watchdog:
-    """One per process: signals the main thread while its deadline has passed."""
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.seconds = 0.0
-        self._expires: float | None = None
-        self._waiting_until: float | None = None  # None: idle until armed
-        self._condition = threading.Condition()
-        self._main = threading.main_thread().ident
-        threading.Thread(target=self._run, name="decision-deadline", daemon=True).start()
-
-    def arm(self, expires: float, seconds: float) -> None:
-        self.seconds = seconds
-        with self._condition:
-            self._expires = expires
-            self.armed = True
-            # Requests follow each other: the watchdog already wakes up before this
-            # deadline unless it is idle, so it is woken only then (no thread hop).
-            if self._waiting_until is None or self._waiting_until > expires:
-                self._condition.notify()
-
-    def disarm(self) -> None:
-        with self._condition:
-            self.armed = False
-            self._expires = None
-
-    def interrupt(self, signum, frame) -> None:
-        """The SIGALRM handler (main thread): raise if waiting for the database."""
-        if self.armed and _in_psycopg(frame):
-            raise DeadlineExceeded(
-                f"the database did not answer within {self.seconds * 1000:.0f} ms"
-            )
-
-    def _run(self) -> None:
-        with self._condition:
-            while True:
-                now = time.monotonic()
-                if self._expires is None:
-                    self._waiting_until = None
-                    self._condition.wait()
-                elif self._expires > now:
-                    self._waiting_until = self._expires
-                    self._condition.wait(self._expires - now)
-                else:
-                    signal.pthread_kill(self._main, signal.SIGALRM)
-                    self._waiting_until = now + _TICK
-                    self._condition.wait(_TICK)
-
-
-_watchdogs: dict[int, _Watchdog | None] = {}
-
-
-def _watchdog() -> _Watchdog | None:
-    """This process's watchdog, made on first use in the main thread; None if unusable."""
-    pid = os.getpid()
-    if pid in _watchdogs:
-        return _watchdogs[pid]
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    watchdog = None
-    if signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None):
-        watchdog = _Watchdog()
-        signal.signal(signal.SIGALRM, watchdog.interrupt)
-    _watchdogs[pid] = watchdog
-    return watchdog
-
-
-def _in_psycopg(frame) -> bool:
-    while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith("psycopg"):
-            return True
-        frame = frame.f_back
-    return False
