@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "tenants",
     "routing",
     "rating",
+    "outcomes",
     "evapi_bridge",
     "api",
 ]
