@@ -282,6 +282,16 @@ if ROUTING_DECISION_DEADLINE_MS < 50:
 # working everywhere within this time. 0 looks the token up on every request.
 KAMAILIO_TOKEN_CACHE_SECONDS = env.float("KAMAILIO_TOKEN_CACHE_SECONDS", default=1.0)
 
+# --- Call outcomes (docs/outcomes.md) ---------------------------------------------------
+# Days of per-minute quality buckets kept; older ones are pruned (prune_outcomes, and
+# by each process's flusher about once an hour).
+OUTCOMES_RETENTION_DAYS = env.int("OUTCOMES_RETENTION_DAYS", default=30)
+if OUTCOMES_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("OUTCOMES_RETENTION_DAYS must be at least 1.")
+# Seconds between two writes of a process's aggregated outcome events (0: no background
+# flusher; the tests flush by hand).
+OUTCOMES_FLUSH_SECONDS = env.float("OUTCOMES_FLUSH_SECONDS", default=1.0)
+
 # --- EVAPI bridge ----------------------------------------------------------------------
 EVAPI_CONNECT = env.list("EVAPI_CONNECT", default=["127.0.0.1:8448"])
 # Tenant (slug) for events that carry no source IP (the minimal EVAPI tutorial event).
