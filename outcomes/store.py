@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
@@ -102,58 +101,79 @@ def write(deltas: dict[Key, Delta]) -> Written:
                 delta.trunk_name, delta.carrier_name = known[1], known[2]
         rows.append((tenant_id, trunk_id, key, delta))
         written.events += events
+    by_minute: dict[int, list[tuple[int, int | None, Key, Delta]]] = {}
+    for row in rows:
+        by_minute.setdefault(row[2][1], []).append(row)
     with transaction.atomic(), connection.cursor() as cursor:
-        for tenant_id, trunk_id, key, delta in rows:
-            bucket_id = _upsert_bucket(cursor, tenant_id, trunk_id, key, delta)
-            counts = [
-                (bucket_id, kind, value, count)
-                for kind, counter in (
-                    (OutcomeCount.Kind.CODE.value, delta.codes),
-                    (OutcomeCount.Kind.PDD.value, delta.pdd),
-                )
-                for value, count in sorted(counter.items())
-            ]
-            if counts:
-                _upsert_counts(cursor, counts)
-            written.buckets += 1
+        for minute in sorted(by_minute):
+            group = by_minute[minute]
+            for start in range(0, len(group), ROWS_PER_STATEMENT):
+                chunk = group[start : start + ROWS_PER_STATEMENT]
+                ids = _upsert_buckets(cursor, minute, chunk)
+                counts = [
+                    (ids[(tenant_id, key[2], key[3], key[4])], kind, value, count)
+                    for tenant_id, _, key, delta in chunk
+                    for kind, counter in (
+                        (OutcomeCount.Kind.CODE.value, delta.codes),
+                        (OutcomeCount.Kind.PDD.value, delta.pdd),
+                    )
+                    for value, count in sorted(counter.items())
+                ]
+                for first in range(0, len(counts), COUNTS_PER_STATEMENT):
+                    _upsert_counts(cursor, counts[first : first + COUNTS_PER_STATEMENT])
+                written.buckets += len(chunk)
     return written
 
 
-def _upsert_bucket(cursor, tenant_id: int, trunk_id: int | None, key: Key, delta: Delta) -> int:
+# Bound the parameters of one statement (SQLite allows 32,766).
+ROWS_PER_STATEMENT = 500
+COUNTS_PER_STATEMENT = 2000
+COLUMNS = (
+    "tenant_id",
+    "minute",
+    "trunk_id",
+    "trunk_key",
+    "trunk_name",
+    "carrier_name",
+    "prefix",
+    "customer",
+    *SUMMED,
+)
+
+
+def _upsert_buckets(
+    cursor, minute: int, rows: list[tuple[int, int | None, Key, Delta]]
+) -> dict[tuple[int, int, str, str], int]:
+    """Upsert one minute's buckets in one statement; their ids by (tenant, trunk, prefix,
+    customer). RETURNING's order is not the VALUES' order, so the keys come back too."""
     table = OutcomeBucket._meta.db_table
-    columns = [
-        "tenant_id",
-        "minute",
-        "trunk_id",
-        "trunk_key",
-        "trunk_name",
-        "carrier_name",
-        "prefix",
-        "customer",
-        *SUMMED,
-    ]
-    minute = connection.ops.adapt_datetimefield_value(dt.datetime.fromtimestamp(key[1], tz=dt.UTC))
-    values = [tenant_id, minute, trunk_id, key[2], delta.trunk_name, delta.carrier_name]
-    values += [key[3], key[4], *delta.sums()]
+    when = connection.ops.adapt_datetimefield_value(dt.datetime.fromtimestamp(minute, tz=dt.UTC))
+    values: list[object] = []
+    for tenant_id, trunk_id, key, delta in rows:
+        values += [tenant_id, when, trunk_id, key[2], delta.trunk_name, delta.carrier_name]
+        values += [key[3], key[4], *delta.sums()]
+    row = f"({', '.join(['%s'] * len(COLUMNS))})"
     added = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in SUMMED)
     cursor.execute(
-        f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608 (names are ours)
-        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"INSERT INTO {table} ({', '.join(COLUMNS)}) "  # noqa: S608 (names are ours)
+        f"VALUES {', '.join([row] * len(rows))} "
         "ON CONFLICT (tenant_id, minute, trunk_key, prefix, customer) DO UPDATE SET "
         f"{added}, trunk_id = excluded.trunk_id, trunk_name = excluded.trunk_name, "
-        "carrier_name = excluded.carrier_name RETURNING id",
+        "carrier_name = excluded.carrier_name "
+        "RETURNING id, tenant_id, trunk_key, prefix, customer",
         values,
     )
-    return cursor.fetchone()[0]
+    return {tuple(found[1:]): found[0] for found in cursor.fetchall()}
 
 
-def _upsert_counts(cursor, rows: Iterable[tuple[int, str, int, int]]) -> None:
+def _upsert_counts(cursor, rows: list[tuple[int, str, int, int]]) -> None:
     table = OutcomeCount._meta.db_table
-    cursor.executemany(
+    cursor.execute(
         f"INSERT INTO {table} (bucket_id, kind, value, count) "  # noqa: S608 (names are ours)
-        "VALUES (%s, %s, %s, %s) ON CONFLICT (bucket_id, kind, value) "
+        f"VALUES {', '.join(['(%s, %s, %s, %s)'] * len(rows))} "
+        "ON CONFLICT (bucket_id, kind, value) "
         f"DO UPDATE SET count = {table}.count + excluded.count",
-        list(rows),
+        [value for row in rows for value in row],
     )
 
 

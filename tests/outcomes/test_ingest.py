@@ -185,3 +185,16 @@ def test_pruning_deletes_what_is_older_than_the_retention(aggregator, tenant_a, 
     # The command prunes against the real clock: both minutes of 2025 are over 30 days old.
     assert OutcomeBucket.objects.count() == 0
     assert OutcomeCount.objects.count() == 0
+
+
+def test_many_keys_are_written_in_chunks_with_their_own_counts(aggregator, trunks_a):
+    for n in range(1200):
+        attribution = Attribution(
+            decision_id=f"{n:032x}", tenant="tenant-a", route=0, trunk_id=trunks_a[n % 2].pk,
+            prefix=str(n % 600), at=NOW - 60 * (n // 600),
+        )  # fmt: skip
+        aggregator.add(Attempt(attribution, 200 + (n % 600), pdd_ms=n))
+    assert aggregator.flush().buckets == 1200
+    assert OutcomeBucket.objects.count() == 1200
+    for bucket in OutcomeBucket.objects.filter(prefix__in=["0", "599"]):
+        assert counts(bucket, "code") == {200 + int(bucket.prefix): 1}
