@@ -70,6 +70,10 @@ EXPIRY_MARGIN = 0.02
 DB_HYGIENE_SECONDS = 1.0
 
 
+# A payload naming the routing event is answered as one, even if it mentions outcomes.
+ROUTING_EVENT_BYTES = f'"{evapi.ROUTING_EVENT}"'.encode()
+
+
 @dataclass(frozen=True)
 class BridgeConfig:
     addresses: tuple[tuple[str, int], ...]
@@ -460,8 +464,10 @@ class Bridge:
         """Count an outcome event (loop thread); False if it is not one after all."""
         try:
             event = outcome_events.parse_event(payload)
-            if isinstance(event, outcome_events.NotOutcome):
-                return False  # a routing event that merely mentions the name
+            if isinstance(event, outcome_events.NotOutcome) or (
+                isinstance(event, outcome_events.Malformed) and ROUTING_EVENT_BYTES in payload
+            ):
+                return False  # a routing event (perhaps broken) that merely mentions the name
             if self.outcomes is None:
                 self.outcomes = ingest.shared()
             if isinstance(event, outcome_events.Malformed):

@@ -17,6 +17,7 @@ most once a second, as one line of counts.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import datetime as dt
 import logging
@@ -201,6 +202,7 @@ class Aggregator:
             target=self._run, args=(every,), name="outcomes-flusher", daemon=True
         )
         self._thread.start()
+        atexit.register(self.stop)  # a worker's last second of events is not lost on exit
 
     def stop(self) -> None:
         self._stopping = True

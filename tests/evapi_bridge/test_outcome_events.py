@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
+from evapi_bridge.bridge import Bridge, BridgeConfig
+from kamailio.events import is_outcome
 from outcomes import ingest
 from outcomes.models import OutcomeBucket
 from tests.evapi_bridge.fake_kamailio import FakeKamailio, frame
@@ -55,3 +58,23 @@ def test_routing_events_are_all_answered_among_outcome_events(route_a, monkeypat
         assert aggregator.refused == {"duplicate": 1, "malformed": 1}
     finally:
         kamailio.stop()
+
+
+@pytest.mark.parametrize(
+    ("payload", "taken", "counted", "refused"),
+    [
+        (json.dumps(outcome(1)).encode(), True, 1, {}),
+        (b'{"event":"sip-outcome","kind":"attempt"}', True, 0, {"malformed": 1}),
+        (b'{"event":"sip-outcome"', True, 0, {"malformed": 1}),
+        # Routing events are left to the workers, whatever they mention:
+        (json.dumps(event(1, call_id="sip-outcome")).encode(), False, 0, {}),
+        (b'{"event":"sip-routing","tindex":1,"tlabel":2,"x":"sip-outcome"', False, 0, {}),
+    ],
+)
+def test_the_loop_takes_outcome_events_only(monkeypatch, payload, taken, counted, refused):
+    aggregator = ingest.Aggregator()
+    monkeypatch.setattr(ingest, "_shared", aggregator)
+    bridge = Bridge(BridgeConfig(addresses=()))
+    assert is_outcome(payload)
+    assert bridge.take_outcome(payload) is taken
+    assert (aggregator.accepted, dict(aggregator.refused)) == (counted, refused)
