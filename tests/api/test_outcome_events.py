@@ -122,3 +122,38 @@ def test_it_leaves_the_outcome_tables_to_the_flusher(post_events, tenant_a):
     assert response.status_code == 202
     selects = [q["sql"] for q in queries.captured_queries if "outcome" in q["sql"].lower()]
     assert selects == []
+
+
+def test_the_answer_carries_what_an_event_must_echo(post_call, post_events, aggregator, route_a):
+    answer = post_call().json()["rtjson"]
+    second = answer["routes"][1]
+    attempt = {
+        "event": "sip-outcome",
+        "kind": "attempt",
+        "decision_id": answer["decision_id"],
+        "tenant": answer["tenant"],
+        "prefix": answer["prefix"],
+        "customer": answer["customer"],
+        "route": 1,
+        "trunk_id": second["trunk_id"],
+        "trunk": second["trunk"],
+        "carrier": second["carrier"],
+        "code": "200",
+        "pdd_ms": "1800",
+    }
+    end = dict(attempt, kind="end", duration_s="95.5", code=None)
+    assert post_events([attempt, end]).json() == {"accepted": 2, "refused": []}
+    aggregator.flush()
+    bucket = OutcomeBucket.objects.get()
+    assert (bucket.tenant, bucket.trunk.name, bucket.carrier_name) == (
+        route_a.tenant,
+        "a-backup",
+        "Carrier A",
+    )
+    assert (bucket.prefix, bucket.customer) == ("33", "Default")
+    assert (bucket.attempts, bucket.answered, bucket.ended, bucket.duration_s_sum) == (
+        1,
+        1,
+        1,
+        95.5,
+    )
