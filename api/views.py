@@ -36,6 +36,7 @@ from api.serializers import (
     CustomerSerializer,
     DecisionSerializer,
     DialPrefixSerializer,
+    OutcomeEventsAnswerSerializer,
     RoutingAnswerSerializer,
     RoutingPlanSerializer,
     SimulationSerializer,
@@ -198,8 +199,13 @@ EVENTS_MAX_BYTES = 1024 * 1024  # a batch of a few thousand events
 
 
 @extend_schema(
-    request={"application/json": dict},
-    responses={202: dict, 400: dict},
+    request={
+        "application/json": {
+            "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}],
+            "description": "One outcome event or an array of them (docs/outcomes.md).",
+        }
+    },
+    responses={202: OutcomeEventsAnswerSerializer},
     examples=[
         OpenApiExample(
             "A branch attempt",
