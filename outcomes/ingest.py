@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from outcomes import store
+from outcomes.metrics import count_events
 from outcomes.records import Attempt, CallEnd, OutcomeEvent, pdd_bucket
 
 logger = logging.getLogger("routing.outcomes")
@@ -103,10 +104,12 @@ class Aggregator:
                     self._wake.set()
         if reason is not None:
             return self.refuse(reason)
+        count_events("accepted")
         return None
 
     def refuse(self, reason: str, count: int = 1) -> str:
         """Count `count` events not taken for `reason` (transports call it for malformed)."""
+        count_events(reason, count)
         with self._lock:
             self.refused[reason] += count
             self._unlogged[reason] += count

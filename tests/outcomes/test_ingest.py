@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from django.core.management import call_command
+from prometheus_client import REGISTRY
 
 from outcomes.ingest import Aggregator
 from outcomes.models import OutcomeBucket, OutcomeCount
@@ -198,3 +199,22 @@ def test_many_keys_are_written_in_chunks_with_their_own_counts(aggregator, trunk
     assert OutcomeBucket.objects.count() == 1200
     for bucket in OutcomeBucket.objects.filter(prefix__in=["0", "599"]):
         assert counts(bucket, "code") == {200 + int(bucket.prefix): 1}
+
+
+def test_results_are_counted_for_prometheus(aggregator, tenant_a, trunks_b):
+    def sample(result: str) -> float:
+        value = REGISTRY.get_sample_value("routing_outcome_events_total", {"result": result})
+        return value or 0.0
+
+    before = {
+        result: sample(result) for result in ("accepted", "duplicate", "trunk of another tenant")
+    }
+    aggregator.add(Attempt(of(1), 200))
+    aggregator.add(Attempt(of(1), 200))
+    aggregator.add(Attempt(of(2, trunk_id=trunks_b[0].pk), 200))
+    aggregator.flush()
+    assert {result: sample(result) - before[result] for result in before} == {
+        "accepted": 2,
+        "duplicate": 1,
+        "trunk of another tenant": 1,
+    }
