@@ -196,6 +196,15 @@ class RoutingAnswerSerializer(serializers.Serializer):
     )
 
 
+class OutcomeEventsAnswerSerializer(serializers.Serializer):
+    """For the schema only: what POST /api/v1/kamailio/events took and refused."""
+
+    accepted = serializers.IntegerField(help_text="Events counted.")
+    refused = serializers.ListField(
+        child=serializers.CharField(), help_text="Why each other event was not counted."
+    )
+
+
 # --- Simulation: the decision with its trace ------------------------------------------
 
 

@@ -24,10 +24,12 @@ router.register("rate-decks", rating_api.RateDeckViewSet, basename="ratedeck")
 
 urlpatterns = [
     path("kamailio/rtjson", views.RtjsonView.as_view(), name="kamailio-rtjson"),
+    path("kamailio/events", views.OutcomeEventsView.as_view(), name="kamailio-events"),
     path("simulate", views.SimulateView.as_view(), name="simulate"),
     path("rates", rating_api.RateView.as_view(), name="rates"),
     # The same views with a trailing slash, left out of the schema.
     path("kamailio/rtjson/", views.RtjsonView.as_view(schema=None)),
+    path("kamailio/events/", views.OutcomeEventsView.as_view(schema=None)),
     path("simulate/", views.SimulateView.as_view(schema=None)),
     path("auth/token", login.LoginView.as_view(), name="auth-token"),
     path("auth/logout", login.LogoutView.as_view(), name="auth-logout"),

@@ -36,6 +36,7 @@ from api.serializers import (
     CustomerSerializer,
     DecisionSerializer,
     DialPrefixSerializer,
+    OutcomeEventsAnswerSerializer,
     RoutingAnswerSerializer,
     RoutingPlanSerializer,
     SimulationSerializer,
@@ -43,8 +44,10 @@ from api.serializers import (
     TenantSourceSerializer,
     TrunkSerializer,
 )
+from kamailio import events as outcome_events
 from kamailio.requests import CallFieldsError, call_request_from_fields
 from kamailio.rtjson import encode, failure_decision, failure_of, to_rtjson
+from outcomes import ingest
 from routing import deadline, service, services
 from routing.metrics import observe_decision
 from routing.models import Carrier, Customer, DialPrefix, RouteTarget, RoutingPlan, Trunk
@@ -190,6 +193,81 @@ def answer(decision: Decision) -> HttpResponse:
     """The 200 carrying `decision` as `{"rtjson": ...}`, encoded exactly as over EVAPI."""
     body = b'{"rtjson":%s}' % encode(to_rtjson(decision))
     return HttpResponse(body, content_type="application/json")
+
+
+EVENTS_MAX_BYTES = 1024 * 1024  # a batch of a few thousand events
+
+
+@extend_schema(
+    request={
+        "application/json": {
+            "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}],
+            "description": "One outcome event or an array of them (docs/outcomes.md).",
+        }
+    },
+    responses={202: OutcomeEventsAnswerSerializer},
+    examples=[
+        OpenApiExample(
+            "A branch attempt",
+            request_only=True,
+            value={
+                "event": "sip-outcome",
+                "kind": "attempt",
+                "decision_id": "0123456789abcdef0123456789abcdef",
+                "tenant": "acme",
+                "route": 0,
+                "trunk_id": 12,
+                "prefix": "33",
+                "code": 200,
+                "pdd_ms": 1200,
+                "answer_ms": 5300,
+                "at": 1764449000.25,
+            },
+        )
+    ],
+    summary="Report call outcomes (for Kamailio)",
+    tags=["kamailio"],
+)
+class OutcomeEventsView(APIView):
+    """Kamailio posts outcome events here, fire and forget (docs/outcomes.md).
+
+    One event or a JSON array of events. The answer is a 202 as soon as the events are
+    counted in this process's aggregator (written to the database within a second),
+    with how many were taken and why the others were not; a body that is not JSON, or
+    whose every event is malformed, is a 400 naming the first reason. Never a 5xx for
+    an event: the database is not read on this path.
+    """
+
+    authentication_classes = [KamailioTokenAuthentication]
+    permission_classes = [HasKamailioToken]
+    parser_classes: list = []  # the body is read as bytes by kamailio.events
+    renderer_classes = [JSONRenderer]
+    throttle_classes: list = []
+
+    def post(self, request: Request) -> Response:
+        aggregator = ingest.shared()
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if not length.isdigit() or int(length) > EVENTS_MAX_BYTES:
+            aggregator.refuse("malformed")
+            raise ParseError(f"Request body missing its length or over {EVENTS_MAX_BYTES} bytes.")
+        batch = outcome_events.parse_batch(request._request.body)
+        if isinstance(batch, outcome_events.Malformed):
+            aggregator.refuse("malformed")
+            raise ParseError(batch.reason)
+        accepted, refused = 0, []
+        for event in batch:
+            if isinstance(event, outcome_events.Malformed):
+                reason = aggregator.refuse("malformed")
+                refused.append(f"malformed: {event.reason}")
+            elif isinstance(event, outcome_events.NotOutcome):
+                refused.append(aggregator.refuse("not an outcome event"))
+            elif (reason := aggregator.add(event)) is not None:
+                refused.append(reason)
+            else:
+                accepted += 1
+        if not accepted and refused and all(r.startswith("malformed") for r in refused):
+            raise ParseError(refused[0])
+        return Response({"accepted": accepted, "refused": refused}, status=202)
 
 
 # People (scripts with an API token from /api/v1/auth/token, stored as a digest and

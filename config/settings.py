@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "tenants",
     "routing",
     "rating",
+    "outcomes",
     "evapi_bridge",
     "api",
 ]
@@ -280,6 +281,16 @@ if ROUTING_DECISION_DEADLINE_MS < 50:
 # Seconds each process may keep a Kamailio token it looked up: a revoked token stops
 # working everywhere within this time. 0 looks the token up on every request.
 KAMAILIO_TOKEN_CACHE_SECONDS = env.float("KAMAILIO_TOKEN_CACHE_SECONDS", default=1.0)
+
+# --- Call outcomes (docs/outcomes.md) ---------------------------------------------------
+# Days of per-minute quality buckets kept; older ones are pruned (prune_outcomes, and
+# by each process's flusher about once an hour).
+OUTCOMES_RETENTION_DAYS = env.int("OUTCOMES_RETENTION_DAYS", default=30)
+if OUTCOMES_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("OUTCOMES_RETENTION_DAYS must be at least 1.")
+# Seconds between two writes of a process's aggregated outcome events (0: no background
+# flusher; the tests flush by hand).
+OUTCOMES_FLUSH_SECONDS = env.float("OUTCOMES_FLUSH_SECONDS", default=1.0)
 
 # --- EVAPI bridge ----------------------------------------------------------------------
 EVAPI_CONNECT = env.list("EVAPI_CONNECT", default=["127.0.0.1:8448"])

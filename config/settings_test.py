@@ -29,3 +29,6 @@ WHITENOISE_USE_FINDERS = True
 # tests of the cache itself (tests/api/test_token_cache.py). Servers started by
 # the e2e suite read the environment and keep the production default.
 KAMAILIO_TOKEN_CACHE_SECONDS = 0
+
+# Tests flush the outcome aggregator themselves, inside their transaction.
+OUTCOMES_FLUSH_SECONDS = 0.0

@@ -23,6 +23,11 @@ queued: exactly one answer per event, whoever gives it.
 The wire format is not here: `kamailio.evapi` parses each event and encodes each
 answer without I/O, `kamailio.rtjson` provides the failure answers (the same as
 over HTTP); `answer_event()` is the one step between them that decides.
+
+Outcome events (`"event": "sip-outcome"`, kamailio.events) are not routing events:
+the loop parses them as they arrive and counts them in the process's outcome
+aggregator (outcomes.ingest), which writes to the database from its own thread.
+They never enter the workers' queue, take no answer and hold no decision back.
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ from django.db import close_old_connections, connections
 from evapi_bridge.netstring import FrameError, NetstringDecoder, encode
 from evapi_bridge.stats import PeriodStats
 from kamailio import evapi
+from kamailio import events as outcome_events
 from kamailio.rtjson import Failure, failure_decision, failure_of
+from outcomes import ingest
 from routing.metrics import BRIDGE_CONNECTED, BRIDGE_IN_FLIGHT, observe_decision
 from routing.resolver import RouteTable
 from routing.service import decide, get_route_table
@@ -61,6 +68,10 @@ EXPIRY_MARGIN = 0.02
 # How often a worker lets Django check its connection (close it past CONN_MAX_AGE,
 # health-check it). Checking per event would cost a `SELECT 1` round trip per call.
 DB_HYGIENE_SECONDS = 1.0
+
+
+# A payload naming the routing event is answered as one, even if it mentions outcomes.
+ROUTING_EVENT_BYTES = f'"{evapi.ROUTING_EVENT}"'.encode()
 
 
 @dataclass(frozen=True)
@@ -218,6 +229,8 @@ class EvapiConnection(asyncio.Protocol):
 
     def _take(self, frames: list[bytes]) -> None:
         for payload in frames:
+            if outcome_events.is_outcome(payload) and self.bridge.take_outcome(payload):
+                continue  # counted; nothing to answer
             self.in_flight += 1
             self.bridge.submit(self, payload)
 
@@ -354,6 +367,7 @@ class Bridge:
         self._stop_requested: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None
         self.links: list[KamailioLink] = []
+        self.outcomes: ingest.Aggregator | None = None  # the process's, on the first event
 
     # --- lifecycle (event loop thread) ---------------------------------------------
 
@@ -408,6 +422,11 @@ class Bridge:
         for _ in threads:
             self._queue.put(None)
         await asyncio.to_thread(_join_all, threads, 5.0)
+        if self.outcomes is not None:
+            try:
+                await asyncio.to_thread(_flush_and_close, self.outcomes)
+            except Exception:
+                logger.exception("stopping: outcome events not written")
         summary = self.totals.summary(time.monotonic() - self._started)
         logger.info("stopped; since start-up (%s)", summary.removeprefix("last "))
 
@@ -440,6 +459,24 @@ class Bridge:
         if self._expiry is None:
             self._schedule_expiry(ticket)
         self._queue.put(ticket)
+
+    def take_outcome(self, payload: bytes) -> bool:
+        """Count an outcome event (loop thread); False if it is not one after all."""
+        try:
+            event = outcome_events.parse_event(payload)
+            if isinstance(event, outcome_events.NotOutcome) or (
+                isinstance(event, outcome_events.Malformed) and ROUTING_EVENT_BYTES in payload
+            ):
+                return False  # a routing event (perhaps broken) that merely mentions the name
+            if self.outcomes is None:
+                self.outcomes = ingest.shared()
+            if isinstance(event, outcome_events.Malformed):
+                self.outcomes.refuse("malformed")
+            else:
+                self.outcomes.add(event)
+        except Exception:  # a bug must not stop the loop, nor cost a routing event
+            logger.exception("outcome event lost to a bug in the bridge")
+        return True
 
     # --- the deadline (loop thread) ----------------------------------------------------
 
@@ -684,3 +721,10 @@ def _join_all(threads: list[threading.Thread], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _flush_and_close(outcomes: ingest.Aggregator) -> None:
+    try:
+        outcomes.flush()
+    finally:
+        connections.close_all()  # this thread's connections

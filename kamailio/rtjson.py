@@ -78,7 +78,7 @@ def to_rtjson(decision: Decision) -> dict[str, Any]:
 
     Kamailio's rtjson module reads version, routing and routes; the other keys
     (success, code, reason, decision_id, outcome, tenant, customer, plan, prefix,
-    and carrier/trunk per route) are for the config (via jansson) and for logs.
+    and carrier/trunk/trunk_id per route) are for the config (via jansson) and for logs.
     """
     doc: dict[str, Any] = {
         "version": "1.0",
@@ -134,6 +134,7 @@ def _route_json(route: Route) -> dict[str, Any]:
         item["failover"] = failover_regex(route.failover_codes)
     item["carrier"] = route.carrier
     item["trunk"] = route.trunk
+    item["trunk_id"] = route.trunk_id  # echoed back in outcome events (kamailio.events)
     if route.rate is not None:  # least cost: for the config's headers or CDR variables
         item["rate"] = str(route.rate)
         item["currency"] = route.currency

@@ -85,6 +85,7 @@ def test_it_routes_serially_with_every_route_field_of_the_trunk(post_call, tenan
                 "fr_inv_timer": 40000,
                 "carrier": "Carrier F",
                 "trunk": "full",
+                "trunk_id": trunk.pk,
             },
             {
                 "uri": "sip:+33612345678@[2001:db8::5]",
@@ -92,6 +93,7 @@ def test_it_routes_serially_with_every_route_field_of_the_trunk(post_call, tenan
                 "fr_inv_timer": 30000,
                 "carrier": "Carrier P",
                 "trunk": "plain",
+                "trunk_id": plain.pk,
             },
         ],
     }
@@ -118,6 +120,7 @@ def test_it_routes_in_parallel_with_the_exact_document(post_call, tenant_a, trun
                 "fr_inv_timer": 30000,
                 "carrier": "Carrier A",
                 "trunk": "a-primary",
+                "trunk_id": trunks_a[0].pk,
             },
             {
                 "uri": "sip:+447700900123@a-backup.example.net",
@@ -125,6 +128,7 @@ def test_it_routes_in_parallel_with_the_exact_document(post_call, tenant_a, trun
                 "fr_inv_timer": 30000,
                 "carrier": "Carrier A",
                 "trunk": "a-backup",
+                "trunk_id": trunks_a[1].pk,
             },
         ],
     }

@@ -324,6 +324,7 @@ def test_trunk_rewrites_build_the_r_uri_headers_and_timers(tenant_a):
         "fr_inv_timer": 40000,
         "carrier": "Carrier",
         "trunk": "full",
+        "trunk_id": trunk.pk,
     }
 
 
