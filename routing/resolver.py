@@ -9,6 +9,7 @@ answer for the same call, and the logic is tested without a server.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import math
@@ -555,12 +556,10 @@ class Pricing:
             prefix = line.rate_prefix or "(default)"
             why = f"{line.rate} {line.currency} per minute (rate prefix {prefix})"
             lines.append(
-                CostLine(
-                    **{
-                        **{name: getattr(line, name) for name in CostLine.__slots__},
-                        "status": "first" if n == 0 else "later",
-                        "why": ("cheapest: " if n == 0 else f"#{n + 1}: ") + why,
-                    }
+                dataclasses.replace(
+                    line,
+                    status="first" if n == 0 else "later",
+                    why=("cheapest: " if n == 0 else f"#{n + 1}: ") + why,
                 )
             )
         self.costs = tuple(sorted(lines, key=lambda c: (c.status == "skipped", c.rate or 0)))

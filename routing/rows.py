@@ -21,7 +21,7 @@ write exactly the CSV format the importer reads.
 from __future__ import annotations
 
 import enum
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -234,21 +234,16 @@ Row = TypeVar("Row")
 
 def columns(row_type: type) -> tuple[Column, ...]:
     """The Columns of a row type, in declaration order, with their names filled in."""
-    found = []
-    for item in fields(row_type):
-        spec: Column | None = item.metadata.get("column")
-        if spec is None:  # not a stored column (e.g. a customer's sources, read apart)
-            continue
-        found.append(
-            Column(
-                **{
-                    **{name: getattr(spec, name) for name in Column.__slots__},
-                    "name": item.name,
-                    "default": item.default if item.default is not MISSING else None,
-                }
-            )
+    return tuple(
+        replace(
+            item.metadata["column"],
+            name=item.name,
+            default=item.default if item.default is not MISSING else None,
         )
-    return tuple(found)
+        for item in fields(row_type)
+        # Not a stored column (e.g. a customer's sources, read apart): no Column.
+        if item.metadata.get("column") is not None
+    )
 
 
 def names(row_type: type) -> tuple[str, ...]:

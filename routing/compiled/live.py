@@ -44,7 +44,6 @@ from routing.rows import (
     CustomerRow,
     PlanRef,
     RouteEntry,
-    TargetLink,
     TargetRow,
     TenantRef,
     TrunkRow,
@@ -59,6 +58,9 @@ _MAX_DELTA = 20_000
 # An overlay this large means the packed arrays are mostly outdated: rebuild.
 _MAX_OVERLAY = 50_000
 _CHUNK = 500
+# Where each value of a target's profile is (packing.PROFILE_NAMES, by name): the
+# hot path builds a TargetRow straight from it, with no intermediate row or dict.
+_TRUNK, _PRIORITY, _WEIGHT = (PROFILE_NAMES.index(n) for n in ("trunk_id", "priority", "weight"))
 
 
 class CompiledRouteTable:
@@ -157,12 +159,14 @@ class CompiledRouteTable:
             (
                 row,
                 tuple(
-                    TargetRow.of(
-                        TargetLink(id=target_id, **dict(zip(PROFILE_NAMES, item, strict=True))),
-                        trunks[item[0]],
+                    TargetRow(
+                        id=target_id,
+                        priority=item[_PRIORITY],
+                        weight=item[_WEIGHT],
+                        trunk=trunks[item[_TRUNK]],
                     )
                     for target_id, item in targets
-                    if item[0] in trunks
+                    if item[_TRUNK] in trunks
                 ),
             )
             for row, targets in table.find_all(candidates)
