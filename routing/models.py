@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -216,6 +217,55 @@ class Trunk(models.Model):
     is_active = models.BooleanField(
         default=True, help_text="Untick to skip this trunk in every route that uses it."
     )
+    # Capacity caps: Kamailio enforces them (dialog profiles and an htable counter,
+    # deploy/kamailio/routing-common.cfg); the engine carries them in each rtjson route.
+    max_calls = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Most concurrent calls through this trunk (ringing or answered). A call "
+        "beyond it goes to the next route. Empty: no cap.",
+    )
+    max_cps = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Most new calls per second sent to this trunk. A call beyond it goes to "
+        "the next route. Empty: no cap.",
+    )
+    # Health policy (routing.health): when the trunk's outcomes take it out of routing.
+    health_window = models.PositiveIntegerField(
+        default=60,
+        validators=[MinValueValidator(10), MaxValueValidator(3600)],
+        help_text="Seconds of attempts the failure ratio looks at.",
+    )
+    health_min_attempts = models.PositiveIntegerField(
+        default=10,
+        validators=[MinValueValidator(1)],
+        help_text="Attempts the window needs before its failure ratio counts.",
+    )
+    health_failure_ratio = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        default=50,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Percent of failed attempts (408, 5xx) in the window that makes the trunk "
+        "unhealthy. Empty: not used.",
+    )
+    health_consecutive_failures = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        default=5,
+        validators=[MinValueValidator(1)],
+        help_text="Failed attempts (408, 5xx) in a row that make the trunk unhealthy. "
+        "Empty: not used. With both empty the trunk is never taken out by its outcomes.",
+    )
+    health_cooldown = models.PositiveIntegerField(
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(86400)],
+        help_text="Seconds an unhealthy trunk gets no calls; then it gets a small share "
+        "(half-open) and a success brings it back.",
+    )
 
     history = HistoricalRecords()
 
@@ -253,6 +303,32 @@ class Trunk(models.Model):
                 condition=Q(strip_digits__lte=15),
                 name="trunk_strip_digits_max",
                 violation_error_message="Strip at most 15 digits (an E.164 number's length).",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_calls__isnull=True) | Q(max_calls__gte=1),
+                name="trunk_max_calls_positive",
+                violation_error_message="A concurrent-call cap is at least 1 (empty: no cap).",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_cps__isnull=True) | Q(max_cps__gte=1),
+                name="trunk_max_cps_positive",
+                violation_error_message="A calls-per-second cap is at least 1 (empty: no cap).",
+            ),
+            models.CheckConstraint(
+                condition=Q(health_window__gte=10, health_window__lte=3600),
+                name="trunk_health_window_range",
+                violation_error_message="The health window is 10 to 3600 seconds.",
+            ),
+            models.CheckConstraint(
+                condition=Q(health_failure_ratio__isnull=True)
+                | Q(health_failure_ratio__gte=1, health_failure_ratio__lte=100),
+                name="trunk_health_failure_ratio_range",
+                violation_error_message="The failure ratio is a percentage from 1 to 100.",
+            ),
+            models.CheckConstraint(
+                condition=Q(health_cooldown__gte=1, health_cooldown__lte=86400),
+                name="trunk_health_cooldown_range",
+                violation_error_message="The cool-down is 1 to 86400 seconds.",
             ),
         ]
 
@@ -646,6 +722,96 @@ class RouteTarget(models.Model):
             raise ValidationError(
                 {"trunk": "This trunk belongs to another tenant; pick one of the route's tenant."}
             )
+
+
+class HealthState(models.TextChoices):
+    HEALTHY = "healthy", "Healthy"
+    UNHEALTHY = "unhealthy", "Unhealthy"
+
+
+class HealthOverride(models.TextChoices):
+    AUTO = "auto", "Automatic (from the trunk's outcomes)"
+    UP = "up", "Forced in service (outcomes ignored)"
+    DOWN = "down", "Forced out of service"
+
+
+class TrunkHealth(models.Model):
+    """A trunk's health as its call outcomes make it, and the operator's override.
+
+    State, not configuration: the policy is on the trunk (Trunk.health_*), and
+    routing.health is the only writer. Every engine process reads it with the trunk
+    (a state change records a 'trunk' route change, so compiled tables reload it
+    within a second). The window counters change on every outcome flush and never
+    trigger a reload. A trunk without a row is healthy.
+    """
+
+    trunk = models.OneToOneField(
+        Trunk, on_delete=models.CASCADE, primary_key=True, related_name="health"
+    )
+    state = models.CharField(max_length=9, choices=HealthState.choices, default=HealthState.HEALTHY)
+    since = models.DateTimeField(help_text="When the trunk entered this state.")
+    until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Unhealthy: end of the cool-down; after it the trunk is half-open.",
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    override = models.CharField(
+        max_length=4, choices=HealthOverride.choices, default=HealthOverride.AUTO
+    )
+    # The policy's window: attempts and failures since window_start, failures in a row.
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_attempts = models.PositiveIntegerField(default=0)
+    window_failures = models.PositiveIntegerField(default=0)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    tenant_path = "trunk__carrier__tenant"
+
+    class Meta:
+        verbose_name_plural = "trunk health"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=HealthState.values),
+                name="trunkhealth_state_valid",
+                violation_error_message="State must be healthy or unhealthy.",
+            ),
+            models.CheckConstraint(
+                condition=Q(override__in=HealthOverride.values),
+                name="trunkhealth_override_valid",
+                violation_error_message="Override must be auto, up or down.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trunk_id}: {self.state} ({self.override})"
+
+
+class TrunkHealthEvent(models.Model):
+    """One change of a trunk's health or override: the history the admin shows."""
+
+    trunk = models.ForeignKey(Trunk, on_delete=models.CASCADE, related_name="health_events")
+    at = models.DateTimeField(db_index=True)
+    state = models.CharField(max_length=9, choices=HealthState.choices)
+    override = models.CharField(max_length=4, choices=HealthOverride.choices)
+    reason = models.CharField(max_length=200, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who overrode the health; empty for changes the outcomes made.",
+    )
+
+    tenant_path = "trunk__carrier__tenant"
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["trunk", "-at"], name="trunkhealthevent_trunk_at")]
+
+    def __str__(self) -> str:
+        return f"{self.trunk_id} {self.at:%Y-%m-%d %H:%M:%S}: {self.state} ({self.reason})"
 
 
 class RouteTableVersion(models.Model):

@@ -158,6 +158,8 @@ class Route:
     fr_timer: int | None = None
     fr_inv_timer: int | None = None
     failover_codes: str = ""  # final codes that move a serial call on; "": the config's
+    max_calls: int | None = None  # the trunk's caps, enforced by Kamailio (rtjson route)
+    max_cps: int | None = None
     rate: Decimal | None = None  # least-cost routing: the vendor's rate per minute
     currency: str = ""
     rate_prefix: str | None = None  # the rate deck's prefix that priced the number
@@ -787,6 +789,8 @@ def _route(
         fr_timer=trunk.fr_timer or defaults.fr_timer,
         fr_inv_timer=trunk.fr_inv_timer or defaults.fr_inv_timer,
         failover_codes=trunk.failover_codes,
+        max_calls=trunk.max_calls,
+        max_cps=trunk.max_cps,
         rate=quote.rate if quote else None,
         currency=quote.currency if quote else "",
         rate_prefix=quote.prefix if quote else None,

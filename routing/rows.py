@@ -193,6 +193,8 @@ class TrunkRow:
     fr_timer: int | None = column(Kind.INT, null=True, sql="tr.fr_timer")
     fr_inv_timer: int | None = column(Kind.INT, null=True, sql="tr.fr_inv_timer")
     failover_codes: str = column(Kind.TEXT, sql="tr.failover_codes")
+    max_calls: int | None = column(Kind.INT, null=True, sql="tr.max_calls")
+    max_cps: int | None = column(Kind.INT, null=True, sql="tr.max_cps")
 
     @property
     def label(self) -> str:

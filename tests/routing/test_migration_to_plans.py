@@ -24,7 +24,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = [("routing", "0006_trunk_from_uri_validation")]
 # A trunk's columns at 0006: those added since read as their defaults.
-OLD_TRUNK = columns_of(TrunkRow, "tr").replace("tr.failover_codes", "''")
+OLD_TRUNK = (
+    columns_of(TrunkRow, "tr")
+    .replace("tr.failover_codes", "''")
+    .replace("tr.max_calls", "NULL")
+    .replace("tr.max_cps", "NULL")
+)
 # A route's columns at 0006 (the later ones take their defaults).
 OLD_ROUTE = (
     "id",
