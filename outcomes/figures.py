@@ -1,7 +1,10 @@
 """Quality figures read from the buckets: ASR, ACD, NER, post-dial delay p50/p95, codes.
 
-A selector for the pages and the health checks to come: sums the buckets of one
-tenant over a time range, grouped by trunk, carrier, matched prefix or customer.
+Selectors for the pages and the health checks: `quality` sums the buckets of one
+tenant over a time range, grouped by trunk, carrier, matched prefix or customer;
+`timeline`, `trunk_traffic` and `failing_prefixes` feed the live traffic page
+(docs/traffic.md). Each runs a fixed number of aggregating queries, whatever the
+number of buckets.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from django.db.models import Sum
+from django.db.models import F, Sum, Value
+from django.db.models.functions import ExtractMinute, Floor, TruncHour
 
 from outcomes.models import OutcomeBucket, OutcomeCount
 from outcomes.records import PDD_BOUNDS_MS
+from routing.models import HealthOverride, HealthState, Trunk, TrunkHealth
 from tenants.models import Tenant
 
 # Final codes that count as the network doing its job (ITU-T E.411's NER): the callee
@@ -103,3 +108,190 @@ def quality(
         figures.codes = counts[key][OutcomeCount.Kind.CODE]
         figures.pdd = counts[key][OutcomeCount.Kind.PDD]
     return sorted(found.values(), key=lambda figures: tuple(map(str, figures.key)))
+
+
+@dataclass(slots=True, frozen=True)
+class Minute:
+    """One minute of a tenant's traffic; a minute without attempts has zeros and no rates."""
+
+    at: dt.datetime
+    attempts: int = 0
+    answered: int = 0
+    ended: int = 0
+    duration_s_sum: float = 0.0
+
+    @property
+    def asr(self) -> float | None:
+        return self.answered / self.attempts if self.attempts else None
+
+    @property
+    def acd_s(self) -> float | None:
+        return self.duration_s_sum / self.ended if self.ended else None
+
+
+def minutes(since: dt.datetime, until: dt.datetime) -> list[dt.datetime]:
+    """Every minute start with since <= minute < until (since rounded down to its minute)."""
+    first = since.replace(second=0, microsecond=0)
+    count = max(0, -(-int((until - first).total_seconds()) // 60))
+    return [first + dt.timedelta(minutes=n) for n in range(count)]
+
+
+def timeline(*, tenant: Tenant, since: dt.datetime, until: dt.datetime) -> list[Minute]:
+    """`tenant`'s attempts, answers and call durations per minute, one entry for every
+    minute of the range (zeros where there were none, so that a chart shows the gap)."""
+    rows = (
+        OutcomeBucket.objects.filter(tenant=tenant, minute__gte=since, minute__lt=until)
+        .values("minute")
+        .annotate(**{name: Sum(name) for name in MINUTE_SUMS})
+    )
+    found = {row["minute"]: row for row in rows}
+    return [
+        Minute(at, **{name: found[at][name] for name in MINUTE_SUMS}) if at in found else Minute(at)
+        for at in minutes(since, until)
+    ]
+
+
+MINUTE_SUMS = ("attempts", "answered", "ended", "duration_s_sum")
+
+
+@dataclass(slots=True)
+class TrunkTraffic:
+    """A trunk's figures over a range, its attempts per slot (a sparkline) and its health.
+
+    `trunk` is None for buckets whose trunk was deleted (or never named): their names
+    are the ones the buckets kept, and they have no health.
+    """
+
+    trunk_id: int
+    trunk_name: str
+    carrier_name: str
+    trunk: Trunk | None
+    figures: Quality
+    slots: list[int]
+    health: str = "healthy"
+    health_reason: str = ""
+    health_until: dt.datetime | None = None
+
+
+def trunk_traffic(
+    *, tenant: Tenant, since: dt.datetime, until: dt.datetime, now: dt.datetime, slot_minutes: int
+) -> list[TrunkTraffic]:
+    """Every trunk of `tenant` (with or without traffic) and every trunk key its buckets
+    name, busiest first: figures, attempts per `slot_minutes` slot and health at `now`.
+
+    Four queries: two for the figures (`quality`), one for the slots, one for the trunks
+    with their health. `slot_minutes` divides 60, so a slot is found from the minute's
+    hour and minute in SQL.
+    """
+    if slot_minutes < 1 or 60 % slot_minutes:
+        raise ValueError("slot_minutes must divide 60")
+    starts = slot_starts(since, until, slot_minutes)
+    figures = {q.key[0]: q for q in quality(tenant=tenant, since=since, until=until, by="trunk")}
+    per_slot = (
+        OutcomeBucket.objects.filter(tenant=tenant, minute__gte=since, minute__lt=until)
+        .values(
+            "trunk_key",
+            hour=TruncHour("minute", tzinfo=dt.UTC),
+            slot=Floor(ExtractMinute("minute", tzinfo=dt.UTC) / Value(slot_minutes)),
+        )
+        .annotate(attempts=Sum("attempts"))
+    )
+    index = {start: n for n, start in enumerate(starts)}
+    slots: dict[int, list[int]] = defaultdict(lambda: [0] * len(starts))
+    for row in per_slot:
+        start = row["hour"].astimezone(dt.UTC) + dt.timedelta(
+            minutes=int(row["slot"]) * slot_minutes
+        )
+        if start in index:
+            slots[row["trunk_key"]][index[start]] += row["attempts"]
+    trunks = {
+        trunk.pk: trunk
+        for trunk in Trunk.objects.filter(carrier__tenant=tenant)
+        .select_related("carrier", "health")
+        .order_by()
+    }
+    found = []
+    for key in figures.keys() | trunks.keys():
+        trunk = trunks.get(key)
+        figure = figures.get(key) or Quality((key, trunk.name, trunk.carrier.name))
+        row = TrunkTraffic(
+            trunk_id=key,
+            trunk_name=trunk.name if trunk else figure.key[1],
+            carrier_name=trunk.carrier.name if trunk else figure.key[2],
+            trunk=trunk,
+            figures=figure,
+            slots=slots[key] if key in slots else [0] * len(starts),
+        )
+        if trunk is not None:
+            health = getattr(trunk, "health", None)
+            row.health = health_state(health, now=now)
+            row.health_reason = health.reason if health else ""
+            row.health_until = health.until if health else None
+        found.append(row)
+    found.sort(key=lambda r: (-r.figures.attempts, r.carrier_name, r.trunk_name, r.trunk_id))
+    return found
+
+
+def slot_starts(since: dt.datetime, until: dt.datetime, slot_minutes: int) -> list[dt.datetime]:
+    """The starts of the `slot_minutes` slots covering since..until, aligned to the hour."""
+    first = since.astimezone(dt.UTC).replace(second=0, microsecond=0)
+    first -= dt.timedelta(minutes=first.minute % slot_minutes)
+    count = max(0, -(-int((until - first).total_seconds()) // (60 * slot_minutes)))
+    return [first + dt.timedelta(minutes=n * slot_minutes) for n in range(count)]
+
+
+class Health:
+    """How the page and the metrics name a trunk's health (routing.models.TrunkHealth)."""
+
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    HALF_OPEN = "half-open"  # unhealthy, its cool-down over: it gets a share of calls again
+    FORCED_UP = "forced up"
+    FORCED_DOWN = "forced down"
+
+
+def health_state(health: TrunkHealth | None, *, now: dt.datetime) -> str:
+    """A trunk's health at `now` as Health names it; no row is healthy. Reads only: the
+    health logic (routing) writes the row."""
+    if health is None:
+        return Health.HEALTHY
+    if health.override == HealthOverride.UP:
+        return Health.FORCED_UP
+    if health.override == HealthOverride.DOWN:
+        return Health.FORCED_DOWN
+    if health.state != HealthState.UNHEALTHY:
+        return Health.HEALTHY
+    if health.until is not None and health.until <= now:
+        return Health.HALF_OPEN
+    return Health.UNHEALTHY
+
+
+@dataclass(slots=True, frozen=True)
+class FailingPrefix:
+    prefix: str
+    attempts: int
+    failures: int
+    answered: int
+
+    @property
+    def asr(self) -> float | None:
+        return self.answered / self.attempts if self.attempts else None
+
+
+def failing_prefixes(
+    *, tenant: Tenant, since: dt.datetime, until: dt.datetime, limit: int = 10
+) -> list[FailingPrefix]:
+    """The matched prefixes with the most failed attempts (any final but a 2xx), most
+    first; one query, the ranking and the limit in SQL."""
+    failures = F("failed_4xx") + F("failed_5xx") + F("failed_6xx") + F("failed_other")
+    rows = (
+        OutcomeBucket.objects.filter(tenant=tenant, minute__gte=since, minute__lt=until)
+        .values("prefix")
+        .annotate(attempts=Sum("attempts"), answered=Sum("answered"), failures=Sum(failures))
+        .filter(failures__gt=0)
+        .order_by("-failures", "prefix")[:limit]
+    )
+    return [
+        FailingPrefix(row["prefix"], row["attempts"], row["failures"], row["answered"])
+        for row in rows
+    ]

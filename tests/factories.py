@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from outcomes.models import OutcomeBucket, OutcomeCount
 from routing.models import Carrier, Customer, DialPrefix, RouteTarget, RoutingPlan, Trunk
 from tenants.models import Tenant, TenantSource, User
 from tenants.roles import operator_group
@@ -48,3 +51,46 @@ def make_operator(username: str, tenant: Tenant | None, **fields) -> User:
     if tenant is not None:
         user.groups.add(operator_group())
     return user
+
+
+def make_bucket(
+    tenant: Tenant,
+    trunk: Trunk | None,
+    minute: dt.datetime,
+    *,
+    codes: dict[int, int],
+    durations: tuple[float, ...] = (),
+    pdd: dict[int, int] | None = None,
+    prefix: str = "33",
+    customer: str = "Default",
+) -> OutcomeBucket:
+    """One minute's bucket as the ingest would write it: attempts by final SIP code,
+    the answered calls that ended with their durations, a post-dial delay histogram."""
+    by_class = {2: 0, 4: 0, 5: 0, 6: 0, 0: 0}
+    for code, count in codes.items():
+        by_class[code // 100 if code // 100 in by_class else 0] += count
+    bucket = OutcomeBucket.objects.create(
+        tenant=tenant,
+        minute=minute.replace(second=0, microsecond=0),
+        trunk=trunk,
+        trunk_key=trunk.pk if trunk else 0,
+        trunk_name=trunk.name if trunk else "",
+        carrier_name=trunk.carrier.name if trunk else "",
+        prefix=prefix,
+        customer=customer,
+        attempts=sum(codes.values()),
+        answered=by_class[2],
+        failed_4xx=by_class[4],
+        failed_5xx=by_class[5],
+        failed_6xx=by_class[6],
+        failed_other=by_class[0],
+        ended=len(durations),
+        duration_s_sum=sum(durations),
+        pdd_count=sum((pdd or {}).values()),
+    )
+    OutcomeCount.objects.bulk_create(
+        OutcomeCount(bucket=bucket, kind=kind, value=value, count=count)
+        for kind, counter in (("code", codes), ("pdd", pdd or {}))
+        for value, count in counter.items()
+    )
+    return bucket
