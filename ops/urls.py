@@ -1,9 +1,11 @@
-"""URLs of the operations pages: health, metrics, and the admin's simulator and changes."""
+"""URLs of the operations pages: health, metrics, and the admin's simulator, changes and
+live traffic."""
 
 from django.contrib import admin
 from django.urls import path
 
 from ops import admin_views, views
+from ops.admin.traffic import traffic_view
 
 app_name = "ops"
 
@@ -16,4 +18,5 @@ urlpatterns = [
         admin.site.admin_view(admin_views.recent_changes_view),
         name="recent-changes",
     ),
+    path("admin/traffic/", admin.site.admin_view(traffic_view), name="traffic"),
 ]

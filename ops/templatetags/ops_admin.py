@@ -31,3 +31,17 @@ def route_changes_link(obj) -> str:
     if isinstance(obj, DialPrefix) and obj.pk:
         return f"{reverse('ops:recent-changes')}?{urlencode({'prefix': obj.pk})}"
     return ""
+
+
+@register.filter
+def percent(share: float | None) -> str:
+    """0.4567 -> "45.7%"; None (nothing to divide) -> "—"."""
+    return "—" if share is None else f"{100 * share:.1f}%"
+
+
+@register.filter
+def or_dash(value, suffix: str = "") -> str:
+    """The value with a unit, rounded to a tenth when it is a float; None -> "—"."""
+    if value is None:
+        return "—"
+    return f"{value:.1f}{suffix}" if isinstance(value, float) else f"{value}{suffix}"
