@@ -291,6 +291,12 @@ if OUTCOMES_RETENTION_DAYS < 1:
 # Seconds between two writes of a process's aggregated outcome events (0: no background
 # flusher; the tests flush by hand).
 OUTCOMES_FLUSH_SECONDS = env.float("OUTCOMES_FLUSH_SECONDS", default=1.0)
+# Trunks with their own labels in the per-trunk /metrics series (routing_trunk_*; the
+# busiest first, the rest added up under trunk="other"): bounds the series a scrape
+# makes, whatever the number of trunks (docs/traffic.md).
+OUTCOMES_METRICS_MAX_TRUNKS = env.int("OUTCOMES_METRICS_MAX_TRUNKS", default=200)
+if OUTCOMES_METRICS_MAX_TRUNKS < 0:
+    raise ImproperlyConfigured("OUTCOMES_METRICS_MAX_TRUNKS cannot be negative.")
 
 # --- EVAPI bridge ----------------------------------------------------------------------
 EVAPI_CONNECT = env.list("EVAPI_CONNECT", default=["127.0.0.1:8448"])

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from outcomes.metrics import trunk_exposition
 from routing.deadline import database_deadline
 from routing.metrics import exposition
 
@@ -80,7 +81,8 @@ def allowed_metrics_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Net
 @never_cache
 @require_safe
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus exposition of this deployment's metrics (all workers, see routing.metrics)."""
+    """Prometheus exposition of this deployment's metrics (all workers, see routing.metrics),
+    then the per-trunk series read from the database once (outcomes.metrics)."""
     if not client_may_read_metrics(request):
         return HttpResponse(
             "Forbidden: /metrics answers METRICS_ALLOWED_NETWORKS or a METRICS_TOKEN bearer.\n",
@@ -88,4 +90,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
             content_type="text/plain",
         )
     body, content_type = exposition()
-    return HttpResponse(body, content_type=content_type)
+    return HttpResponse(body + trunk_exposition(), content_type=content_type)

@@ -37,7 +37,7 @@ def test_it_answers_the_loopback_in_prometheus_format(client, db):
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "::1", "::ffff:127.0.0.1", "10.1.2.3"])
-def test_allowed_networks_need_no_token(client, settings, address):
+def test_allowed_networks_need_no_token(client, db, settings, address):
     settings.METRICS_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]
 
     assert client.get("/metrics", REMOTE_ADDR=address).status_code == 200
@@ -53,7 +53,7 @@ def test_other_addresses_are_forbidden(client, settings, address):
     assert "routing_decisions_total" not in response.content.decode()
 
 
-def test_a_bearer_token_opens_it_from_anywhere_when_one_is_set(client, settings):
+def test_a_bearer_token_opens_it_from_anywhere_when_one_is_set(client, db, settings):
     settings.METRICS_TOKEN = "s3cret-scrape-token"
     remote = {"REMOTE_ADDR": "203.0.113.5"}
 
