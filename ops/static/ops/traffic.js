@@ -6,6 +6,7 @@
   "use strict";
 
   const charts = [];
+  const POINTS = { show: true, size: 4 };
 
   function readData(root) {
     const node = root.getElementById("traffic-data");
@@ -53,8 +54,10 @@
         c.calls,
         "calls"
       ),
-      asr: chart("chart-asr", [{ label: "ASR %", stroke: "#8a6d3b" }], c.asr, "%"),
-      acd: chart("chart-acd", [{ label: "ACD s", stroke: "#6f42c1" }], c.acd, "s"),
+      // Minutes without attempts have no ASR or ACD (null: a gap); points show the
+      // minutes that stand alone between gaps, which a line alone would not draw.
+      asr: chart("chart-asr", [{ label: "ASR %", stroke: "#8a6d3b", points: POINTS }], c.asr, "%"),
+      acd: chart("chart-acd", [{ label: "ACD s", stroke: "#6f42c1", points: POINTS }], c.acd, "s"),
     };
   }
 
