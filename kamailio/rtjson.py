@@ -78,7 +78,8 @@ def to_rtjson(decision: Decision) -> dict[str, Any]:
 
     Kamailio's rtjson module reads version, routing and routes; the other keys
     (success, code, reason, decision_id, outcome, tenant, customer, plan, prefix,
-    and carrier/trunk/trunk_id per route) are for the config (via jansson) and for logs.
+    and carrier/trunk/trunk_id/failover/max_calls/max_cps per route) are for the
+    config (via jansson) and for logs.
     """
     doc: dict[str, Any] = {
         "version": "1.0",
@@ -135,6 +136,12 @@ def _route_json(route: Route) -> dict[str, Any]:
     item["carrier"] = route.carrier
     item["trunk"] = route.trunk
     item["trunk_id"] = route.trunk_id  # echoed back in outcome events (kamailio.events)
+    # The trunk's caps, enforced by the shipped configs (dialog profile, htable counter);
+    # absent when the trunk has none. rtjson itself ignores keys it does not know.
+    if route.max_calls is not None:
+        item["max_calls"] = route.max_calls
+    if route.max_cps is not None:
+        item["max_cps"] = route.max_cps
     if route.rate is not None:  # least cost: for the config's headers or CDR variables
         item["rate"] = str(route.rate)
         item["currency"] = route.currency

@@ -23,9 +23,11 @@ from tests.e2e.processes import (
 from tests.e2e.services import (
     BASE_DIR,
     CONFIGS,
+    HTTP_ASYNC,
     HTTP_ASYNC_MISSING,
     Api,
     Kamailio,
+    Table,
     WebServer,
     http_async_module_path,
     http_ok,
@@ -164,3 +166,34 @@ def start_bridge(processes, web_server):
         return process
 
     return start
+
+
+# --- A route table and a Kamailio routing with it, over each transport --------------
+
+
+@pytest.fixture
+def table(api) -> Table:
+    return Table(api)
+
+
+@pytest.fixture(params=["http", HTTP_ASYNC, "evapi"])
+def proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
+    """Kamailio asking this project over HTTP (gunicorn) or EVAPI (the bridge).
+
+    "http-async" (the production HTTP client) runs only where http_async_client is
+    installed; Debian's packages have "http" (http_client) and "evapi". Outcome
+    events go to the same web server (HTTP) or bridge (EVAPI).
+    """
+    if request.param.startswith("http"):
+        # The token from the environment, as in production (not in `ps`).
+        token = request.getfixturevalue("kamailio_token")
+        return start_kamailio(
+            request.param,
+            env={"KAMAILIO_ENGINE_TOKEN": token},
+            ENGINE_URL=f"{web_server.url}/api/v1/kamailio/rtjson",
+            OUTCOME_URL=f"{web_server.url}/api/v1/kamailio/events",
+            ENGINE_TOKEN_FROM_ENV=1,
+        )
+    kamailio = start_kamailio("evapi")
+    start_bridge(kamailio)
+    return kamailio

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from tests.e2e.processes import Process
+from tests.e2e.processes import HOST, Process
 from tests.servers import child_database_url
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -79,6 +79,8 @@ def service_env(**extra: str) -> dict[str, str]:
         DATABASE_URL=child_database_url(),
         LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
+        # Outcome events reach the database within a fraction of a second.
+        OUTCOMES_FLUSH_SECONDS="0.2",
         **extra,
     )
     return env
@@ -142,3 +144,39 @@ class Kamailio:
     port: int
     process: Process
     evapi_port: int | None = None
+
+
+class Table:
+    """The tenant "e2e" (calls from 127.0.0.1) and its route table, made through the REST API."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        api.post("tenants", {"name": "E2E", "slug": "e2e"})
+        api.post("tenant-sources", {"tenant": "e2e", "network": "127.0.0.1/32"})
+        self.carrier = api.post("carriers", {"tenant": "e2e", "name": "SIPp carriers"})["id"]
+        # The outsider: another tenant whose default route answers 480. If its table
+        # ever served tenant e2e's calls, a call with no route would get 480, not 404.
+        api.post("tenants", {"name": "Other", "slug": "other"})
+        api.post("tenant-sources", {"tenant": "other", "network": "10.0.0.0/8"})
+        api.post(
+            "prefixes",
+            {"tenant": "other", "prefix": "", "action": "reject", "reject_code": 480,
+             "reject_reason": "Other Tenant"},
+        )  # fmt: skip
+
+    def trunk(self, name: str, port: int, **fields) -> int:
+        body = {"carrier": self.carrier, "name": name, "host": HOST, "port": port, **fields}
+        return self.api.post("trunks", body)["id"]
+
+    def route(self, prefix: str, *trunks: int, mode: str = "serial") -> None:
+        targets = [
+            {"trunk": trunk, "priority": n, "weight": 100} for n, trunk in enumerate(trunks, 1)
+        ]
+        self.api.post(
+            "prefixes",
+            {"tenant": "e2e", "prefix": prefix, "action": "route", "routing_mode": mode,
+             "targets": targets},
+        )  # fmt: skip
+
+    def action(self, prefix: str, action: str, **fields) -> None:
+        self.api.post("prefixes", {"tenant": "e2e", "prefix": prefix, "action": action, **fields})

@@ -129,15 +129,27 @@ class Sipp:
         caller: str = "3312",
         caller_name: str = "Alice",
         port: int | None = None,
+        hold_ms: int = 100,
     ) -> CallResult:
         """Place `calls` calls to `callee` through the proxy; wait for all of them to end.
 
         `port` is the caller's own SIP port (the call's source port), else a free one.
+        An answered call is hung up after `hold_ms`.
         """
         return self._run(
             "caller",
             proxy_port,
-            ["-s", callee, "-m", str(calls), "-r", str(rate), "-pause_msg_ign"],
+            [
+                "-s",
+                callee,
+                "-m",
+                str(calls),
+                "-r",
+                str(rate),
+                "-d",
+                str(hold_ms),
+                "-pause_msg_ign",
+            ],
             {"caller": caller, "caller_name": caller_name},
             port=port,
         )

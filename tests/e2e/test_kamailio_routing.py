@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.e2e.processes import HOST, free_port
-from tests.e2e.services import BASE_DIR, HTTP_ASYNC, Api, Kamailio, service_env
+from tests.e2e.services import BASE_DIR, HTTP_ASYNC, service_env
 
 _missing = [tool for tool in ("kamailio", "sipp") if shutil.which(tool) is None]
 if _missing:
@@ -38,68 +38,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 # timer (fr_timer is 5 s here, the INVITE transaction 32 s): two calls, SIPp's start
 # and exit included, well under that.
 FAST = 2.0
-
-
-class Table:
-    """The tenant "e2e" (calls from 127.0.0.1) and its route table, made through the REST API."""
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        api.post("tenants", {"name": "E2E", "slug": "e2e"})
-        api.post("tenant-sources", {"tenant": "e2e", "network": "127.0.0.1/32"})
-        self.carrier = api.post("carriers", {"tenant": "e2e", "name": "SIPp carriers"})["id"]
-        # The outsider: another tenant whose default route answers 480. If its table
-        # ever served tenant e2e's calls, a call with no route would get 480, not 404.
-        api.post("tenants", {"name": "Other", "slug": "other"})
-        api.post("tenant-sources", {"tenant": "other", "network": "10.0.0.0/8"})
-        api.post(
-            "prefixes",
-            {"tenant": "other", "prefix": "", "action": "reject", "reject_code": 480,
-             "reject_reason": "Other Tenant"},
-        )  # fmt: skip
-
-    def trunk(self, name: str, port: int, **fields) -> int:
-        body = {"carrier": self.carrier, "name": name, "host": HOST, "port": port, **fields}
-        return self.api.post("trunks", body)["id"]
-
-    def route(self, prefix: str, *trunks: int, mode: str = "serial") -> None:
-        targets = [
-            {"trunk": trunk, "priority": n, "weight": 100} for n, trunk in enumerate(trunks, 1)
-        ]
-        self.api.post(
-            "prefixes",
-            {"tenant": "e2e", "prefix": prefix, "action": "route", "routing_mode": mode,
-             "targets": targets},
-        )  # fmt: skip
-
-    def action(self, prefix: str, action: str, **fields) -> None:
-        self.api.post("prefixes", {"tenant": "e2e", "prefix": prefix, "action": action, **fields})
-
-
-@pytest.fixture
-def table(api) -> Table:
-    return Table(api)
-
-
-@pytest.fixture(params=["http", HTTP_ASYNC, "evapi"])
-def proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
-    """Kamailio asking this project over HTTP (gunicorn) or EVAPI (the bridge).
-
-    "http-async" (the production HTTP client) runs only where http_async_client is
-    installed; Debian's packages have "http" (http_client) and "evapi".
-    """
-    if request.param.startswith("http"):
-        # The token from the environment, as in production (not in `ps`).
-        token = request.getfixturevalue("kamailio_token")
-        return start_kamailio(
-            request.param,
-            env={"KAMAILIO_ENGINE_TOKEN": token},
-            ENGINE_URL=f"{web_server.url}/api/v1/kamailio/rtjson",
-            ENGINE_TOKEN_FROM_ENV=1,
-        )
-    kamailio = start_kamailio("evapi")
-    start_bridge(kamailio)
-    return kamailio
 
 
 # --- Both paths -----------------------------------------------------------------------

@@ -102,3 +102,35 @@ def test_a_trunks_failover_codes_become_the_regex_kamailio_checks(codes, regex):
     from kamailio.rtjson import failover_regex
 
     assert failover_regex(codes) == regex
+
+
+def _routed(*routes: Route) -> dict:
+    decision = Decision(
+        outcome=Outcome.ROUTED, routing="serial", routes=routes, decision_id="a" * 32
+    )
+    return json.loads(encode(to_rtjson(decision)))
+
+
+def test_a_trunks_caps_go_in_its_route_for_kamailio_to_enforce():
+    capped = Route(
+        carrier="C", trunk="t1", trunk_id=1, priority=1, weight=1, uri="sip:1@h",
+        max_calls=5, max_cps=10,
+    )  # fmt: skip
+    calls_only = Route(
+        carrier="C", trunk="t2", trunk_id=2, priority=2, weight=1, uri="sip:1@h2", max_calls=3
+    )
+
+    first, second = _routed(capped, calls_only)["routes"]
+
+    assert (first["max_calls"], first["max_cps"]) == (5, 10)
+    assert second["max_calls"] == 3
+    assert "max_cps" not in second
+
+
+def test_a_trunk_without_caps_has_no_cap_keys():
+    route = Route(carrier="C", trunk="t", trunk_id=1, priority=1, weight=1, uri="sip:1@h")
+
+    [item] = _routed(route)["routes"]
+
+    assert "max_calls" not in item
+    assert "max_cps" not in item
