@@ -238,6 +238,22 @@ OVERRIDE_REASONS = {
 }
 
 
+STATUSES = ("healthy", "unhealthy", "half_open", "forced_up", "forced_down")
+
+
+def status(row: TrunkHealth | None, now: dt.datetime) -> str:
+    """How routing treats the trunk now: one of STATUSES (no row: healthy)."""
+    if row is None:
+        return "healthy"
+    if row.override == HealthOverride.UP:
+        return "forced_up"
+    if row.override == HealthOverride.DOWN:
+        return "forced_down"
+    if row.state != UNHEALTHY:
+        return "healthy"
+    return "unhealthy" if row.until is None or now < row.until else "half_open"
+
+
 def override(trunk: Trunk, mode: str, user, reason: str = "") -> TrunkHealth:
     """Set the operator's override of `trunk`'s health; written to its history.
 

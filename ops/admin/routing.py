@@ -290,17 +290,19 @@ def _clock(value, fmt: str = "%H:%M") -> str:
 
 def health_label(row: TrunkHealth | None) -> str:
     """Healthy / Unhealthy until hh:mm / Half-open / Forced up / Forced down."""
-    if row is None:
-        return "Healthy"
-    if row.override == HealthOverride.UP:
-        return "Forced up"
-    if row.override == HealthOverride.DOWN:
-        return "Forced down"
-    if row.state != "unhealthy":
-        return "Healthy"
-    if row.until is None or timezone.now() < row.until:
-        return f"Unhealthy until {_clock(row.until)}" if row.until else "Unhealthy"
-    return "Half-open"
+    now = health.status(row, timezone.now())
+    if now == "unhealthy" and row.until is not None:
+        return f"Unhealthy until {_clock(row.until)}"
+    return HEALTH_LABELS[now]
+
+
+HEALTH_LABELS = {
+    "healthy": "Healthy",
+    "unhealthy": "Unhealthy",
+    "half_open": "Half-open",
+    "forced_up": "Forced up",
+    "forced_down": "Forced down",
+}
 
 
 class AddOnlyRelatedMixin:
