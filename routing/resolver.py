@@ -289,7 +289,7 @@ def resolve(
     at = request.at or _now()
     probe = _Probe(
         key=request.call_id or f"{caller}|{callee}",
-        now=at.timestamp(),
+        now=(at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp(),  # naive: UTC
         percent=defaults.health_probe_percent,
     )
     pricing = Pricing(rates, plan_id, customer_id, digits, at, plan_margins)
