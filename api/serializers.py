@@ -6,13 +6,15 @@ from copy import copy
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 from rest_framework.validators import UniqueValidator
 
 from api.parsers import NUL_MESSAGE
 from kamailio.rtjson import to_rtjson
-from routing import services
+from routing import health, services
 from routing.models import (
     Carrier,
     Customer,
@@ -21,6 +23,7 @@ from routing.models import (
     RouteTarget,
     RoutingPlan,
     Trunk,
+    TrunkHealth,
 )
 from routing.resolver import Decision, Route
 from routing.rows import RouteRow, TrunkRow, model_fields
@@ -465,22 +468,57 @@ class CarrierSerializer(ScopedModelSerializer):
         validators: list = []
 
 
+class TrunkHealthSerializer(serializers.ModelSerializer):
+    """A trunk's health (routing.health); changed by its outcomes and by operators."""
+
+    status = serializers.ChoiceField(
+        choices=health.STATUSES,
+        read_only=True,
+        help_text="How routing treats the trunk now: healthy, unhealthy (in its "
+        "cool-down), half_open (gets a share of calls as probes), forced_up, forced_down.",
+    )
+    since = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = TrunkHealth
+        fields = ["status", "state", "since", "until", "reason", "override"]
+        read_only_fields = fields
+
+
 class TrunkSerializer(ScopedModelSerializer):
     carrier = serializers.PrimaryKeyRelatedField(
         queryset=Carrier.objects.select_related("tenant"), help_text="Carrier id."
     )
     tenant = serializers.CharField(source="carrier.tenant.slug", read_only=True)
+    health = serializers.SerializerMethodField(help_text="The trunk's health (read-only).")
 
     class Meta:
         model = Trunk
-        # The declared trunk columns, the carrier as its own field (not its raw id).
+        # The declared trunk columns, the carrier as its own field (not its raw id), the
+        # health policy (writable) and the health itself (read-only).
         fields = [
             "id",
             "tenant",
             "carrier",
             *(name for name in model_fields(TrunkRow)[1:] if name != "carrier_id"),
+            "health_window",
+            "health_min_attempts",
+            "health_failure_ratio",
+            "health_consecutive_failures",
+            "health_cooldown",
+            "health",
         ]
         validators: list = []
+
+    @extend_schema_field(TrunkHealthSerializer)
+    def get_health(self, trunk: Trunk) -> dict[str, Any]:
+        try:
+            row = trunk.health
+        except TrunkHealth.DoesNotExist:
+            row = None  # no row: healthy, automatic
+        data = TrunkHealthSerializer(row or TrunkHealth(since=None)).data
+        data["status"] = health.status(row, timezone.now())
+        return data
 
     def validate_carrier(self, carrier: Carrier) -> Carrier:
         if self.instance is not None and carrier.tenant_id != self.instance.carrier.tenant_id:

@@ -400,7 +400,7 @@ class CarrierViewSet(ScopedViewSet):
 
 
 class TrunkViewSet(ScopedViewSet):
-    queryset = Trunk.objects.select_related("carrier__tenant")
+    queryset = Trunk.objects.select_related("carrier__tenant", "health")
     serializer_class = TrunkSerializer
     filterset_class = api_filters.TrunkFilter
     search_fields = ["name", "host", "carrier__name"]

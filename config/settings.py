@@ -250,6 +250,11 @@ SPECTACULAR_SETTINGS = {
 # tm timers (milliseconds) put into every rtjson route whose trunk does not set its own.
 ROUTING_FR_TIMER = env.int("ROUTING_FR_TIMER", default=5000)
 ROUTING_FR_INV_TIMER = env.int("ROUTING_FR_INV_TIMER", default=30000)
+# Percent of calls a half-open trunk (unhealthy, cool-down over) gets to probe whether it
+# recovered; the rest skip it (docs/outcomes.md, "Trunk health").
+ROUTING_HEALTH_PROBE_PERCENT = env.int("ROUTING_HEALTH_PROBE_PERCENT", default=10)
+if not 0 <= ROUTING_HEALTH_PROBE_PERCENT <= 100:
+    raise ImproperlyConfigured("ROUTING_HEALTH_PROBE_PERCENT must be 0 to 100.")
 # Which route table implementation answers decisions ("database" reads every decision
 # from the database; see routing/tables.py).
 ROUTING_TABLE = env.str("ROUTING_TABLE", default="database")

@@ -13,6 +13,11 @@ one transport, to one engine, so a retry lands on the same process or is a rare 
 Refusals (malformed, duplicate, unknown tenant, trunk of another tenant, an end of an
 attempt that failed, too old or in the future) are counted by reason and logged at
 most once a second, as one line of counts.
+
+Trunk health: each accepted attempt with a trunk id is also kept, per (tenant, trunk),
+as (at, failed) in arrival order (the last HEALTH_KEEP per trunk), and a flush hands
+them to routing.health after writing the buckets. A failed health update keeps them
+for the next flush and never costs the buckets.
 """
 
 from __future__ import annotations
@@ -31,12 +36,16 @@ from django.db import close_old_connections
 from outcomes import store
 from outcomes.metrics import count_events
 from outcomes.records import Attempt, CallEnd, OutcomeEvent, pdd_bucket
+from routing.health import is_failure
 
 logger = logging.getLogger("routing.outcomes")
 
 FLUSH_EVENTS = 5000
 FUTURE_SLACK_S = 300  # an event up to 5 minutes ahead of our clock is clock skew
 PRUNE_EVERY_S = 3600
+HEALTH_KEEP = 1000  # outcomes kept per trunk between two flushes (the latest)
+
+Outcomes = collections.deque[tuple[float, bool]]
 
 
 class Aggregator:
@@ -50,16 +59,20 @@ class Aggregator:
         retention_days: int = 30,
         clock: Callable[[], float] = time.time,
         writer: Callable[[dict[store.Key, store.Delta]], store.Written] = store.write,
+        observer: Callable[[dict[store.TrunkKey, Outcomes], float], object] = store.observe_health,
     ) -> None:
         self.window = window
         self.max_keys = max_keys
         self.retention_days = retention_days
         self.clock = clock
         self.writer = writer
+        self.observer = observer
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._deltas: dict[store.Key, store.Delta] = {}
         self._pending_events = 0
+        self._health: dict[store.TrunkKey, Outcomes] = {}
+        self._last_health_log = 0.0
         # (decision_id, route, kind) -> (seen at, the attempt's code or 0)
         self._seen: collections.OrderedDict[tuple[str, int, str], tuple[float, int]] = (
             collections.OrderedDict()
@@ -98,6 +111,13 @@ class Aggregator:
                 code = event.code if isinstance(event, Attempt) else 0
                 self._seen[seen_key] = (now, code)
                 self._count(event, (of.tenant, minute, of.trunk_id or 0, of.prefix, of.customer))
+                if code and of.trunk_id:
+                    outcomes = self._health.get((of.tenant, of.trunk_id))
+                    if outcomes is None:
+                        outcomes = self._health[of.tenant, of.trunk_id] = collections.deque(
+                            maxlen=HEALTH_KEEP
+                        )
+                    outcomes.append((at, is_failure(code)))
                 self.accepted += 1
                 self._pending_events += 1
                 if self._pending_events >= FLUSH_EVENTS:
@@ -164,10 +184,16 @@ class Aggregator:
     # --- out to the database ---------------------------------------------------------
 
     def flush(self) -> store.Written:
-        """Write what accumulated. On a database error the deltas are put back."""
+        """Write what accumulated, then update the trunks' health.
+
+        On a database error writing the buckets, the deltas and the health outcomes are
+        put back (and the error raised); a failed health update keeps its outcomes for
+        the next flush, is logged at most once a second, and does not raise.
+        """
         with self._flush_lock:
             with self._lock:
                 deltas, self._deltas = self._deltas, {}
+                health, self._health = self._health, {}
                 self._pending_events = 0
             try:
                 written = self.writer(deltas)
@@ -175,11 +201,33 @@ class Aggregator:
                 with self._lock:
                     for key, delta in deltas.items():
                         self._merge_back(key, delta)
+                    self._health_back(health)
                 raise
             self.written += written.events
             for reason, count in written.refused.items():
                 self.refuse(reason, count)
+            if health:
+                self._observe(health)
             return written
+
+    def _observe(self, health: dict[store.TrunkKey, Outcomes]) -> None:
+        try:
+            self.observer(health, self.clock())
+        except Exception:
+            with self._lock:
+                self._health_back(health)
+            now = self.clock()
+            if now - self._last_health_log >= 1.0:
+                self._last_health_log = now
+                logger.exception("outcomes: trunk health update failed; retrying next flush")
+
+    def _health_back(self, health: dict[store.TrunkKey, Outcomes]) -> None:
+        """Put outcomes not applied back before those that came since (the latest kept)."""
+        for key, older in health.items():
+            newer = self._health.get(key)
+            if newer is not None:
+                older.extend(newer)  # a bounded deque: the oldest fall off
+            self._health[key] = older
 
     def _merge_back(self, key: store.Key, delta: store.Delta) -> None:
         current = self._deltas.get(key)

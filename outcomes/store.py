@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 
 from outcomes.models import OutcomeBucket, OutcomeCount
+from routing import health
 from routing.models import Trunk
 from tenants.models import Tenant
 
@@ -34,6 +36,8 @@ SUMMED = (
 
 # (tenant slug, minute as Unix seconds, trunk id or 0, prefix, customer)
 Key = tuple[str, int, int, str, str]
+# (tenant slug, trunk id): whose attempt outcomes go to the trunk's health
+TrunkKey = tuple[str, int]
 
 
 @dataclass(slots=True)
@@ -175,6 +179,25 @@ def _upsert_counts(cursor, rows: list[tuple[int, str, int, int]]) -> None:
         f"DO UPDATE SET count = {table}.count + excluded.count",
         [value for row in rows for value in row],
     )
+
+
+def observe_health(outcomes: Mapping[TrunkKey, Iterable[tuple[float, bool]]], now: float) -> int:
+    """Hand each trunk's attempt outcomes ((at, failed), in order) to routing.health.
+
+    Only a trunk of the events' tenant: the others were refused with their buckets.
+    Returns how many trunks changed state.
+    """
+    tenants = dict(
+        Trunk.objects.filter(pk__in={key[1] for key in outcomes}).values_list(
+            "pk", "carrier__tenant__slug"
+        )
+    )
+    batch = {
+        trunk_id: list(seen)
+        for (slug, trunk_id), seen in outcomes.items()
+        if tenants.get(trunk_id) == slug
+    }
+    return health.observe(batch, dt.datetime.fromtimestamp(now, tz=dt.UTC))
 
 
 def prune(*, now: dt.datetime, days: int) -> int:

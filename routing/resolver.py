@@ -134,6 +134,7 @@ class RoutingDefaults:
 
     fr_timer: int | None = None
     fr_inv_timer: int | None = None
+    health_probe_percent: int = 10  # share of calls a half-open trunk gets (routing.health)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +286,13 @@ def resolve(
         return fail(Outcome.NO_ROUTE, 404, "No Route", **common)
 
     skipped: list[str] = []
-    pricing = Pricing(rates, plan_id, customer_id, digits, request.at or _now(), plan_margins)
+    at = request.at or _now()
+    probe = _Probe(
+        key=request.call_id or f"{caller}|{callee}",
+        now=(at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp(),  # naive: UTC
+        percent=defaults.health_probe_percent,
+    )
+    pricing = Pricing(rates, plan_id, customer_id, digits, at, plan_margins)
     for position, (route, targets) in enumerate(fits):
         common.update(matched=route, beaten=tuple(row for row, _ in fits[position + 1 :]))
         if route.action == "reject":
@@ -306,7 +313,7 @@ def resolve(
                 for trunk in table.trunks(tenant.id)
             )
             trace.append(f"least cost over the tenant's {len(targets)} trunks")
-        usable = _usable_targets(targets, digits, skipped, trace)
+        usable = _usable_targets(targets, digits, probe, skipped, trace)
         quotes: dict[int, RateQuote] = {}
         no_vendor = ""
         if route.strategy != "fixed" and usable:
@@ -359,8 +366,51 @@ def _name(route: RouteRow) -> str:
     return route.prefix or "(default)"
 
 
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """Whether this call probes a half-open trunk: a hash of the call and the trunk, so
+    a retransmission, the other transport and every process pick the same calls."""
+
+    key: str
+    now: float
+    percent: int
+
+    def picks(self, trunk_id: int) -> bool:
+        digest = hashlib.blake2b(f"{self.key}|{trunk_id}".encode(), digest_size=4).digest()
+        return int.from_bytes(digest) % 100 < self.percent
+
+
+def _clock(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%H:%M:%S")
+
+
+def _unhealthy(trunk: TrunkRow, probe: _Probe, trace: list[str]) -> str | None:
+    """Why the trunk's health keeps this call off it, or None (routing.health)."""
+    override = trunk.health_override
+    if override == "up":
+        return None
+    if override == "down":
+        return "taken out of service by an operator"
+    if trunk.health_state != "unhealthy":
+        return None
+    until = trunk.health_until
+    if until is None or probe.now < until:
+        since = f" since {_clock(trunk.health_since)} UTC" if trunk.health_since else ""
+        reason = f" ({trunk.health_reason})" if trunk.health_reason else ""
+        end = f", cool-down until {_clock(until)}" if until is not None else ""
+        return f"unhealthy{since}{reason}{end}"
+    if probe.picks(trunk.id):
+        trace.append(f"{trunk.label} is half-open: this call probes it")
+        return None
+    return f"half-open: probing with {probe.percent}% of calls"
+
+
 def _usable_targets(
-    targets: tuple[TargetRow, ...], digits: str | None, skipped: list[str], trace: list[str]
+    targets: tuple[TargetRow, ...],
+    digits: str | None,
+    probe: _Probe,
+    skipped: list[str],
+    trace: list[str],
 ) -> list[TargetRow]:
     """The targets a call can be sent to; the others are added to `skipped` with why."""
     usable = []
@@ -370,6 +420,8 @@ def _usable_targets(
             why = f"carrier {trunk.carrier_name} is inactive"
         elif not trunk.is_active:
             why = "trunk is inactive"
+        elif (unhealthy := _unhealthy(trunk, probe, trace)) is not None:
+            why = unhealthy
         elif digits is not None and trunk.strip_digits >= len(digits) > 0:
             why = f"strips {trunk.strip_digits} digits and the number has only {len(digits)}"
         else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import MISSING, dataclass, field, fields, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ class Kind(enum.StrEnum):
     BOOL = "bool"
     CHOICE = "choice"
     DECIMAL = "decimal"  # money and percentages: exact, `places` decimals
+    TIME = "time"  # an instant, as Unix seconds (float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +71,14 @@ def column(kind: Kind, **options: Any) -> Any:
     elif spec.default is not None:
         default = spec.default
     else:
-        default = {Kind.INT: 0, Kind.TEXT: "", Kind.BOOL: False, Kind.CHOICE: "", Kind.DECIMAL: 0}[
-            kind
-        ]
+        default = {
+            Kind.INT: 0,
+            Kind.TEXT: "",
+            Kind.BOOL: False,
+            Kind.CHOICE: "",
+            Kind.DECIMAL: 0,
+            Kind.TIME: 0.0,
+        }[kind]
     return field(default=default, metadata={"column": spec})
 
 
@@ -195,6 +202,12 @@ class TrunkRow:
     failover_codes: str = column(Kind.TEXT, sql="tr.failover_codes")
     max_calls: int | None = column(Kind.INT, null=True, sql="tr.max_calls")
     max_cps: int | None = column(Kind.INT, null=True, sql="tr.max_cps")
+    # Its health (routing.health; a LEFT JOIN: no row is healthy, automatic).
+    health_state: str = column(Kind.TEXT, sql="th.state", orm="health__state")
+    health_since: float | None = column(Kind.TIME, null=True, sql="th.since", orm="health__since")
+    health_until: float | None = column(Kind.TIME, null=True, sql="th.until", orm="health__until")
+    health_reason: str = column(Kind.TEXT, sql="th.reason", orm="health__reason")
+    health_override: str = column(Kind.TEXT, sql="th.override", orm="health__override")
 
     @property
     def label(self) -> str:
@@ -278,7 +291,7 @@ def builder(row_type: type[Row]):
     fixes = tuple(
         (i, normaliser(spec))
         for i, spec in enumerate(specs)
-        if spec.kind in (Kind.BOOL, Kind.DECIMAL)
+        if spec.kind in (Kind.BOOL, Kind.DECIMAL, Kind.TIME)
         or (spec.kind in (Kind.TEXT, Kind.CHOICE) and not spec.null)
     )
 
@@ -296,10 +309,13 @@ def normaliser(spec: Column):
     """How a database value of this column becomes the row's value.
 
     SQLite's cursor gives booleans as 0/1 and decimals as floats; a join may give
-    NULL for text. Decimals are made exact with their declared places.
+    NULL for text. Decimals are made exact with their declared places. Times come as
+    aware datetimes (ORM, PostgreSQL's cursor) or as text in UTC (SQLite's cursor).
     """
     if spec.kind is Kind.BOOL:
         return bool
+    if spec.kind is Kind.TIME:
+        return _seconds
     if spec.kind is Kind.DECIMAL:
         step = Decimal(1).scaleb(-spec.places)
 
@@ -310,6 +326,16 @@ def normaliser(spec: Column):
     if spec.kind in (Kind.TEXT, Kind.CHOICE) and not spec.null:
         return _text
     return _as_is
+
+
+def _seconds(value) -> float | None:
+    if value is None or isinstance(value, float | int):
+        return value
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
 
 
 def _text(value) -> str:

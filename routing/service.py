@@ -33,6 +33,7 @@ def routing_defaults() -> RoutingDefaults:
     return RoutingDefaults(
         fr_timer=settings.ROUTING_FR_TIMER or None,
         fr_inv_timer=settings.ROUTING_FR_INV_TIMER or None,
+        health_probe_percent=settings.ROUTING_HEALTH_PROBE_PERCENT,
     )
 
 

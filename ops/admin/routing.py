@@ -6,10 +6,16 @@ All of it is tenant-scoped through ops.admin.scoping.TenantScopedMixin.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
+from django.http import Http404, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 from simple_history.admin import SimpleHistoryAdmin
 
 from ops.admin.help import OperatorHelpMixin
@@ -17,15 +23,17 @@ from ops.admin.imports import PrefixImportAdminMixin
 from ops.admin.scoping import TenantScopedMixin
 from ops.admin.writes import RouteWritesMixin, ServiceWritesMixin
 from ops.history import TenantHistoryMixin
-from routing import services
+from routing import health, services
 from routing.models import (
     Carrier,
     Customer,
     CustomerSource,
     DialPrefix,
+    HealthOverride,
     RouteTarget,
     RoutingPlan,
     Trunk,
+    TrunkHealth,
 )
 from tenants.scoping import scope_queryset
 
@@ -51,7 +59,32 @@ TRUNK_FIELDSETS = (
             ],
         },
     ),
+    (
+        "Capacity",
+        {
+            "classes": ["collapse"],
+            "description": "Caps Kamailio enforces per trunk; a call beyond one goes to the "
+            "next route.",
+            "fields": ["max_calls", "max_cps"],
+        },
+    ),
+    (
+        "Health",
+        {
+            "classes": ["collapse"],
+            "description": "When the trunk's call outcomes take it out of routing: failures "
+            "are 408 and 5xx final replies; 4xx and 6xx are the callee's answer.",
+            "fields": [
+                "health_window",
+                "health_min_attempts",
+                "health_failure_ratio",
+                "health_consecutive_failures",
+                "health_cooldown",
+            ],
+        },
+    ),
 )
+HEALTH_HISTORY_ROWS = 50
 
 
 def _set_active(modeladmin, request, queryset, active: bool) -> None:
@@ -120,7 +153,15 @@ class CarrierAdmin(
 class TrunkAdmin(
     ServiceWritesMixin, OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin
 ):
-    list_display = ["__str__", "host", "port", "transport", "is_active", "carrier_active"]
+    list_display = [
+        "__str__",
+        "host",
+        "port",
+        "transport",
+        "is_active",
+        "carrier_active",
+        "health_status",
+    ]
     list_filter = [
         "carrier__tenant",
         ("carrier", admin.RelatedOnlyFieldListFilter),
@@ -128,7 +169,7 @@ class TrunkAdmin(
         "is_active",
     ]
     search_fields = ["name", "host", "carrier__name"]
-    list_select_related = ["carrier"]
+    list_select_related = ["carrier", "health"]
     autocomplete_fields = ["carrier"]
     fieldsets = ((None, {"fields": ["carrier"]}), *TRUNK_FIELDSETS)
     actions = [enable_selected, disable_selected]
@@ -136,6 +177,132 @@ class TrunkAdmin(
     @admin.display(boolean=True, description="Carrier active")
     def carrier_active(self, obj: Trunk) -> bool:
         return obj.carrier.is_active
+
+    @admin.display(description="Health")
+    def health_status(self, obj: Trunk) -> str:
+        return health_label(_health_of(obj))
+
+    # --- Current health, its history and the operator's override (change form only) ---
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        return (*fieldsets, ("Current health", {"fields": ["health_now", "health_history"]}))
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        return [*readonly, "health_now", "health_history"] if obj is not None else readonly
+
+    @admin.display(description="Now")
+    def health_now(self, obj: Trunk) -> str:
+        row = _health_of(obj)
+        detail = ""
+        if row is not None and row.state == "unhealthy":
+            detail = f" since {_clock(row.since)}: {row.reason}"
+        buttons = format_html_join(
+            " ",
+            '<button type="submit" class="button" form="trunk-health" name="health_mode" '
+            'value="{}">{}</button>',
+            OVERRIDE_BUTTONS,
+        )
+        # The controls belong to the form "trunk-health" (its change_form.html), not the
+        # trunk's form: saving the trunk never overrides, an override never saves it.
+        return format_html(
+            "<strong>{}</strong>{}<br>"
+            '<input type="text" form="trunk-health" name="health_reason" maxlength="150" '
+            'size="40" placeholder="Why (kept in the history)" '
+            'aria-label="Reason for the override"> {}',
+            health_label(row),
+            detail,
+            buttons,
+        )
+
+    @admin.display(description="History")
+    def health_history(self, obj: Trunk) -> str:
+        events = obj.health_events.select_related("user")[:HEALTH_HISTORY_ROWS]
+        if not events:
+            return "No change yet: the trunk has always been healthy."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    _clock(event.at, "%Y-%m-%d %H:%M:%S"),
+                    event.get_state_display(),
+                    event.get_override_display(),
+                    event.reason,
+                    event.user.get_username() if event.user else "(outcomes)",
+                )
+                for event in events
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>When</th><th>State</th><th>Override</th><th>Why</th>"
+            "<th>By</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/health/",
+                self.admin_site.admin_view(require_POST(self.health_view)),
+                name="routing_trunk_health",
+            ),
+            *super().get_urls(),
+        ]
+
+    def health_view(self, request, object_id: str):
+        """The override buttons: through routing.health.override, written to the history."""
+        trunk = self.get_object(request, unquote(object_id))  # scoped: another tenant's is None
+        if trunk is None:
+            raise Http404("No such trunk.")
+        if not self.has_change_permission(request, trunk):
+            raise PermissionDenied
+        mode = request.POST.get("health_mode", "")
+        if mode not in HealthOverride.values:
+            messages.error(request, "Choose Automatic, Force in service or Force out of service.")
+        else:
+            reason = request.POST.get("health_reason", "").strip()[:150]
+            health.override(trunk, mode, request.user, reason)
+            messages.success(request, f"{trunk}: {health.OVERRIDE_REASONS[mode]}.")
+        return HttpResponseRedirect(reverse("admin:routing_trunk_change", args=[trunk.pk]))
+
+
+OVERRIDE_BUTTONS = (
+    (HealthOverride.AUTO.value, "Automatic"),
+    (HealthOverride.UP.value, "Force in service"),
+    (HealthOverride.DOWN.value, "Force out of service"),
+)
+
+
+def _health_of(trunk: Trunk) -> TrunkHealth | None:
+    try:
+        return trunk.health
+    except TrunkHealth.DoesNotExist:
+        return None
+
+
+def _clock(value, fmt: str = "%H:%M") -> str:
+    return timezone.localtime(value).strftime(fmt) if value else ""
+
+
+def health_label(row: TrunkHealth | None) -> str:
+    """Healthy / Unhealthy until hh:mm / Half-open / Forced up / Forced down."""
+    now = health.status(row, timezone.now())
+    if now == "unhealthy" and row.until is not None:
+        return f"Unhealthy until {_clock(row.until)}"
+    return HEALTH_LABELS[now]
+
+
+HEALTH_LABELS = {
+    "healthy": "Healthy",
+    "unhealthy": "Unhealthy",
+    "half_open": "Half-open",
+    "forced_up": "Forced up",
+    "forced_down": "Forced down",
+}
 
 
 class AddOnlyRelatedMixin:

@@ -35,7 +35,8 @@ _CUSTOMER_SOURCE_SQL = (
 )
 _TRUNK_SQL = (
     f"SELECT {select_sql(TrunkRow, 'tr')} FROM routing_trunk tr "  # noqa: S608
-    "JOIN routing_carrier c ON c.id = tr.carrier_id"
+    "JOIN routing_carrier c ON c.id = tr.carrier_id "
+    "LEFT JOIN routing_trunkhealth th ON th.trunk_id = tr.id"
 )
 _ROUTE_COLUMNS = select_sql(RouteRow, "p")
 _PROFILE = " || ':' || ".join(f"t.{name}" for name in PROFILE_NAMES)

@@ -376,3 +376,37 @@ def test_routing_plans_list_with_their_counts_and_stable_pages(operator_api, rou
             "customer_count": 1,
         }
     ]
+
+
+def test_trunks_carry_caps_health_policy_and_read_only_health(
+    operator_api, trunks_a, operator_a, django_assert_max_num_queries
+):
+    from routing import health
+
+    primary, backup = trunks_a
+    health.override(backup, "down", operator_a, "maintenance")
+    url = f"/api/v1/trunks/{primary.pk}"
+    response = operator_api.patch(
+        url,
+        {"max_calls": 30, "max_cps": 5, "health_failure_ratio": 40, "health_cooldown": 120,
+         "health": {"status": "forced_up"}},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["max_calls"], body["max_cps"]) == (30, 5)
+    assert (body["health_failure_ratio"], body["health_cooldown"]) == (40, 120)
+    assert body["health"] == {
+        "status": "healthy",
+        "state": "healthy",
+        "since": None,
+        "until": None,
+        "reason": "",
+        "override": "auto",
+    }  # read-only: the PATCH could not force it up
+    with django_assert_max_num_queries(6):  # the health comes with the trunks (a join)
+        listed = operator_api.get("/api/v1/trunks").json()
+    rows = {row["name"]: row["health"] for row in listed["results"]}
+    assert rows["a-backup"]["status"] == "forced_down"
+    bad = operator_api.patch(url, {"health_failure_ratio": 0}, format="json")
+    assert bad.status_code == 400

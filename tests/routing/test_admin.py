@@ -3,10 +3,23 @@ only its own tenant's rows, even when it forges ids in a POST."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from routing.models import Carrier, DialPrefix, RouteTarget, RoutingPlan, Trunk
+from ops.admin.routing import health_label
+from routing import health
+from routing.models import (
+    Carrier,
+    DialPrefix,
+    RouteTarget,
+    RoutingPlan,
+    Trunk,
+    TrunkHealth,
+    TrunkHealthEvent,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -215,6 +228,13 @@ def trunk_form(trunk: Trunk, **changes: str) -> dict:
         "branch_flags": "",
         "fr_timer": "",
         "fr_inv_timer": "",
+        "max_calls": "",
+        "max_cps": "",
+        "health_window": trunk.health_window,
+        "health_min_attempts": trunk.health_min_attempts,
+        "health_failure_ratio": trunk.health_failure_ratio or "",
+        "health_consecutive_failures": trunk.health_consecutive_failures or "",
+        "health_cooldown": trunk.health_cooldown,
     }
     return {**data, **changes}
 
@@ -279,3 +299,70 @@ def test_an_operator_sets_a_least_cost_route_with_its_margin(a_client, tenant_a,
     data.update(prefix="45", margin_percent="-1")
     refused = a_client.post(reverse("admin:routing_dialprefix_add"), data)
     assert "Ensure this value is greater than or equal to 0." in refused.content.decode()
+
+
+# --- Trunk health: the column, the current state and history, the override buttons -------
+
+
+def test_the_trunk_list_shows_each_trunks_health(a_client, trunks_a, operator_a):
+    health.override(trunks_a[1], "down", operator_a)
+    page = a_client.get(reverse("admin:routing_trunk_changelist")).content.decode()
+    assert "Healthy" in page
+    assert "Forced down" in page
+
+
+def test_an_unhealthy_trunk_shows_until_when_then_half_open(trunks_a):
+    now = timezone.now()
+    row = TrunkHealth(
+        trunk=trunks_a[0], state="unhealthy", since=now, until=now + dt.timedelta(seconds=60)
+    )
+    assert health_label(row) == f"Unhealthy until {timezone.localtime(row.until):%H:%M}"
+    row.until = now - dt.timedelta(seconds=1)
+    assert health_label(row) == "Half-open"
+    row.override = "up"
+    assert health_label(row) == "Forced up"
+    assert health_label(None) == "Healthy"
+
+
+def test_the_change_form_has_capacity_health_and_the_override_buttons(a_client, trunks_a):
+    page = a_client.get(reverse("admin:routing_trunk_change", args=[trunks_a[0].pk]))
+    html = page.content.decode()
+    for text in ("Capacity", "Health", "Current health", "Force out of service", "max_cps"):
+        assert text in html
+    action = reverse("admin:routing_trunk_health", args=[trunks_a[0].pk])
+    assert f'<form id="trunk-health" method="post" action="{action}">' in html
+    assert 'form="trunk-health" name="health_mode" value="down"' in html
+    assert "No change yet" in html
+
+
+def test_an_operator_forces_a_trunk_out_and_back_with_history(a_client, trunks_a, operator_a):
+    trunk = trunks_a[0]
+    url = reverse("admin:routing_trunk_health", args=[trunk.pk])
+    response = a_client.post(url, {"health_mode": "down", "health_reason": "maintenance"})
+    assert response.status_code == 302
+    assert TrunkHealth.objects.get(trunk=trunk).override == "down"
+    a_client.post(url, {"health_mode": "auto"})
+    assert TrunkHealth.objects.get(trunk=trunk).override == "auto"
+    events = list(TrunkHealthEvent.objects.filter(trunk=trunk))  # newest first
+    assert [(e.override, e.user) for e in events] == [("auto", operator_a), ("down", operator_a)]
+    assert events[1].reason == "forced out of service: maintenance"
+    html = a_client.get(reverse("admin:routing_trunk_change", args=[trunk.pk])).content.decode()
+    assert html.index("back to automatic") < html.index("forced out of service: maintenance")
+
+
+def test_an_outsider_can_neither_see_nor_override_a_trunks_health(
+    outsider_client, trunks_a, operator_a
+):
+    trunk = trunks_a[0]
+    health.override(trunk, "down", operator_a, "secret maintenance")
+    listing = outsider_client.get(reverse("admin:routing_trunk_changelist")).content.decode()
+    assert "Forced down" not in listing
+    page = outsider_client.get(reverse("admin:routing_trunk_change", args=[trunk.pk]))
+    assert page.status_code == 302  # the admin's "does not exist" redirect
+    assert "secret maintenance" not in page.content.decode()
+    response = outsider_client.post(
+        reverse("admin:routing_trunk_health", args=[trunk.pk]), {"health_mode": "up"}
+    )
+    assert response.status_code == 404
+    assert TrunkHealth.objects.get(trunk=trunk).override == "down"
+    assert TrunkHealthEvent.objects.filter(trunk=trunk).count() == 1

@@ -29,6 +29,12 @@ OLD_TRUNK = (
     .replace("tr.failover_codes", "''")
     .replace("tr.max_calls", "NULL")
     .replace("tr.max_cps", "NULL")
+    # No health rows before 0011: every trunk healthy, automatic.
+    .replace("th.state", "''")
+    .replace("th.since", "NULL")
+    .replace("th.until", "NULL")
+    .replace("th.reason", "''")
+    .replace("th.override", "''")
 )
 # A route's columns at 0006 (the later ones take their defaults).
 OLD_ROUTE = (
