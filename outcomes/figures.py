@@ -18,7 +18,8 @@ from django.db.models.functions import ExtractMinute, Floor, TruncHour
 
 from outcomes.models import OutcomeBucket, OutcomeCount
 from outcomes.records import PDD_BOUNDS_MS
-from routing.models import HealthOverride, HealthState, Trunk, TrunkHealth
+from routing.health import status as health_status
+from routing.models import Trunk, TrunkHealth
 from tenants.models import Tenant
 
 # Final codes that count as the network doing its job (ITU-T E.411's NER): the callee
@@ -251,19 +252,18 @@ class Health:
 
 
 def health_state(health: TrunkHealth | None, *, now: dt.datetime) -> str:
-    """A trunk's health at `now` as Health names it; no row is healthy. Reads only: the
-    health logic (routing) writes the row."""
-    if health is None:
-        return Health.HEALTHY
-    if health.override == HealthOverride.UP:
-        return Health.FORCED_UP
-    if health.override == HealthOverride.DOWN:
-        return Health.FORCED_DOWN
-    if health.state != HealthState.UNHEALTHY:
-        return Health.HEALTHY
-    if health.until is not None and health.until <= now:
-        return Health.HALF_OPEN
-    return Health.UNHEALTHY
+    """A trunk's health at `now` as Health names it; no row is healthy. The rule is
+    routing.health.status(), the one the resolver's reading of the row follows."""
+    return _HEALTH_NAMES[health_status(health, now)]
+
+
+_HEALTH_NAMES = {
+    "healthy": Health.HEALTHY,
+    "unhealthy": Health.UNHEALTHY,
+    "half_open": Health.HALF_OPEN,
+    "forced_up": Health.FORCED_UP,
+    "forced_down": Health.FORCED_DOWN,
+}
 
 
 @dataclass(slots=True, frozen=True)
