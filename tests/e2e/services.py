@@ -81,6 +81,9 @@ def service_env(**extra: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         # Outcome events reach the database within a fraction of a second.
         OUTCOMES_FLUSH_SECONDS="0.2",
+        # A half-open trunk is tried by every call, so its recovery takes one call; the
+        # share itself (a hash of the Call-ID) is unit-tested in tests/routing/test_health.py.
+        ROUTING_HEALTH_PROBE_PERCENT="100",
         **extra,
     )
     return env

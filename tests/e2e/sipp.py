@@ -54,13 +54,13 @@ class CallResult:
         )
 
 
-def _sipp_base(directory: Path, name: str) -> tuple[list[str], Path]:
+def _sipp_base(directory: Path, name: str, port: int | None = None) -> tuple[list[str], Path]:
     """Options every SIPp needs here: loopback only, its own ports, logs in `directory`."""
     log_file = directory / f"{name}-actions.log"
     argv = [
         "sipp",
         "-i", HOST,
-        "-p", str(free_port()),
+        "-p", str(port or free_port()),
         "-mi", HOST,
         "-mp", str(free_port(span=4)),
         "-ci", HOST,
@@ -109,9 +109,10 @@ class Sipp:
         self.directory = processes.directory
         self._runs = 0
 
-    def carrier(self, scenario: str, name: str) -> Carrier:
-        """A carrier running scenarios/`scenario`.xml (carrier_answer, _reject, _ring, _silent)."""
-        argv, log_file = _sipp_base(self.directory, name)
+    def carrier(self, scenario: str, name: str, port: int | None = None) -> Carrier:
+        """A carrier running scenarios/`scenario`.xml (carrier_answer, _reject, _ring, _silent),
+        on `port` (a free one by default; a stopped carrier's, to stand for it recovering)."""
+        argv, log_file = _sipp_base(self.directory, name, port)
         port = int(argv[argv.index("-p") + 1])
         argv += ["-sf", str(SCENARIOS / f"{scenario}.xml")]
         process = self.processes.start(name, argv, cwd=self.directory)

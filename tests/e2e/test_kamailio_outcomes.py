@@ -147,6 +147,29 @@ def test_a_trunk_at_max_calls_sends_the_next_call_to_the_next_trunk(proxy, table
     )
 
 
+def test_several_kamailios_each_enforce_their_share_of_a_cap(
+    start_kamailio, start_bridge, table, sipp
+):
+    """CAP_INSTANCES=2: this Kamailio takes half of max_calls 4, so of 3 calls held at
+    once the 3rd goes to the second trunk (the transport does not matter here)."""
+    kamailio = start_kamailio("evapi", CAP_INSTANCES=2)
+    start_bridge(kamailio)
+    capped = sipp.carrier("carrier_answer", "carrier-capped")
+    spare = sipp.carrier("carrier_answer", "carrier-spare")
+    capped_id = table.trunk("capped", capped.port)
+    table.route("33", capped_id, table.trunk("spare", spare.port))
+    _set_caps(capped_id, max_calls=4)
+
+    result = sipp.call(kamailio.port, "33123", calls=3, rate=20, hold_ms=2000)
+
+    assert result.finals == [200] * 3, result.describe()
+    capped.process.stop()
+    spare.process.stop()
+    assert len(capped.invites()) == 2
+    assert len(spare.invites()) == 1
+    assert "skipped: at its cap of 2 concurrent calls" in kamailio.process.log()
+
+
 def test_a_trunk_at_max_calls_frees_its_slots_when_calls_end(proxy, table, sipp):
     """max_calls 1: calls one after the other all go to the capped trunk."""
     capped = sipp.carrier("carrier_answer", "carrier-capped")
@@ -213,3 +236,119 @@ def test_parallel_routing_drops_a_branch_at_its_cap(proxy, table, sipp):
     assert len(rejecting.invites()) == 2
     # A carrier's 503 reaches the caller as 500 (RFC 3261 16.7).
     assert sorted(result.finals) == [200, 500], result.describe()
+
+
+def _health(trunk_id: int):
+    from routing.models import TrunkHealth
+
+    return TrunkHealth.objects.filter(trunk_id=trunk_id).first()
+
+
+def _wait_for_health(trunk_id: int, ready, timeout: float = 10.0):
+    """Poll the trunk's TrunkHealth row until `ready(row)`; the last row either way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = _health(trunk_id)
+        if (row is not None and ready(row)) or time.monotonic() > deadline:
+            return row
+        time.sleep(0.1)
+
+
+# Engines reload a changed trunk at their next poll: within a second of the change.
+LIVE_WITHIN_S = 1.2
+
+
+def test_a_trunk_failing_every_call_is_taken_out_and_comes_back(proxy, table, sipp):
+    """A carrier answering 503 to everything trips its trunk's policy (3 failures in a
+    row); new calls then go straight to the next trunk, with no operator action. When
+    the carrier answers again, the first call after the cool-down (half-open) probes it
+    and brings it back. The live traffic page shows what SIPp did."""
+    broken = sipp.carrier("carrier_reject", "carrier-broken")
+    spare = sipp.carrier("carrier_answer", "carrier-spare")
+    broken_id = table.trunk(
+        "broken",
+        broken.port,
+        health_consecutive_failures=3,
+        health_failure_ratio=None,
+        health_cooldown=3,
+    )
+    spare_id = table.trunk("spare", spare.port)
+    table.route("33", broken_id, spare_id)
+
+    # 1. Three calls: each fails on the broken trunk and is answered by the spare one.
+    tripping = sipp.call(proxy.port, "33123", calls=3, rate=5)
+    assert tripping.finals == [200] * 3, tripping.describe()
+    row = _wait_for_health(broken_id, lambda row: row.state == "unhealthy")
+    assert row is not None
+    assert row.state == "unhealthy", row
+    assert row.reason == "3 failed attempts in a row", row.reason
+    assert len(broken.invites()) == 3
+
+    # 2. Taken out: the next calls go straight to the spare trunk.
+    time.sleep(LIVE_WITHIN_S)
+    skipping = sipp.call(proxy.port, "33123", calls=3, rate=5)
+    assert skipping.finals == [200] * 3, skipping.describe()
+    assert len(broken.invites()) == 3, "an unhealthy trunk got calls"
+    assert len(spare.invites()) == 6
+
+    # 3. The carrier answers again (a new SIPp on its address); after the cool-down
+    # the trunk is half-open and the next call probes it, which brings it back.
+    broken.process.stop()
+    healed = sipp.carrier("carrier_answer", "carrier-healed", port=broken.port)
+    until = _health(broken_id).until
+    from django.utils import timezone
+
+    time.sleep(max(0.0, (until - timezone.now()).total_seconds()) + 0.2)
+    probing = sipp.call(proxy.port, "33123", calls=1)
+    assert probing.finals == [200], probing.describe()
+    assert len(healed.invites()) == 1, "the half-open trunk was not probed"
+    row = _wait_for_health(broken_id, lambda row: row.state == "healthy")
+    assert row.state == "healthy", row
+
+    time.sleep(LIVE_WITHIN_S)
+    back = sipp.call(proxy.port, "33123", calls=2, rate=5)
+    assert back.finals == [200] * 2, back.describe()
+    assert len(healed.invites()) == 3
+    assert len(spare.invites()) == 6
+
+    # The history says what happened, and the live traffic page (the admin view
+    # itself) counts the attempts SIPp made: 3 failed + 3 answered on the broken trunk,
+    # 6 answered on the spare one.
+    from routing.models import TrunkHealthEvent
+
+    states = [e.state for e in TrunkHealthEvent.objects.filter(trunk_id=broken_id).order_by("at")]
+    assert states == ["unhealthy", "healthy"], states
+    _wait_for_figures_on_page(broken_id, spare_id)
+
+
+def _wait_for_figures_on_page(broken_id: int, spare_id: int, timeout: float = 10.0) -> None:
+    from django.test import Client
+
+    from tests.factories import make_operator
+
+    client = Client()
+    client.force_login(make_operator("e2e-viewer", None, is_superuser=True))
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = client.get("/admin/traffic/", {"tenant": "e2e", "hours": 1})
+        assert answer.status_code == 200
+        rows = {row.trunk.pk: row for row, _ in answer.context["trunks"] if row.trunk}
+        got = {
+            pk: (rows[pk].figures.attempts, rows[pk].figures.answered, rows[pk].health)
+            for pk in (broken_id, spare_id)
+            if pk in rows
+        }
+        want = {broken_id: (6, 3, "healthy"), spare_id: (6, 6, "healthy")}
+        totals = answer.context["totals"]
+        # The page reads the timeline before the trunks: wait until a flush that landed
+        # between the two has reached both.
+        if (got, totals) == (want, {"attempts": 12, "answered": 9}) or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.2)
+    assert got == want
+    assert totals == {"attempts": 12, "answered": 9}
+    html = answer.content.decode()
+    assert 'data-trunk="broken"' in html
+    assert 'data-trunk="spare"' in html
