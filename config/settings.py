@@ -295,7 +295,7 @@ if OUTCOMES_RETENTION_DAYS < 1:
     raise ImproperlyConfigured("OUTCOMES_RETENTION_DAYS must be at least 1.")
 # Seconds between two writes of a process's aggregated outcome events (0: no background
 # flusher; the tests flush by hand).
-OUTCOMES_FLUSH_SECONDS = env.float("OUTCOMES_FLUSH_SECONDS", default=1.0)
+OUTCOMES_FLUSH_SECONDS = env.float("OUTCOMES_FLUSH_SECONDS", default=0.5)
 # Trunks with their own labels in the per-trunk /metrics series (routing_trunk_*; the
 # busiest first, the rest added up under trunk="other"): bounds the series a scrape
 # makes, whatever the number of trunks (docs/traffic.md).
