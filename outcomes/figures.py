@@ -35,8 +35,26 @@ GROUPS = {
 SUMS = ("attempts", "answered", "ended", "duration_s_sum", "pdd_count", "pdd_ms_sum")
 
 
+class Rates:
+    """ASR and ACD of anything that counts attempts, answers and ended calls' durations."""
+
+    __slots__ = ()
+    attempts: int
+    answered: int
+    ended: int
+    duration_s_sum: float
+
+    @property
+    def asr(self) -> float | None:
+        return self.answered / self.attempts if self.attempts else None
+
+    @property
+    def acd_s(self) -> float | None:
+        return self.duration_s_sum / self.ended if self.ended else None
+
+
 @dataclass(slots=True)
-class Quality:
+class Quality(Rates):
     """The figures of one group (`key`: the values of the group's columns)."""
 
     key: tuple
@@ -48,14 +66,6 @@ class Quality:
     pdd_ms_sum: int = 0
     codes: Counter[int] = field(default_factory=Counter)
     pdd: Counter[int] = field(default_factory=Counter)
-
-    @property
-    def asr(self) -> float | None:
-        return self.answered / self.attempts if self.attempts else None
-
-    @property
-    def acd_s(self) -> float | None:
-        return self.duration_s_sum / self.ended if self.ended else None
 
     @property
     def ner(self) -> float | None:
@@ -112,7 +122,7 @@ def quality(
 
 
 @dataclass(slots=True, frozen=True)
-class Minute:
+class Minute(Rates):
     """One minute of a tenant's traffic; a minute without attempts has zeros and no rates."""
 
     at: dt.datetime
@@ -120,14 +130,6 @@ class Minute:
     answered: int = 0
     ended: int = 0
     duration_s_sum: float = 0.0
-
-    @property
-    def asr(self) -> float | None:
-        return self.answered / self.attempts if self.attempts else None
-
-    @property
-    def acd_s(self) -> float | None:
-        return self.duration_s_sum / self.ended if self.ended else None
 
 
 def minutes(since: dt.datetime, until: dt.datetime) -> list[dt.datetime]:
