@@ -36,6 +36,7 @@ from django.db import transaction
 
 from routing import changes
 from routing.models import HealthOverride, HealthState, Trunk, TrunkHealth, TrunkHealthEvent
+from routing.resolver import health_status
 
 HEALTHY = HealthState.HEALTHY.value
 UNHEALTHY = HealthState.UNHEALTHY.value
@@ -242,16 +243,12 @@ STATUSES = ("healthy", "unhealthy", "half_open", "forced_up", "forced_down")
 
 
 def status(row: TrunkHealth | None, now: dt.datetime) -> str:
-    """How routing treats the trunk now: one of STATUSES (no row: healthy)."""
+    """How routing treats the trunk now: one of STATUSES (no row: healthy); the
+    resolver's rule (routing.resolver.health_status) applied to the stored row."""
     if row is None:
         return "healthy"
-    if row.override == HealthOverride.UP:
-        return "forced_up"
-    if row.override == HealthOverride.DOWN:
-        return "forced_down"
-    if row.state != UNHEALTHY:
-        return "healthy"
-    return "unhealthy" if row.until is None or now < row.until else "half_open"
+    until = row.until.timestamp() if row.until is not None else None
+    return health_status(row.override, row.state, until, now.timestamp())
 
 
 def override(trunk: Trunk, mode: str, user, reason: str = "") -> TrunkHealth:

@@ -384,17 +384,28 @@ def _clock(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%H:%M:%S")
 
 
+def health_status(override: str, state: str, until: float | None, now: float) -> str:
+    """How routing treats a trunk at `now` (Unix seconds): healthy, unhealthy, half_open
+    (its cool-down is over: it gets a share of calls), forced_up or forced_down. The one
+    rule; routing.health.status() applies it to a TrunkHealth row for the pages."""
+    if override == "up":
+        return "forced_up"
+    if override == "down":
+        return "forced_down"
+    if state != "unhealthy":
+        return "healthy"
+    return "unhealthy" if until is None or now < until else "half_open"
+
+
 def _unhealthy(trunk: TrunkRow, probe: _Probe, trace: list[str]) -> str | None:
     """Why the trunk's health keeps this call off it, or None (routing.health)."""
-    override = trunk.health_override
-    if override == "up":
+    status = health_status(trunk.health_override, trunk.health_state, trunk.health_until, probe.now)
+    if status in ("healthy", "forced_up"):
         return None
-    if override == "down":
+    if status == "forced_down":
         return "taken out of service by an operator"
-    if trunk.health_state != "unhealthy":
-        return None
     until = trunk.health_until
-    if until is None or probe.now < until:
+    if status == "unhealthy":
         since = f" since {_clock(trunk.health_since)} UTC" if trunk.health_since else ""
         reason = f" ({trunk.health_reason})" if trunk.health_reason else ""
         end = f", cool-down until {_clock(until)}" if until is not None else ""
