@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
+from outcomes.demo import seed_traffic
 from rating.demo import seed_rates
 from routing.demo import seed_demo
 from tenants.models import Tenant
@@ -12,7 +13,8 @@ from tenants.models import Tenant
 class Command(BaseCommand):
     help = (
         "Create or refresh the demo tenants, carriers, plans, customers, prefixes, rate "
-        "decks and users (idempotent)."
+        "decks and users, and three hours of made-up call outcomes for the live traffic page "
+        "(idempotent)."
     )
 
     def add_arguments(self, parser):
@@ -28,9 +30,10 @@ class Command(BaseCommand):
     def handle(self, *args, admin_password: str, operator_password: str, **options):
         result = seed_demo(admin_password=admin_password, operator_password=operator_password)
         seed_rates(Tenant.objects.get(slug="globex"))
+        events = sum(seed_traffic(tenant) for tenant in Tenant.objects.order_by("pk"))
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo ready: {result.tenants} tenants, {result.prefixes} prefixes, "
-                f"users {', '.join(result.users)}."
+                f"{events} outcome events, users {', '.join(result.users)}."
             )
         )
