@@ -233,21 +233,17 @@ def _stage_postgresql(cursor, open_text: Callable[[], TextIO], checker: _Checker
     ):
         chunk: list[str] = []
         for line, value, match in read_entries(text, checker):
-            if checker.failed:
-                continue  # keep checking, stop writing: nothing will be kept
-            count += 1
+            count += 1  # staged even after a bad line, so that duplicates are found too
             chunk.append(f"{line}\t{value}\t{match}\n")  # checked values: no tab, no backslash
             if len(chunk) >= 10_000:
                 copy.write("".join(chunk))
                 chunk.clear()
-        if chunk and not checker.failed:
+        if chunk:
             copy.write("".join(chunk))
     return count
 
 
 def _duplicates_postgresql(cursor, checker: _Checker) -> None:
-    if checker.failed:
-        return
     cursor.execute(
         "SELECT value, array_agg(line ORDER BY line) FROM blocklist_import "
         "GROUP BY value HAVING count(*) > 1 ORDER BY min(line) LIMIT %s",
@@ -258,6 +254,7 @@ def _duplicates_postgresql(cursor, checker: _Checker) -> None:
         found += [(line, value, lines[0]) for line in lines[1:]]
     for line, value, first in sorted(found):
         checker.error(line, f"{value!r} is already on line {first}")
+    checker.errors.sort(key=lambda error: error.line)
 
 
 def _insert_staged(cursor, blocklist: Blocklist) -> None:
