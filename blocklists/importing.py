@@ -270,6 +270,9 @@ def _insert_staged(cursor, blocklist: Blocklist) -> None:
     )
     if unchecked:
         cursor.execute("SET LOCAL session_replication_role = origin")
+    # A list can grow from nothing to a million rows at once: give the planner the new
+    # figures now rather than at autovacuum's leisure (the database source's query).
+    cursor.execute("ANALYZE blocklists_blocklistentry")
 
 
 def _skip_row_fk_checks(cursor) -> bool:

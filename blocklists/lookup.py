@@ -51,7 +51,6 @@ from bisect import bisect_left
 from dataclasses import dataclass
 
 from django.db import DatabaseError, connections, transaction
-from django.db.models import Q
 
 from blocklists.models import Blocklist, BlocklistEntry
 from blocklists.values import CALLEE, CALLER, EXACT, MAX_DIGITS, NETWORK, PREFIX, SOURCE
@@ -509,29 +508,54 @@ def database_blocked(
     using: str = "default",
 ) -> Block | None:
     """blocked() from the database: one indexed query for every applicable list's
-    candidate entries (the number's prefixes, the networks containing the address)."""
-    wanted = Q(pk__in=[])
-    for kind, probe in ((CALLER, caller), (CALLEE, callee)):
-        if probe:
-            candidates = [probe[:n] for n in range(1, min(len(probe), MAX_DIGITS) + 1)]
-            wanted |= Q(list__kind=kind, value__in=candidates)
-    if address is not None:
-        wanted |= Q(list__kind=SOURCE, value__in=containing_networks(address))
-    rows = (
-        BlocklistEntry.objects.using(using)
-        .filter(wanted, list__tenant_id=tenant_id, list__is_active=True)
-        .filter(Q(list__customer_id__isnull=True) | Q(list__customer_id=customer_id))
-        .values_list(*(f"list__{name}" for name in _REF_FIELDS), "value", "match")
-    )
+    candidate entries (the numbers' prefixes, the networks containing the address)."""
+    branches, params = [], []
+    for kind, candidates in (
+        (CALLER, _prefixes(caller)),
+        (CALLEE, _prefixes(callee)),
+        (SOURCE, containing_networks(address) if address is not None else []),
+    ):
+        if candidates:
+            marks = ", ".join(["%s"] * len(candidates))
+            branches.append(f"(e.list_id {_LISTS[vendor(using)]} AND e.value IN ({marks}))")
+            params += [tenant_id, kind, customer_id, *candidates]
+    if not branches:
+        return None
+    with connections[using].cursor() as cursor:
+        cursor.execute(_CANDIDATES_SQL + " OR ".join(branches), params)
+        rows = cursor.fetchall()
     found: dict[ListRef, list[tuple[str, str]]] = {}
     for *ref, value, match in rows:
-        found.setdefault(ListRef(*ref), []).append((value, match))
+        found.setdefault(ListRef(*ref[:7], bool(ref[7])), []).append((value, match))
     for ref in sorted(found, key=lambda ref: ref.order):
         probe = probe_of(ref, caller, callee, address)
         best = _most_specific(ref, str(probe), found[ref])
         if best is not None:
             return ref.block(*best)
     return None
+
+
+def vendor(using: str) -> str:
+    return "postgresql" if connections[using].vendor == "postgresql" else "other"
+
+
+def _prefixes(digits: str | None) -> list[str]:
+    return [digits[:n] for n in range(1, min(len(digits), MAX_DIGITS) + 1)] if digits else []
+
+
+# The entries of the applicable lists among the candidate values, per kind of list. On
+# PostgreSQL the lists' ids go in as an array, so that the index on (list, value)
+# answers each kind's branch (an IN (subquery) makes it scan every entry).
+_APPLICABLE = (
+    "SELECT id FROM blocklists_blocklist WHERE tenant_id = %s AND is_active AND kind = %s "
+    "AND (customer_id IS NULL OR customer_id = %s)"
+)
+_LISTS = {"postgresql": f"= ANY(ARRAY({_APPLICABLE}))", "other": f"IN ({_APPLICABLE})"}
+_CANDIDATES_SQL = (
+    "SELECT l.id, l.tenant_id, l.customer_id, l.name, l.kind, l.reply_code, l.reply_reason, "
+    "l.is_active, e.value, e.match FROM blocklists_blocklistentry e "
+    "JOIN blocklists_blocklist l ON l.id = e.list_id WHERE "
+)
 
 
 def _most_specific(ref: ListRef, probe: str, hits: list[tuple[str, str]]) -> tuple[str, str] | None:
