@@ -37,6 +37,7 @@ from routing.services import check_written, require_tenant
 from tenants.scoping import tenant_of
 
 MAX_ERRORS = 1000  # listed; the rest are counted
+IMPORT_TIMEOUT_MS = 600_000  # statement timeout of an import's transaction (PostgreSQL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +171,10 @@ def import_entries(
             locked = Blocklist.objects.using(using).select_for_update().get(pk=blocklist.pk)
             with connection.cursor() as cursor:
                 if connection.vendor == "postgresql":
+                    # Replacing a million entries takes longer than the statement timeout
+                    # meant for decisions and pages (DB_STATEMENT_TIMEOUT_MS): lift it
+                    # for this transaction only.
+                    cursor.execute(f"SET LOCAL statement_timeout = {IMPORT_TIMEOUT_MS}")
                     result.read = _stage_postgresql(cursor, open_text, checker)
                     _duplicates_postgresql(cursor, checker)
                     if checker.failed:
@@ -185,13 +190,14 @@ def import_entries(
                     result.read = len(rows)
                     if replace:
                         _delete_entries(cursor, locked)
-                    BlocklistEntry.objects.using(using).bulk_create(
-                        (BlocklistEntry(list=locked, value=v, match=m) for v, m in rows.items()),
-                        batch_size=2000,
-                        update_conflicts=True,
-                        unique_fields=["list", "value"],
-                        update_fields=["match"],
-                    )
+                    # In chunks: bulk_create() makes a list of everything it is given.
+                    for chunk in _chunks(rows.items(), 5000):
+                        BlocklistEntry.objects.using(using).bulk_create(
+                            [BlocklistEntry(list=locked, value=v, match=m) for v, m in chunk],
+                            update_conflicts=True,
+                            unique_fields=["list", "value"],
+                            update_fields=["match"],
+                        )
             result.total = BlocklistEntry.objects.using(using).filter(list=locked).count()
             Blocklist.objects.using(using).filter(pk=locked.pk).update(entries_count=result.total)
             check_written(user=user, rows=[locked])
@@ -200,6 +206,12 @@ def import_entries(
         raise ImportFailed(checker.errors, checker.more, source) from None
     blocklist.entries_count = result.total
     return result
+
+
+def _chunks(items, size: int) -> Iterator[tuple]:
+    iterator = iter(items)
+    while chunk := tuple(itertools.islice(iterator, size)):
+        yield chunk
 
 
 class _Rollback(Exception):
