@@ -137,6 +137,7 @@ def test_the_admin_lists_edits_and_imports_the_operators_lists(operator_a, fraud
     entries = client.get(f"/admin/blocklists/blocklistentry/?list__id__exact={fraud.pk}")
     assert entries.status_code == 200
     assert b"999" in entries.content
+    assert client.get(f"/admin/blocklists/blocklist/{fraud.pk}/history/").status_code == 200
 
 
 def test_the_admin_saves_a_list_through_the_services(operator_a, tenant_a):
@@ -184,3 +185,10 @@ def test_the_admin_hides_another_tenants_lists_and_entries(outsider, fraud):
     assert not fraud.entries.filter(value="999").exists()
     history = client.get(f"/admin/blocklists/blocklist/{fraud.pk}/history/")
     assert history.status_code in (302, 404)
+
+
+def test_a_large_lists_entries_are_not_inlined(operator_a, fraud):
+    Blocklist.objects.filter(pk=fraud.pk).update(entries_count=201)
+    page = admin_client(operator_a).get(f"/admin/blocklists/blocklist/{fraud.pk}/change/")
+    assert page.status_code == 200
+    assert b"entries-TOTAL_FORMS" not in page.content

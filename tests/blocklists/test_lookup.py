@@ -182,3 +182,15 @@ def test_packed_numbers_cost_eight_bytes_an_entry():
     assert size <= 100_000 * 8 * 1.2
     assert packed.find(str(4_400_000_000 + 14) + "99") == (str(4_400_000_000 + 14), "prefix")
     assert packed.find(str(4_400_000_000 + 7)) == (str(4_400_000_000 + 7), "exact")
+
+
+def test_a_changed_answer_is_used_without_rebuilding_the_entries(tenant_a, db):
+    store = BlockStore(poll_interval=0, background=False)
+    fraud = make_list(tenant_a, "Fraud", "caller", "3312*\n")
+    assert store.blocked(tenant_a.pk, None, "33123", "1", None).code == 403
+    packed = store.packed(fraud.pk)
+    fraud.reply_code, fraud.reply_reason = 603, "Decline"
+    services.save_list(user=None, blocklist=fraud)
+    block = store.blocked(tenant_a.pk, None, "33123", "1", None)
+    assert (block.code, block.reason) == (603, "Decline")
+    assert store.packed(fraud.pk) is packed  # the row was re-read, the entries kept
