@@ -29,8 +29,10 @@ this module): the setting ROUTING_SCREEN_SOURCE names `compiled_source` (this
 process's store) or `database_source` (indexed queries, always current); either
 returns an object with `blocked(...)` as above (routing.resolver.Screen).
 
-Kept current like rating.lookup: at most every `poll_interval` seconds (0.2 s) one
-primary-key read of the route-table version (routing.changes); when it moved, the
+Kept current like routing.compiled.live: every `poll_interval` seconds (0.2 s), from a
+poller thread of its own (so a hung database holds no decision: built lists keep
+answering from memory), one primary-key read of the route-table version
+(routing.changes); when it moved, the
 `blocklist` changes name the lists to reload (blocklists.services records them in
 the writing transaction; an import records one for the whole list). A list's row
 is re-read at once; its entries are rebuilt in a background thread, and the list is
@@ -276,11 +278,17 @@ class BlockStore:
     """Every active list, compiled in this process and kept current (see the module doc)."""
 
     def __init__(
-        self, using: str = "default", *, poll_interval: float = 0.2, background: bool = True
+        self,
+        using: str = "default",
+        *,
+        poll_interval: float = 0.2,
+        background: bool = True,
+        poller: bool = False,
     ) -> None:
         self.using = using
         self.poll_interval = poll_interval
         self.background = background
+        self.poller = poller
         self.version: int | None = None  # None until the first load
         self._refs: dict[int, ListRef] = {}
         self._by_tenant: dict[int, list[ListRef]] = {}  # active lists, in screening order
@@ -291,6 +299,8 @@ class BlockStore:
         self._next_check = 0.0
         self._queue: queue.Queue[int] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._poller: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # --- The answer -------------------------------------------------------------------
 
@@ -341,6 +351,10 @@ class BlockStore:
         return self._packed.get(list_id)
 
     def _maybe_refresh(self) -> None:
+        if self.poller:
+            if self._poller is None or not self._poller.is_alive():
+                self._start_poller()
+            return
         now = time.monotonic()
         if now < self._next_check or not self._refreshing.acquire(blocking=False):
             return
@@ -351,6 +365,47 @@ class BlockStore:
             logger.exception("blocklist store refresh failed; serving version %s", self.version)
         finally:
             self._refreshing.release()
+
+    def _start_poller(self) -> None:
+        with self._lock:
+            if self._stopping.is_set() or (self._poller is not None and self._poller.is_alive()):
+                return
+            self._poller = threading.Thread(
+                target=self._poll, name="blocklist-store-poller", daemon=True
+            )
+            self._poller.start()
+
+    def _poll(self) -> None:
+        """Refresh every poll interval until stop(); a hung database holds only this thread
+        (as routing.compiled.live's poller: built lists keep answering from memory)."""
+        failing = False
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self.refresh()
+                except DatabaseError as exc:
+                    if not failing:
+                        logger.error(
+                            "blocklists: the database does not answer (%s); serving "
+                            "version %s from memory until it does",
+                            str(exc).strip() or type(exc).__name__,
+                            self.version,
+                        )
+                    failing = True
+                    _close(self.using)  # a broken connection is reopened next time
+                else:
+                    if failing:
+                        logger.warning("blocklists: the database answers again")
+                    failing = False
+                self._stopping.wait(self.poll_interval)
+        finally:
+            _close(self.using)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the poller (tests switch databases; a process simply exits)."""
+        self._stopping.set()
+        if self._poller is not None:
+            self._poller.join(timeout)
 
     def refresh(self) -> None:
         """Bring the store up to the database's current version now."""
@@ -484,19 +539,34 @@ _instances_lock = threading.Lock()
 
 
 def block_store(using: str = "default") -> BlockStore:
-    """This process's blocklist store (one per process: a forked worker gets its own)."""
+    """This process's blocklist store (one per process: a forked worker gets its own).
+
+    It polls from a thread of its own, started on first use, so no decision waits on
+    the database for it.
+    """
     key = (os.getpid(), using)
     store = _instances.get(key)
     if store is None:
         with _instances_lock:
-            store = _instances.setdefault(key, BlockStore(using))
+            store = _instances.setdefault(key, BlockStore(using, poller=True))
     return store
 
 
 def forget_block_stores() -> None:
-    """Drop this process's stores (tests switch databases between them)."""
+    """Stop and drop this process's stores (tests switch databases between them)."""
     with _instances_lock:
+        stores = list(_instances.values())
         _instances.clear()
+    for store in stores:
+        store.stop()
+
+
+def _close(using: str) -> None:
+    """Close this thread's connection; a dead server can fail even the close."""
+    try:
+        connections[using].close()
+    except DatabaseError:
+        logger.debug("closing a broken database connection failed", exc_info=True)
 
 
 def database_blocked(

@@ -194,3 +194,17 @@ def test_a_changed_answer_is_used_without_rebuilding_the_entries(tenant_a, db):
     block = store.blocked(tenant_a.pk, None, "33123", "1", None)
     assert (block.code, block.reason) == (603, "Decline")
     assert store.packed(fraud.pk) is packed  # the row was re-read, the entries kept
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_process_store_polls_from_its_own_thread(tenant_a, django_assert_num_queries):
+    """As a web or bridge process's: decisions never wait on the database for it."""
+    make_list(tenant_a, "Fraud", "caller", "3312*\n")
+    store = BlockStore(poller=True, poll_interval=0.05)
+    try:
+        assert store.wait_ready(5)
+        with django_assert_num_queries(0):
+            assert store.blocked(tenant_a.pk, None, "33123", "1", None).value == "3312"
+            assert store.blocked(tenant_a.pk, None, "44", "1", None) is None
+    finally:
+        store.stop()
