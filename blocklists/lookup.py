@@ -652,6 +652,10 @@ class CompiledScreen:
     def blocked(self, tenant_id, customer_id, caller, callee, address) -> Block | None:
         return block_store(self.using).blocked(tenant_id, customer_id, caller, callee, address)
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Load this process's store now (a web worker's warm-up, deploy/gunicorn.conf.py)."""
+        return block_store(self.using).wait_ready(timeout)
+
 
 class DatabaseScreen:
     """The lists read straight from the database: always current (the database route table)."""
