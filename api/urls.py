@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import SimpleRouter
 
+from api import blocklists as blocklists_api
 from api import login, views
 from api import rating as rating_api
 
@@ -21,6 +22,10 @@ router.register("routing-plans", views.RoutingPlanViewSet, basename="routingplan
 router.register("customers", views.CustomerViewSet, basename="customer")
 router.register("prefixes", views.DialPrefixViewSet, basename="dialprefix")
 router.register("rate-decks", rating_api.RateDeckViewSet, basename="ratedeck")
+router.register("blocklists", blocklists_api.BlocklistViewSet, basename="blocklist")
+router.register(
+    "blocklist-entries", blocklists_api.BlocklistEntryViewSet, basename="blocklistentry"
+)
 
 urlpatterns = [
     path("kamailio/rtjson", views.RtjsonView.as_view(), name="kamailio-rtjson"),

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "tenants",
     "routing",
     "rating",
+    "blocklists",
     "outcomes",
     "evapi_bridge",
     "api",
@@ -266,6 +267,14 @@ ROUTING_RATE_SOURCE = env.str(
     default="rating.lookup.rate_source"
     if ROUTING_TABLE == "compiled"
     else "rating.lookup.database_rate_source",
+)
+# What screens calls against blocklists before routing (a dotted path to a callable
+# returning a screen); empty: nothing is blocked. See docs/blocklists.md.
+ROUTING_SCREEN_SOURCE = env.str(
+    "ROUTING_SCREEN_SOURCE",
+    default="blocklists.lookup.compiled_source"
+    if ROUTING_TABLE == "compiled"
+    else "blocklists.lookup.database_source",
 )
 # Sell decks and vendor decks in different currencies cannot be compared by least-cost
 # routing: importing such a mix is refused unless this is on.

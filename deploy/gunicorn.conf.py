@@ -19,7 +19,7 @@ A hung database: a sync worker blocked in a database read cannot answer, so the
 rtjson view interrupts database waits at ROUTING_DECISION_DEADLINE_MS (SIGALRM in
 the worker's main thread, see routing.deadline.database_deadline) and /healthz at
 0.5 s; the compiled table reads the database only from its own thread. Each worker
-loads its compiled table before taking requests (up to WARM_UP_SECONDS, then it
+loads its compiled table (and blocklists) before taking requests (up to WARM_UP_SECONDS, then it
 keeps loading in the background), so its first calls are answered from memory.
 GUNICORN_TIMEOUT stays the last resort for a worker stuck anywhere else.
 """
@@ -60,16 +60,17 @@ def on_starting(server) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """Load the compiled route table now, rather than on the first calls (a cold start)."""
-    from routing.service import get_route_table
+    """Load the compiled route table (and blocklists) now, rather than on the first calls."""
+    from routing.service import get_route_table, get_screen
 
-    table = get_route_table()
-    wait_ready = getattr(table, "wait_ready", None)
-    if wait_ready is not None and not wait_ready(WARM_UP_SECONDS):
-        worker.log.warning(
-            "route table not loaded after %.0f s; the database answers until it is",
-            WARM_UP_SECONDS,
-        )
+    for name, part in (("route table", get_route_table()), ("blocklists", get_screen())):
+        wait_ready = getattr(part, "wait_ready", None)
+        if wait_ready is not None and not wait_ready(WARM_UP_SECONDS):
+            worker.log.warning(
+                "%s not loaded after %.0f s; the database answers until it is",
+                name,
+                WARM_UP_SECONDS,
+            )
 
 
 def child_exit(server, worker) -> None:

@@ -35,6 +35,7 @@ TABLE = "table"  # key: plan id; reload the plan's whole prefix table (after an 
 PLAN = "plan"  # key: plan id; reload the plan's row (new, renamed or deleted)
 CUSTOMERS = "customers"  # tenant_id: reload the tenant's customers and their sources
 DECK = "deck"  # tenant_id, key: carrier id; reload that carrier's rate decks (rating.lookup)
+BLOCKLIST = "blocklist"  # tenant_id, key: list id ("<id>:meta" its row only); blocklists.lookup
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,16 @@ from prometheus_client import (
 from prometheus_client import multiprocess as _multiprocess
 
 # Every outcome a transport can report (routing.resolver.Outcome plus "error").
-OUTCOMES = ("routed", "location", "rejected", "no_route", "forbidden", "invalid", "error")
+OUTCOMES = (
+    "routed",
+    "location",
+    "rejected",
+    "no_route",
+    "forbidden",
+    "blocked",
+    "invalid",
+    "error",
+)
 
 DECISIONS = Counter(
     "routing_decisions_total",

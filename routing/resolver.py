@@ -39,6 +39,7 @@ class Outcome(enum.StrEnum):
     REJECTED = "rejected"  # a reject route matched
     NO_ROUTE = "no_route"  # nothing matched, or no usable trunk
     FORBIDDEN = "forbidden"  # unknown source, unknown or inactive tenant
+    BLOCKED = "blocked"  # a blocklist of the tenant or customer matched (Screen)
     INVALID = "invalid"  # the request itself cannot be routed
     ERROR = "error"  # the engine failed (set by transports, never by resolve())
 
@@ -93,6 +94,32 @@ class RateSource(Protocol):
     def sell_rate(
         self, plan_id: int | None, customer_id: int | None, digits: str, at: datetime
     ) -> RateQuote | None: ...
+
+
+class BlockQuote(Protocol):
+    """Why a call is blocked (blocklists.lookup.Block is one)."""
+
+    list_name: str
+    kind: str  # caller, callee or source
+    code: int
+    reason: str
+    value: str  # the entry that matched
+    match: str  # exact, prefix or network
+
+
+class Screen(Protocol):
+    """Blocklists, asked after the customer is recognised and before a route is matched
+    (blocklists.lookup.compiled_source()). `caller` and `callee` are digits (None when
+    not a number), `address` the call's source (None when unknown)."""
+
+    def blocked(
+        self,
+        tenant_id: int,
+        customer_id: int | None,
+        caller: str | None,
+        callee: str | None,
+        address: IPAddress | None,
+    ) -> BlockQuote | None: ...
 
 
 # --- Input and output --------------------------------------------------------------
@@ -217,10 +244,12 @@ def resolve(
     table: RouteTable,
     defaults: RoutingDefaults | None = None,
     rates: RateSource | None = None,
+    screen: Screen | None = None,
 ) -> Decision:
     """Decide where `request` goes. Never raises for bad call data: it answers.
 
-    `rates` prices least-cost routes (without it, such routes have no vendor).
+    `rates` prices least-cost routes (without it, such routes have no vendor);
+    `screen` refuses calls on a blocklist (without it, nothing is blocked).
     """
     defaults = defaults or RoutingDefaults()
     trace: list[str] = []
@@ -274,6 +303,17 @@ def resolve(
             customer.plan_margin_percent, customer.plan_margin_absolute, customer.plan_max_cost
         )
     common["plan"] = plan_name
+
+    if screen is not None:
+        block = screen.blocked(
+            tenant.id, customer_id, match_digits(caller), match_digits(callee), address
+        )
+        if block is not None:
+            trace.append(
+                f"blocked by {block.kind} list {block.list_name!r} "
+                f"(entry {block.value}, {block.match})"
+            )
+            return fail(Outcome.BLOCKED, block.code, block.reason, **common)
 
     digits = match_digits(callee)
     if digits is None:

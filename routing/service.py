@@ -1,5 +1,5 @@
-"""The entry point every transport calls: route one call with the configured table
-and rates (the decision deadline is routing.deadline)."""
+"""The entry point every transport calls: route one call with the configured table,
+rates, blocklists (the decision deadline is routing.deadline)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from routing.resolver import (
     RateSource,
     RouteTable,
     RoutingDefaults,
+    Screen,
     resolve,
 )
 from routing.tables import DatabaseRouteTable
@@ -45,6 +46,14 @@ def get_rate_source() -> RateSource | None:
     return import_string(name)() if name else None
 
 
+def get_screen() -> Screen | None:
+    """The blocklists calls are screened against: settings.ROUTING_SCREEN_SOURCE, a dotted
+    path to a callable (blocklists.lookup.compiled_source: this process's compiled
+    lists); empty: nothing is blocked. A setting, so routing never imports blocklists."""
+    name = settings.ROUTING_SCREEN_SOURCE
+    return import_string(name)() if name else None
+
+
 def decide(request: CallRequest, *, table: RouteTable | None = None) -> Decision:
     """Resolve `request` against the configured route table, rates and platform defaults."""
     return resolve(
@@ -52,4 +61,5 @@ def decide(request: CallRequest, *, table: RouteTable | None = None) -> Decision
         table=table or get_route_table(),
         defaults=routing_defaults(),
         rates=get_rate_source(),
+        screen=get_screen(),
     )

@@ -17,6 +17,8 @@ _OPERATOR_PERMISSIONS = [
     ("routing", "customersource", ("view", "add", "change", "delete")),
     ("rating", "ratedeck", ("view", "add", "change", "delete")),
     ("rating", "rate", ("view",)),
+    ("blocklists", "blocklist", ("view", "add", "change", "delete")),
+    ("blocklists", "blocklistentry", ("view", "add", "change", "delete")),
     ("tenants", "tenant", ("view",)),
     ("tenants", "tenantsource", ("view",)),
 ]

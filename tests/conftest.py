@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import pytest
 
+from blocklists.lookup import forget_block_stores
 from tests.factories import make_operator, make_route, make_tenant, make_trunk
+
+
+@pytest.fixture(autouse=True)
+def _no_block_store_left():
+    """A test that made this process's blocklist store (compiled_source) stops its poller,
+    which would otherwise keep a connection to the test database open."""
+    yield
+    forget_block_stores()
 
 
 @pytest.fixture

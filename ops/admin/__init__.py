@@ -7,9 +7,10 @@ the pages built on them.
 
 - `scoping`: the admin side of the one tenant-scoping rule (tenants.scoping);
 - `help`: operator wording (help texts, empty states);
-- `tenants`, `routing`: the ModelAdmins; `imports`: CSV import and export pages.
+- `tenants`, `routing`, `rating`, `blocklists`: the ModelAdmins; `imports`: CSV import
+  and export pages.
 """
 
-from ops.admin import rating, routing, tenants
+from ops.admin import blocklists, rating, routing, tenants
 
-__all__ = ["rating", "routing", "tenants"]
+__all__ = ["blocklists", "rating", "routing", "tenants"]

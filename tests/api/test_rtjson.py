@@ -387,7 +387,7 @@ def test_last_used_is_written_at_most_once_a_minute(post_call, route_a):
 
 
 @pytest.mark.parametrize("table_size", [10, 500])
-def test_a_decision_costs_five_queries_whatever_the_table_size(
+def test_a_decision_costs_six_queries_whatever_the_table_size(
     post_call, tenant_a, trunks_a, table_size, django_assert_num_queries
 ):
     plan = default_plan(tenant_a)
@@ -397,8 +397,9 @@ def test_a_decision_costs_five_queries_whatever_the_table_size(
     make_route(tenant_a, "33", *trunks_a)
     post_call()  # the first use of the token records last_used_at
 
-    # token, source → tenant, candidate customers, candidate prefixes, their targets
-    with django_assert_num_queries(5):
+    # token, source → tenant, candidate customers, blocklist entries, candidate prefixes,
+    # their targets
+    with django_assert_num_queries(6):
         document = rtjson(post_call())
 
     assert document["prefix"] == "33"

@@ -25,7 +25,7 @@ def test_a_known_token_costs_no_query_while_cached(
     cached, post_call, route_a, django_assert_num_queries
 ):
     assert post_call(call_body()).status_code == 200
-    with django_assert_num_queries(4):  # the four routing lookups, no token query
+    with django_assert_num_queries(5):  # the five routing lookups, no token query
         response = post_call(call_body())
     assert response.json()["rtjson"]["success"] is True
 
@@ -50,5 +50,5 @@ def test_without_the_cache_every_request_looks_the_token_up(
 ):
     settings.KAMAILIO_TOKEN_CACHE_SECONDS = 0
     post_call(call_body())
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         post_call(call_body())

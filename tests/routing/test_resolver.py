@@ -335,11 +335,12 @@ def test_trunks_without_timers_get_the_platform_defaults(tenant_a, route_a, sett
     assert (route["fr_timer"], route["fr_inv_timer"]) == (3000, 45000)
 
 
-def test_a_decision_costs_four_queries_whatever_the_table_size(
+def test_a_decision_costs_five_queries_whatever_the_table_size(
     tenant_a, trunks_a, django_assert_num_queries
 ):
-    """Source -> tenant, candidate customers with their sources, candidate prefixes, their
-    targets: with 2,000 more prefixes and 500 more customers, still four."""
+    """Source -> tenant, candidate customers with their sources, the blocklists' candidate
+    entries, candidate prefixes, their targets: with 2,000 more prefixes and 500 more
+    customers, still five."""
     make_route(tenant_a, "33", *trunks_a)
 
     def grow(count: int) -> None:
@@ -359,9 +360,9 @@ def test_a_decision_costs_four_queries_whatever_the_table_size(
             for n, c in enumerate(customers)
         )
 
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         small = call("+33123456789")
     grow(2000)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         large = call("+33123456789")
     assert trunk_names(small) == trunk_names(large) == ["a-primary", "a-backup"]
