@@ -18,6 +18,7 @@ Free of Django on purpose: the resolver uses it on rows, and so can any tool.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ WEEK = 7 * DAY
 Window = tuple[int, int, int]  # (days bit mask, Monday = bit 0; start second; end second)
 ALWAYS: tuple[Window, ...] = ((ALL_DAYS, 0, DAY),)
 
+logger = logging.getLogger(__name__)
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
 
@@ -81,6 +83,24 @@ class Schedule:
         if self.valid_until is not None:
             text += f" until {_stamp(self.valid_until)}"
         return f"{text} {self.timezone}"
+
+
+def from_row(row) -> Schedule | None:
+    """A stored schedule (rows.ScheduleRow) parsed, or None when its text does not
+    parse (written around the checks, in SQL): its routes are then never in force."""
+    try:
+        check_timezone(row.timezone)
+        return Schedule.of(
+            id=row.id,
+            name=row.name,
+            timezone=row.timezone,
+            periods=row.periods,
+            valid_from=row.valid_from,
+            valid_until=row.valid_until,
+        )
+    except ScheduleError:
+        logger.warning("schedule %s (%s) is not valid: never in force", row.id, row.name)
+        return None
 
 
 def _stamp(seconds: float) -> str:

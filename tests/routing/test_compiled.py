@@ -226,8 +226,8 @@ def test_the_packed_table_sorts_rows_that_arrive_out_of_order():
         row = RouteRow(id=n, prefix=prefix)
         table.append((*(getattr(row, name) for name in names(RouteRow)), "", ""))
     table.finish()
-    assert [table.lookup(p)[0].id for p in ["1", "33", "44", "441"]] == [1, 2, 0, 3]
-    assert table.lookup("4") is None
+    assert [table.lookup(p)[0][0].id for p in ["1", "33", "44", "441"]] == [1, 2, 0, 3]
+    assert table.lookup("4") == ()
 
 
 # --- Changes made in this process reach the compiled copy at the next poll ---------------
