@@ -36,6 +36,8 @@ OLD_TRUNK = (
     .replace("th.reason", "''")
     .replace("th.override", "''")
 )
+# No target schedules before 0012.
+OLD_TARGET = columns_of(TargetLink, "t").replace("t.schedule_id", "NULL")
 # A route's columns at 0006 (the later ones take their defaults).
 OLD_ROUTE = (
     "id",
@@ -87,9 +89,7 @@ class TableBeforePlans(DatabaseRouteTable):
             ]
             for row in rows:
                 cursor.execute(
-                    # No target schedules before 0012.
-                    f"SELECT {columns_of(TargetLink, 't').replace('t.schedule_id', 'NULL')}, "
-                    f"{OLD_TRUNK} "  # noqa: S608
+                    f"SELECT {OLD_TARGET}, {OLD_TRUNK} "  # noqa: S608
                     "FROM routing_routetarget t JOIN routing_trunk tr ON tr.id = t.trunk_id "
                     "JOIN routing_carrier c ON c.id = tr.carrier_id WHERE t.prefix_id = %s",
                     [row.id],
