@@ -19,6 +19,7 @@ router.register("carriers", views.CarrierViewSet, basename="carrier")
 router.register("trunks", views.TrunkViewSet, basename="trunk")
 router.register("routing-plans", views.RoutingPlanViewSet, basename="routingplan")
 router.register("customers", views.CustomerViewSet, basename="customer")
+router.register("schedules", views.ScheduleViewSet, basename="schedule")
 router.register("prefixes", views.DialPrefixViewSet, basename="dialprefix")
 router.register("rate-decks", rating_api.RateDeckViewSet, basename="ratedeck")
 
