@@ -315,6 +315,12 @@ class SimulationSerializer(CallRequestSerializer):
         allow_null=True,
         help_text="Routing plan id: route by this plan, without a customer.",
     )
+    at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="The call's time (ISO 8601; default: now): which scheduled routes and "
+        "targets are in force, which rates apply.",
+    )
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()

@@ -321,10 +321,12 @@ class SimulateView(APIView):
             )
         except SimulationRefused as exc:
             raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [str(exc)]}) from None
+        at = fields.pop("at", None)
         call = dataclasses.replace(
             call_request(fields, tenant=target.tenant.slug if target.tenant else None),
             customer=target.customer,
             plan=target.plan,
+            at=at,
         )
         simulation = simulate(call, user=request.user)
         return Response(DecisionSerializer(simulation.decision).data)
