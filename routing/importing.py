@@ -269,7 +269,9 @@ class RowParser:
             elif len(digits) > MAX_PREFIX:
                 self.error(line, column_name, f"at most {MAX_PREFIX} digits")
         key = (prefix, caller, schedule)
-        if key in self.seen:
+        if name and schedule is None:
+            pass  # an unknown schedule: reported above, no duplicate to tell
+        elif key in self.seen:
             first = self.seen[key]
             what = f"prefix {prefix or '(default)'}"
             what += f" caller {caller}" if caller else ""
