@@ -289,3 +289,46 @@ def test_another_tenants_schedule_is_never_read(tenant_a, tenant_b, three, trunk
         assert f"route 44 (schedule {other.pk}): schedule {other.pk} is missing or not valid" in (
             decision.trace
         )
+
+
+# --- The simulators take the call's time ------------------------------------------------
+
+
+@pytest.fixture
+def peak_and_fallback(tenant_a, three, peak):
+    make_route(tenant_a, "44", three[0])
+    make_route(tenant_a, "44", three[2], schedule=peak)
+
+
+def test_the_simulator_page_takes_the_call_time(client, operator_a, peak_and_fallback):
+    client.force_login(operator_a)
+    at_peak = client.get("/admin/simulator/", {"callee": "+4420", "at": "2026-06-01T10:00+02:00"})
+    assert [line.route.carrier for line in at_peak.context["result"].lines] == ["Carrier C"]
+    late = client.get("/admin/simulator/", {"callee": "+4420", "at": "2026-06-01 20:00"})  # UTC
+    assert [line.route.carrier for line in late.context["result"].lines] == ["Carrier A"]
+    assert "route 44 (Peak): outside Mon-Fri 08:00-20:00 Europe/Paris" in late.content.decode()
+
+
+def test_the_simulate_api_takes_the_call_time(operator_a, peak_and_fallback):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_login(operator_a)
+    answers = [
+        api.post("/api/v1/simulate", {"callee": "+4420", "at": at}, format="json").json()
+        for at in ("2026-06-01T10:00:00+02:00", "2026-06-01T22:00:00+02:00")
+    ]
+    assert [a["routes"][0]["carrier"] for a in answers] == ["Carrier C", "Carrier A"]
+    bad = api.post("/api/v1/simulate", {"callee": "+4420", "at": "tea time"}, format="json")
+    assert bad.status_code == 400
+    assert "at" in bad.json()
+
+
+def test_the_route_command_takes_the_call_time(capsys, peak_and_fallback):
+    import json
+
+    from django.core.management import call_command
+
+    for at, carrier in (("2026-06-01T10:00+02:00", "Carrier C"), ("2026-06-01T20:00", "Carrier A")):
+        call_command("route", "--tenant", "tenant-a", "--callee", "+4420", "--at", at, "--json")
+        assert json.loads(capsys.readouterr().out)["routes"][0]["carrier"] == carrier
