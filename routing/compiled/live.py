@@ -384,7 +384,10 @@ class CompiledRouteTable:
     def _load_schedules(self, tenant_ids: set[int] | None) -> None:
         with self._cursor() as cursor:
             found = loading.schedules(cursor, tenant_ids)
-        maps = dict(self._schedules) if tenant_ids is not None else {}
+        # Every known tenant gets a map, empty or not: a decision never asks the
+        # database for a tenant's schedules because it has none.
+        maps = dict(self._schedules) if tenant_ids is not None else dict.fromkeys(self._tenants)
+        maps = {tenant_id: found_map or {} for tenant_id, found_map in maps.items()}
         maps.update(found)
         self._schedules = maps
 
