@@ -747,6 +747,9 @@ class DialPrefix(MarginFields):
         verbose_name = "dial prefix"
         verbose_name_plural = "dial prefixes"
         ordering = ["tenant__name", "prefix"]
+        # The lookup of every decision (plan, prefix IN candidates): the unique
+        # constraints below are partial (by schedule), so no query can use them for it.
+        indexes = [models.Index(fields=["plan", "prefix"], name="dialprefix_plan_prefix")]
         constraints = [
             models.UniqueConstraint(
                 fields=["plan", "prefix", "caller_prefix"],

@@ -282,6 +282,10 @@ class Migration(migrations.Migration):
                     violation_error_message="'Valid until' must be after 'valid from'.",
                 ),
             ),
+            migrations.AddIndex(
+                model_name="dialprefix",
+                index=models.Index(fields=["plan", "prefix"], name="dialprefix_plan_prefix"),
+            ),
             triggers=_change_triggers,
         ),
         migrations.RunPython(_change_triggers.install, migrations.RunPython.noop),
