@@ -221,6 +221,10 @@ class PrefixRowSerializer(serializers.Serializer):
     max_length = serializers.IntegerField(allow_null=True)
     description = serializers.CharField()
     is_final = serializers.BooleanField()
+    caller_prefix = serializers.CharField(help_text="Callers this route is for (empty: any).")
+    schedule_id = serializers.IntegerField(
+        allow_null=True, help_text="The route's schedule (null: always)."
+    )
 
 
 class RouteSerializer(serializers.Serializer):
