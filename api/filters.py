@@ -17,6 +17,7 @@ from routing.models import (
     DialPrefix,
     RoutingMode,
     RoutingPlan,
+    Schedule,
     Transport,
     Trunk,
 )
@@ -59,6 +60,14 @@ class CarrierFilter(filters.FilterSet):
         fields = ["tenant", "name", "is_active"]
 
 
+class ScheduleFilter(filters.FilterSet):
+    tenant = filters.CharFilter(field_name="tenant__slug", help_text="Tenant slug.")
+
+    class Meta:
+        model = Schedule
+        fields = ["tenant", "name", "timezone"]
+
+
 class TrunkFilter(filters.FilterSet):
     tenant = filters.CharFilter(field_name="carrier__tenant__slug", help_text="Tenant slug.")
     carrier = IdFilter(field_name="carrier_id", help_text="Carrier id.")
@@ -97,6 +106,7 @@ class DialPrefixFilter(filters.FilterSet):
     )
     action = filters.ChoiceFilter(choices=Action.choices)
     routing_mode = filters.ChoiceFilter(choices=RoutingMode.choices)
+    schedule = filters.NumberFilter(field_name="schedule_id", help_text="Schedule id.")
 
     class Meta:
         model = DialPrefix

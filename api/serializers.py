@@ -22,6 +22,7 @@ from routing.models import (
     DialPrefix,
     RouteTarget,
     RoutingPlan,
+    Schedule,
     Trunk,
     TrunkHealth,
 )
@@ -220,6 +221,10 @@ class PrefixRowSerializer(serializers.Serializer):
     max_length = serializers.IntegerField(allow_null=True)
     description = serializers.CharField()
     is_final = serializers.BooleanField()
+    caller_prefix = serializers.CharField(help_text="Callers this route is for (empty: any).")
+    schedule_id = serializers.IntegerField(
+        allow_null=True, help_text="The route's schedule (null: always)."
+    )
 
 
 class RouteSerializer(serializers.Serializer):
@@ -313,6 +318,12 @@ class SimulationSerializer(CallRequestSerializer):
         required=False,
         allow_null=True,
         help_text="Routing plan id: route by this plan, without a customer.",
+    )
+    at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="The call's time (ISO 8601; default: now): which scheduled routes and "
+        "targets are in force, which rates apply.",
     )
 
     def get_fields(self) -> dict[str, serializers.Field]:
@@ -622,15 +633,41 @@ class CustomerSerializer(ScopedModelSerializer):
             customer._prefetched_objects_cache.pop("sources", None)
 
 
+class ScheduleSerializer(ScopedModelSerializer):
+    """A schedule: weekly windows in a time zone and validity dates (routing.schedules)."""
+
+    tenant = SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+
+    class Meta:
+        model = Schedule
+        fields = [
+            "id",
+            "tenant",
+            "name",
+            "timezone",
+            "periods",
+            "valid_from",
+            "valid_until",
+            "description",
+        ]
+        validators: list = []
+
+
 class RouteTargetSerializer(ScopedModelSerializer):
     trunk = serializers.PrimaryKeyRelatedField(
         queryset=Trunk.objects.select_related("carrier"), help_text="Trunk id."
     )
     trunk_name = serializers.CharField(source="trunk.__str__", read_only=True)
+    schedule = serializers.PrimaryKeyRelatedField(
+        queryset=Schedule.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Schedule id: the target is used only while it is in force (null: always).",
+    )
 
     class Meta:
         model = RouteTarget
-        fields = ["trunk", "trunk_name", "priority", "weight"]
+        fields = ["trunk", "trunk_name", "priority", "weight", "schedule"]
         validators: list = []
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -656,6 +693,13 @@ class DialPrefixSerializer(ScopedModelSerializer):
         required=False,
         help_text="Routing plan id; may be left out when the tenant has one plan.",
     )
+    schedule = serializers.PrimaryKeyRelatedField(
+        queryset=Schedule.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Schedule id: the route is used only while it is in force (null: always; "
+        "an unscheduled route is the fallback of the scheduled ones).",
+    )
     targets = RouteTargetSerializer(many=True, required=False, max_length=64)
     warnings = serializers.SerializerMethodField(
         help_text="What is allowed but probably wrong (a route without targets, a trunk "
@@ -665,7 +709,15 @@ class DialPrefixSerializer(ScopedModelSerializer):
 
     class Meta:
         model = DialPrefix
-        fields = ["id", "tenant", "plan", *model_fields(RouteRow)[1:], "targets", "warnings"]
+        fields = [
+            "id",
+            "tenant",
+            "plan",
+            *(name for name in model_fields(RouteRow)[1:] if name != "schedule_id"),
+            "schedule",
+            "targets",
+            "warnings",
+        ]
         validators: list = []
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -719,6 +771,7 @@ def _target_specs(items: list[dict[str, Any]]) -> list[services.TargetSpec]:
     return [
         services.TargetSpec(
             trunk_id=item["trunk"].pk,
+            schedule_id=getattr(item.get("schedule"), "pk", None),
             **{name: item[name] for name in ("priority", "weight") if name in item},
         )
         for item in items

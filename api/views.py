@@ -39,6 +39,7 @@ from api.serializers import (
     OutcomeEventsAnswerSerializer,
     RoutingAnswerSerializer,
     RoutingPlanSerializer,
+    ScheduleSerializer,
     SimulationSerializer,
     TenantSerializer,
     TenantSourceSerializer,
@@ -50,7 +51,15 @@ from kamailio.rtjson import encode, failure_decision, failure_of, to_rtjson
 from outcomes import ingest
 from routing import deadline, service, services
 from routing.metrics import observe_decision
-from routing.models import Carrier, Customer, DialPrefix, RouteTarget, RoutingPlan, Trunk
+from routing.models import (
+    Carrier,
+    Customer,
+    DialPrefix,
+    RouteTarget,
+    RoutingPlan,
+    Schedule,
+    Trunk,
+)
 from routing.resolver import CallRequest, Decision, Outcome
 from routing.simulation import SimulationRefused, simulate, simulation_target
 from tenants.models import Tenant, TenantSource
@@ -312,10 +321,12 @@ class SimulateView(APIView):
             )
         except SimulationRefused as exc:
             raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [str(exc)]}) from None
+        at = fields.pop("at", None)
         call = dataclasses.replace(
             call_request(fields, tenant=target.tenant.slug if target.tenant else None),
             customer=target.customer,
             plan=target.plan,
+            at=at,
         )
         simulation = simulate(call, user=request.user)
         return Response(DecisionSerializer(simulation.decision).data)
@@ -435,6 +446,16 @@ class CustomerViewSet(ScopedViewSet):
     ordering_fields = ["name", "id"]
 
 
+class ScheduleViewSet(ScopedViewSet):
+    """Schedules (time windows and validity dates) that routes and targets name."""
+
+    queryset = Schedule.objects.select_related("tenant").order_by("tenant__name", "name")
+    serializer_class = ScheduleSerializer
+    filterset_class = api_filters.ScheduleFilter
+    search_fields = ["name", "periods", "description"]
+    ordering_fields = ["name", "id"]
+
+
 class DialPrefixViewSet(ScopedViewSet):
     """Routes with their targets (trunk, priority, weight) nested."""
 
@@ -443,5 +464,5 @@ class DialPrefixViewSet(ScopedViewSet):
     )
     serializer_class = DialPrefixSerializer
     filterset_class = api_filters.DialPrefixFilter
-    search_fields = ["prefix", "description"]
-    ordering_fields = ["prefix", "id"]
+    search_fields = ["prefix", "caller_prefix", "description"]
+    ordering_fields = ["prefix", "caller_prefix", "id"]

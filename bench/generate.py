@@ -71,6 +71,17 @@ TENANTS = [
     TenantSpec("pbx-host", "10.4.0.0/16", 0.03, 4, 2, plans=8, customers=100),
 ]
 
+# Route rules (`--rules SHARE`): that share of route prefixes gets a caller-conditioned
+# route beside it, and half of those also a peak and an off-peak scheduled route
+# (disjoint windows in Paris time; the unscheduled route stays the fallback). The
+# base rows are drawn from the same random stream as without rules: the same table
+# plus the rules.
+SCHEDULES = [
+    ("Peak", "Europe/Paris", "Mon-Fri 08:00-20:00"),
+    ("Off-peak", "Europe/Paris", "Mon-Fri 00:00-08:00; Mon-Fri 20:00-24:00; Sat-Sun"),
+]
+CALLER_PREFIXES = ["4930", "49", "33", "3312", "1"]  # the benches' callers are +4930...
+
 # Names of a tenant's first plans; the others are "Plan 007" and so on.
 PLAN_NAMES = ["Default", "Premium", "Standard", "CLI", "NCLI", "Economy", "Mobile only"]
 
@@ -95,7 +106,7 @@ def ensure_tenants() -> None:
     it starts with its plan "Default" and default customer; a tenant from before
     plans (made with the ORM by an older setup) gets them here.
     """
-    from routing.models import Carrier, Customer, RoutingPlan, Trunk
+    from routing.models import Carrier, Customer, RoutingPlan, Schedule, Trunk
     from routing.services import save_row
     from tenants.models import Tenant, TenantSource
 
@@ -105,6 +116,10 @@ def ensure_tenants() -> None:
             tenant = Tenant(slug=spec.slug, name=spec.slug)
             save_row(user=None, row=tenant)
         TenantSource.objects.get_or_create(network=spec.network, defaults={"tenant": tenant})
+        for name, zone, periods in SCHEDULES:
+            Schedule.objects.get_or_create(
+                tenant=tenant, name=name, defaults={"timezone": zone, "periods": periods}
+            )
         plans = {
             name: RoutingPlan.objects.get_or_create(tenant=tenant, name=name)[0]
             for name in plan_names(spec)
@@ -159,9 +174,14 @@ def prefixes_for(rng: random.Random, count: int) -> list[tuple[str, str]]:
     return sorted(found.items())
 
 
-def write_tenant_csv(spec: TenantSpec, count: int, path: Path, seed: int | str = 6) -> int:
-    """Write `count` prefixes of `spec` as an import_prefixes CSV; returns the row count."""
+def write_tenant_csv(
+    spec: TenantSpec, count: int, path: Path, seed: int | str = 6, rules: float = 0.0
+) -> int:
+    """Write `count` prefixes of `spec` as an import_prefixes CSV; returns the row count
+    (more than `count` with `rules`: a ruled prefix has several routes)."""
     rng = random.Random(f"{seed}-{spec.slug}")
+    ruling = random.Random(f"{seed}-{spec.slug}-rules")
+    rows = 0
     sets = profiles(rng, trunk_names(spec), 300)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as out:
@@ -182,19 +202,26 @@ def write_tenant_csv(spec: TenantSpec, count: int, path: Path, seed: int | str =
                 )
                 continue
             bounded = rng.random() < 0.1
-            writer.writerow(
-                {
-                    "prefix": prefix,
-                    "action": "route",
-                    "routing_mode": "parallel" if rng.random() < 0.02 else "serial",
-                    "targets": rng.choice(sets),
-                    "min_length": 10 if bounded else "",
-                    "max_length": 15 if bounded else "",
-                    "description": description,
-                    "is_active": "yes" if rng.random() > 0.01 else "no",
-                }
-            )
-    return count
+            row = {
+                "prefix": prefix,
+                "action": "route",
+                "routing_mode": "parallel" if rng.random() < 0.02 else "serial",
+                "targets": rng.choice(sets),
+                "min_length": 10 if bounded else "",
+                "max_length": 15 if bounded else "",
+                "description": description,
+                "is_active": "yes" if rng.random() > 0.01 else "no",
+            }
+            writer.writerow(row)
+            rows += 1
+            if rules and ruling.random() < rules:
+                variants = [{"caller_prefix": ruling.choice(CALLER_PREFIXES)}]
+                if ruling.random() < 0.5:
+                    variants += [{"schedule": name} for name, _, _ in SCHEDULES]
+                for variant in variants:
+                    writer.writerow({**row, "targets": ruling.choice(sets), **variant})
+                    rows += 1
+    return rows
 
 
 def split(total: int) -> list[tuple[TenantSpec, int]]:
@@ -215,13 +242,18 @@ def plan_split(spec: TenantSpec, total: int) -> list[tuple[str, int]]:
     return list(zip(plan_names(spec), counts, strict=True))
 
 
-def write_plan_csv(spec: TenantSpec, plan: str, count: int, path: Path, seed: int = 6) -> int:
+def write_plan_csv(
+    spec: TenantSpec, plan: str, count: int, path: Path, seed: int = 6, rules: float = 0.0
+) -> int:
     """A plan's table: like a tenant's, with the plan's own prefixes and target sets."""
-    return write_tenant_csv(spec, count, path, seed=f"{seed}-{plan}")
+    return write_tenant_csv(spec, count, path, seed=f"{seed}-{plan}", rules=rules)
 
 
-def plan_file(spec: TenantSpec, plan: str, count: int, root: Path = DATA) -> Path:
-    return root / spec.slug / f"{plan.lower().replace(' ', '-')}-{count}.csv"
+def plan_file(
+    spec: TenantSpec, plan: str, count: int, root: Path = DATA, rules: float = 0.0
+) -> Path:
+    suffix = f"-rules{round(rules * 100)}" if rules else ""
+    return root / spec.slug / f"{plan.lower().replace(' ', '-')}-{count}{suffix}.csv"
 
 
 @dataclass(frozen=True)
@@ -364,10 +396,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prefixes", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=DATA)
+    parser.add_argument(
+        "--rules", type=float, default=0.0, help="Share of prefixes with route rules (0-1)."
+    )
     args = parser.parse_args()
     for spec, count in split(args.prefixes):
         for plan, plan_count in plan_split(spec, count):
-            write_plan_csv(spec, plan, plan_count, plan_file(spec, plan, plan_count, args.out))
+            path = plan_file(spec, plan, plan_count, args.out, args.rules)
+            write_plan_csv(spec, plan, plan_count, path, rules=args.rules)
         print(f"{spec.slug}: {count:,} prefixes in {spec.plans} plans")
 
 

@@ -318,6 +318,17 @@ def main() -> None:
     timed(requests, compiled, 2000)  # warm up
     latencies, seconds, outcomes = timed(requests, compiled, args.calls)
     print(summary("compiled resolver", latencies, seconds), outcomes)
+    ruled = Counter()
+    for request in requests[:5000]:
+        matched = resolve(request, table=compiled).matched
+        if matched is not None:
+            ruled["caller"] += bool(matched.caller_prefix)
+            ruled["scheduled"] += matched.schedule_id is not None
+            ruled["any"] += 1
+    print(
+        f"route rules: of {ruled['any']:,} matched calls, {ruled['caller']:,} took a "
+        f"caller-conditioned route and {ruled['scheduled']:,} a scheduled one"
+    )
 
     named = plan_named(calls)
     timed(named, compiled, 2000)

@@ -3,6 +3,7 @@
     python -m bench.setup                    # 1,000,000 prefixes in 200 plans of 4 tenants
     python -m bench.setup --prefixes 100000  # a smaller table
     python -m bench.setup --flat             # 1M in one plan per tenant, no customers
+    python -m bench.setup --rules 0.1        # 10% of prefixes with route rules
 
 Uses BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/routing_bench),
 creates the database if needed, migrates it, creates the tenants, their plans,
@@ -50,6 +51,13 @@ def main() -> None:
         help="The table as before plans: one plan per tenant, only default customers "
         "(use another BENCH_DATABASE_URL; the resolver bench on it is the baseline).",
     )
+    parser.add_argument(
+        "--rules",
+        type=float,
+        default=0.0,
+        help="Share of prefixes (0-1) that also get a caller-conditioned route, half of them "
+        "peak and off-peak scheduled routes too (bench.generate.SCHEDULES).",
+    )
     args = parser.parse_args()
     if args.flat:
         from dataclasses import replace
@@ -74,9 +82,9 @@ def main() -> None:
             + (f"saved in {time.monotonic() - started:.1f} s" if written else "already there")
         )
         for plan, plan_count in plan_split(spec, count):
-            path = plan_file(spec, plan, plan_count)
+            path = plan_file(spec, plan, plan_count, rules=args.rules)
             if args.regenerate or not path.exists():
-                write_plan_csv(spec, plan, plan_count, path)
+                write_plan_csv(spec, plan, plan_count, path, rules=args.rules)
             imports.append((spec.slug, plan, plan_count, path))
     print(f"{len(imports)} plans' CSV files ready after {time.monotonic() - began:.0f} s")
 

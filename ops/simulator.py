@@ -68,6 +68,12 @@ class SimulatorForm(forms.Form):
     callee = forms.CharField(
         max_length=64, help_text="Dialled number as the R-URI carries it, e.g. +33612345678."
     )
+    at = forms.DateTimeField(
+        required=False,
+        label="Call time",
+        help_text="Optional, e.g. 2026-06-01 21:30 (UTC) or 2026-06-01T21:30+02:00. Which "
+        "scheduled routes and targets are in force then; empty: now.",
+    )
     call_id = forms.CharField(
         required=False,
         max_length=255,
@@ -115,6 +121,7 @@ class SimulatorForm(forms.Form):
             customer=target.customer,
             plan=target.plan,
             call_id=data["call_id"],
+            at=data.get("at"),
         )
 
 

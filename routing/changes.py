@@ -1,7 +1,7 @@
 """Change tracking of the route tables, for compiled copies in other processes.
 
 Every write to a tenant, source, carrier, trunk, routing plan, customer (and its
-sources), prefix or target bumps one version counter (routing_routetableversion,
+sources), schedule, prefix or target bumps one version counter (routing_routetableversion,
 id 1) and appends a RouteChange that says what to reload, in the writing
 transaction. Database triggers do it (migration 0007, routing/migrations/
 _change_triggers.py), so no writer can forget: the admin, its bulk actions, the REST
@@ -36,6 +36,11 @@ PLAN = "plan"  # key: plan id; reload the plan's row (new, renamed or deleted)
 CUSTOMERS = "customers"  # tenant_id: reload the tenant's customers and their sources
 DECK = "deck"  # tenant_id, key: carrier id; reload that carrier's rate decks (rating.lookup)
 BLOCKLIST = "blocklist"  # tenant_id, key: list id ("<id>:meta" its row only); blocklists.lookup
+# tenant_id, key: schedule id; reload the tenant's schedules. Routes and targets hold
+# only a schedule's id; the resolver reads the schedule itself from a small per-tenant
+# map (RouteTable.schedules), so a changed window is one small reload, not a reload of
+# every route that uses it (a wholesale "peak" schedule may be on 10^5 routes).
+SCHEDULES = "schedules"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,32 +14,50 @@ from typing import TextIO
 from django.db import connections, transaction
 
 from routing.importing import Progress
-from routing.models import RoutingPlan, Trunk
+from routing.models import RoutingPlan, Schedule, Trunk
 from routing.rows import CSV_COLUMNS, Kind, csv_route_columns, normaliser
 from routing.services import plan_of
 from tenants.models import Tenant
 
 _KINDS = {spec.name: spec.kind for spec in csv_route_columns()}
-# The targets of a route as carrier/trunk:priority:weight, by priority, then weight
-# (highest first), then creation.
+# The targets of a route as carrier/trunk:priority:weight[@schedule], by priority, then
+# weight (highest first), then creation.
 _TARGET_ROWS = """
     FROM routing_routetarget t
     JOIN routing_trunk tr ON tr.id = t.trunk_id
     JOIN routing_carrier c ON c.id = tr.carrier_id
+    LEFT JOIN routing_schedule s ON s.id = t.schedule_id
     WHERE t.prefix_id = p.id"""
-_TARGET_TEXT = "c.name || '/' || tr.name || ':' || t.priority || ':' || t.weight"
+_TARGET_TEXT = (
+    "c.name || '/' || tr.name || ':' || t.priority || ':' || t.weight"
+    " || coalesce('@' || s.name, '')"
+)
+_SCHEDULE = "(SELECT s.name FROM routing_schedule s WHERE s.id = p.schedule_id)"
 _ORDER = "t.priority, t.weight DESC, t.id"
 _TARGETS = {
     "postgresql": f"(SELECT string_agg({_TARGET_TEXT}, '|' ORDER BY {_ORDER}){_TARGET_ROWS})",
     "sqlite": f"""(SELECT group_concat(x, '|') FROM (
     SELECT {_TARGET_TEXT} AS x{_TARGET_ROWS} ORDER BY {_ORDER}))""",  # noqa: S608
 }
-_ORDER_BY = {"postgresql": 'p.prefix COLLATE "C"', "sqlite": "p.prefix"}
+# A prefix's routes (caller prefixes, schedules) in creation order, which an import
+# keeps: export -> import -> export gives the same bytes.
+_ORDER_BY = {
+    "postgresql": 'p.prefix COLLATE "C", p.caller_prefix COLLATE "C", p.id',
+    "sqlite": "p.prefix, p.caller_prefix, p.id",
+}
+
+
+def _select(vendor: str, name: str) -> str:
+    if name == "targets":
+        return _TARGETS[vendor]
+    if name == "schedule":
+        return _SCHEDULE
+    return f"p.{name}"
 
 
 def _export_sql(vendor: str) -> str:
     """The export query: one row per route, its cells in CSV_COLUMNS order."""
-    cells = ", ".join(_TARGETS[vendor] if n == "targets" else f"p.{n}" for n in CSV_COLUMNS)
+    cells = ", ".join(_select(vendor, name) for name in CSV_COLUMNS)
     return (
         f"SELECT {cells} FROM routing_dialprefix p "  # noqa: S608 (names from routing.rows)
         f"WHERE p.plan_id = %s ORDER BY {_ORDER_BY[vendor]}"
@@ -66,7 +84,8 @@ class ExportError(Exception):
 
 
 def check_names(tenant: Tenant) -> None:
-    """Trunk and carrier names must survive the targets column (`|` separates targets)."""
+    """Trunk, carrier and schedule names must survive the targets column (`|` separates
+    targets, `@` a target's schedule)."""
     bad = [
         f"{carrier}/{trunk}"
         for carrier, trunk in Trunk.objects.filter(carrier__tenant=tenant).values_list(
@@ -74,9 +93,14 @@ def check_names(tenant: Tenant) -> None:
         )
         if "|" in carrier + trunk or carrier != carrier.strip() or trunk != trunk.strip()
     ]
+    bad += [
+        f"schedule {name}"
+        for name in Schedule.objects.filter(tenant=tenant).values_list("name", flat=True)
+        if "|" in name or "@" in name or name != name.strip()
+    ]
     if bad:
         raise ExportError(
-            "Rename these so the CSV can name them (no '|', no leading or trailing spaces): "
+            "Rename these so the CSV can name them (no '|' or '@', no leading or trailing spaces): "
             + ", ".join(sorted(bad))
         )
 

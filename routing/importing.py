@@ -3,13 +3,17 @@
 The format (one row per prefix; `routing.exporting` writes the same; the columns
 are `routing.rows.CSV_COLUMNS`, declared with the route's row):
 
-    prefix,action,routing_mode,targets,min_length,max_length,reject_code,reject_reason,description,is_active,is_final
-    33,route,serial,Carrier A/a-primary:1:100|Carrier A/a-backup:2:100,,,,,France,yes,no
-    339,reject,serial,,,,403,Premium,,yes,no
+    prefix,caller_prefix,schedule,action,routing_mode,targets,min_length,...
+    33,,,route,serial,Carrier A/a-primary:1:100|Carrier A/a-backup:2:100,,...
+    33,,Peak,route,serial,Carrier B/b-main:1:100@Weekdays,,...
+    339,,,reject,serial,,,,403,Premium,...
 
 Only `prefix` is required in the header; a missing column takes its default
-(action route, routing mode serial, no targets, no bounds, active, not final). Targets are
-`carrier/trunk:priority:weight` separated by `|`, naming trunks of the tenant.
+(any caller, no schedule, action route, routing mode serial, no targets, no bounds,
+active, not final). Targets are `carrier/trunk:priority:weight` separated by `|`,
+naming trunks of the tenant, each optionally followed by `@schedule`. Schedules are
+named (the tenant's); a route is keyed by (prefix, caller_prefix, schedule), and
+scheduled routes of one prefix and caller prefix that may overlap are refused.
 
 Every row is checked before anything is written, and every bad row is reported
 with its line and column. The write is one transaction: calls see the old table
@@ -31,9 +35,11 @@ from typing import Any, NamedTuple, TextIO
 
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db.models import Count
 
 from routing import changes
-from routing.models import ImportRecord, RoutingPlan, Trunk
+from routing import schedules as schedule_rules
+from routing.models import DialPrefix, ImportRecord, RoutingPlan, Schedule, Trunk, describe_route
 from routing.rows import CSV_COLUMNS, MAX_PREFIX, Column, Kind, csv_route_columns
 from routing.services import plan_of, require_tenant
 from tenants.models import Tenant
@@ -46,7 +52,8 @@ _SMALL = 32767  # PositiveSmallIntegerField
 # The route's own columns, as declared in routing.rows; the prefix is checked apart
 # (digits, duplicates) and every other one by its Column.
 _ROUTE_COLUMNS = csv_route_columns()
-ROUTE_FIELDS = tuple(spec.name for spec in _ROUTE_COLUMNS)
+# The schedule is named in the file and written by id.
+ROUTE_FIELDS = (*(spec.name for spec in _ROUTE_COLUMNS), "schedule_id")
 WRITTEN_FIELDS = tuple(name for name in ROUTE_FIELDS if name != "prefix")
 _BAD = object()
 
@@ -73,16 +80,25 @@ class ImportFailed(Exception):
         super().__init__(f"{len(errors) + more} error(s); first: {errors[0] if errors else '-'}")
 
 
+Target = tuple[int, int, int, int | None]  # (trunk id, priority, weight, schedule id)
+RouteKey = tuple[str, str, int | None]  # (prefix, caller prefix, schedule id): one route
+
+
 class Row(NamedTuple):
     """One valid row, in the shape it is written."""
 
     line: int
     values: dict[str, Any]  # the route's columns (ROUTE_FIELDS) by name
-    targets: tuple[tuple[int, int, int], ...]  # (trunk id, priority, weight)
+    targets: tuple[Target, ...]
 
     @property
     def prefix(self) -> str:
         return self.values["prefix"]
+
+    @property
+    def key(self) -> RouteKey:
+        values = self.values
+        return values["prefix"], values["caller_prefix"], values["schedule_id"]
 
 
 @dataclass
@@ -100,6 +116,11 @@ class ImportResult:
             f"{self.rows} rows: {self.created} prefixes created, {self.updated} overwritten, "
             f"{self.deleted} deleted, {self.targets} targets, in {self.seconds:.1f} s"
         )
+
+
+def schedule_names(tenant: Tenant) -> dict[str, int]:
+    """Schedule name -> id, for the tenant's schedules."""
+    return dict(Schedule.objects.filter(tenant=tenant).values_list("name", "id"))
 
 
 def trunk_names(tenant: Tenant) -> dict[str, int]:
@@ -181,20 +202,25 @@ def cell_parser(spec: Column) -> Callable[[str], Any]:
     return parse_text
 
 
-_PARSERS = tuple((spec.name, cell_parser(spec)) for spec in _ROUTE_COLUMNS if spec.name != "prefix")
+_PARSERS = tuple(
+    (spec.name, cell_parser(spec))
+    for spec in _ROUTE_COLUMNS
+    if spec.name not in ("prefix", "caller_prefix")
+)
 
 
 class RowParser:
     """Checks rows one by one, remembering what it needs across rows (duplicates)."""
 
-    def __init__(self, trunks: dict[str, int]) -> None:
+    def __init__(self, trunks: dict[str, int], schedules: dict[str, int] | None = None) -> None:
         self.trunks = trunks
-        self.seen: dict[str, int] = {}
+        self.schedules = schedules or {}
+        self.seen: dict[RouteKey, int] = {}
         self.errors: list[RowError] = []
         self.more = 0
         self.columns: list[str] = []
         self.positions: dict[str, int] = {}
-        self._parsed: dict[str, tuple[tuple[int, int, int], ...]] = {"": ()}
+        self._parsed: dict[str, tuple[Target, ...]] = {"": ()}
 
     def error(self, line: int, column: str, message: str) -> None:
         if len(self.errors) < MAX_ERRORS:
@@ -231,17 +257,33 @@ class RowParser:
             return cells[i].strip() if i >= 0 else ""
 
         before = len(self.errors) + self.more
-        prefix = cell("prefix")
-        if not (prefix.isdigit() and prefix.isascii()) and prefix:
-            self.error(line, "prefix", f"{prefix!r}: digits only (E.164 without '+' or spaces)")
-        elif len(prefix) > MAX_PREFIX:
-            self.error(line, "prefix", f"at most {MAX_PREFIX} digits")
-        elif prefix in self.seen:
-            first = self.seen[prefix]
-            self.error(line, "prefix", f"prefix {prefix or '(default)'} is already on line {first}")
+        prefix, caller = cell("prefix"), cell("caller_prefix")
+        name = cell("schedule")
+        schedule = self.schedules.get(name) if name else None
+        if name and schedule is None:
+            self.error(line, "schedule", f"no schedule {name!r} in this tenant")
+        for column_name, digits in (("prefix", prefix), ("caller_prefix", caller)):
+            if not (digits.isdigit() and digits.isascii()) and digits:
+                message = f"{digits!r}: digits only (E.164 without '+' or spaces)"
+                self.error(line, column_name, message)
+            elif len(digits) > MAX_PREFIX:
+                self.error(line, column_name, f"at most {MAX_PREFIX} digits")
+        key = (prefix, caller, schedule)
+        if name and schedule is None:
+            pass  # an unknown schedule: reported above, no duplicate to tell
+        elif key in self.seen:
+            first = self.seen[key]
+            what = f"prefix {prefix or '(default)'}"
+            what += f" caller {caller}" if caller else ""
+            what += f" schedule {name}" if name else ""
+            self.error(line, "prefix", f"{what} is already on line {first}")
         else:
-            self.seen[prefix] = line
-        values: dict[str, Any] = {"prefix": prefix}
+            self.seen[key] = line
+        values: dict[str, Any] = {
+            "prefix": prefix,
+            "caller_prefix": caller,
+            "schedule_id": schedule,
+        }
         for name, parse in _PARSERS:
             value = parse(cell(name))
             if type(value) is tuple:
@@ -271,15 +313,22 @@ class RowParser:
             message = "a reject route needs a SIP code from 400 to 699, e.g. 403"
             self.error(line, "reject_code", message)
 
-    def _targets(self, line: int, text: str) -> tuple[tuple[int, int, int], ...]:
+    def _targets(self, line: int, text: str) -> tuple[Target, ...]:
         """Parse a targets cell; good ones are remembered (wholesale files repeat them)."""
         if not text:
             return ()
         targets, used, ok = [], set(), True
         for position, item in enumerate(text.split("|"), start=1):
-            name, priority, weight = _split_target(item.strip(), position)
+            head, at, tail = item.rpartition("@")
+            schedule_name = tail.strip() if at and "/" not in tail else ""
+            name, priority, weight = _split_target(
+                (head if schedule_name else item).strip(), position
+            )
             trunk = self.trunks.get(name)
-            if priority is None or weight is None:
+            schedule = self.schedules.get(schedule_name) if schedule_name else None
+            if schedule_name and schedule is None:
+                self.error(line, "targets", f"no schedule {schedule_name!r} in this tenant")
+            elif priority is None or weight is None:
                 self.error(
                     line,
                     "targets",
@@ -292,7 +341,7 @@ class RowParser:
                 self.error(line, "targets", f"trunk {name!r} is listed twice")
             else:
                 used.add(trunk)
-                targets.append((trunk, priority, weight))
+                targets.append((trunk, priority, weight, schedule))
                 continue
             ok = False
         parsed = tuple(targets)
@@ -378,7 +427,7 @@ def import_prefixes(
     except ValidationError as exc:
         raise ImportFailed([RowError(0, "", " ".join(exc.messages))]) from None
     started = time.monotonic()
-    parser = RowParser(trunk_names(tenant))
+    parser = RowParser(trunk_names(tenant), schedule_names(tenant))
     connection = connections[using]
     try:
         with transaction.atomic(using=using), changes.bulk_writes(using):
@@ -392,6 +441,7 @@ def import_prefixes(
                 if parser.errors:
                     raise ImportFailed(parser.errors, parser.more)
                 result = _write_generic(rows, plan, replace, progress, using)
+            _refuse_overlaps(plan, parser, using)
             result.seconds = time.monotonic() - started
             changes.record_change(changes.TABLE, tenant_id=tenant.pk, key=str(plan.pk), using=using)
             result.record = ImportRecord.objects.using(using).create(
@@ -422,18 +472,23 @@ _SQL_TYPES = {
     Kind.BOOL: "boolean",
     Kind.DECIMAL: "numeric",
 }
-_STAGED = ", ".join(f"{spec.name} {_SQL_TYPES[spec.kind]}" for spec in _ROUTE_COLUMNS)
+_STAGED = ", ".join(
+    [*(f"{spec.name} {_SQL_TYPES[spec.kind]}" for spec in _ROUTE_COLUMNS), "schedule_id bigint"]
+)
 _STAGE_SQL = f"""
 CREATE TEMP TABLE routing_import (
     id bigint DEFAULT nextval(pg_get_serial_sequence('routing_dialprefix', 'id')),
     existed boolean NOT NULL DEFAULT false,
-    line integer, {_STAGED}, trunks bigint[], priorities integer[], weights integer[]
+    line integer, {_STAGED}, trunks bigint[], priorities integer[], weights integer[],
+    schedules bigint[]
 ) ON COMMIT DROP
 """
-_COPY_COLUMNS = ", ".join(("line", *ROUTE_FIELDS, "trunks", "priorities", "weights"))
+_COPY_COLUMNS = ", ".join(("line", *ROUTE_FIELDS, "trunks", "priorities", "weights", "schedules"))
 _EXISTING_SQL = """
 UPDATE routing_import s SET id = p.id, existed = true
 FROM routing_dialprefix p WHERE p.plan_id = %s AND p.prefix = s.prefix
+    AND p.caller_prefix = s.caller_prefix
+    AND p.schedule_id IS NOT DISTINCT FROM s.schedule_id
 """
 _DELETE_TARGETS_SQL = {
     "replace": """
@@ -462,11 +517,11 @@ FROM routing_import WHERE NOT existed
 # One staged row's targets come out of unnest() in the file's order and get
 # increasing ids in that order, which export uses to order equal targets.
 _TARGETS_SQL = """
-INSERT INTO routing_routetarget (prefix_id, trunk_id, priority, weight)
-SELECT s.id, u.trunk_id, u.priority, u.weight
+INSERT INTO routing_routetarget (prefix_id, trunk_id, priority, weight, schedule_id)
+SELECT s.id, u.trunk_id, u.priority, u.weight, u.schedule_id
 FROM routing_import s
-CROSS JOIN LATERAL unnest(s.trunks, s.priorities, s.weights) WITH ORDINALITY
-    AS u(trunk_id, priority, weight, n)
+CROSS JOIN LATERAL unnest(s.trunks, s.priorities, s.weights, s.schedules) WITH ORDINALITY
+    AS u(trunk_id, priority, weight, schedule_id, n)
 """
 
 
@@ -598,8 +653,11 @@ def _copy_line(row: Row, arrays: dict[tuple, str]) -> str:
     """One line of COPY text format (tab-separated, \\N for NULL) for the staging table."""
     targets = arrays.get(row.targets)
     if targets is None:
-        columns = zip(*row.targets, strict=True) if row.targets else ((), (), ())
-        targets = "\t".join("{" + ",".join(map(str, values)) + "}" for values in columns)
+        columns = zip(*row.targets, strict=True) if row.targets else ((), (), (), ())
+        targets = "\t".join(
+            "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+            for values in columns
+        )
         if len(arrays) < 100_000:  # wholesale files repeat a few hundred target sets
             arrays[row.targets] = targets
     values = row.values
@@ -624,18 +682,23 @@ def _write_generic(
     rows: list[Row], plan: RoutingPlan, replace: bool, progress: Progress | None, using: str
 ) -> ImportResult:
     """bulk_create/bulk_update for databases without COPY (SQLite: small tables)."""
-    from routing.models import DialPrefix, RouteTarget
+    from routing.models import RouteTarget
 
     result = ImportResult(rows=len(rows), targets=sum(len(r.targets) for r in rows))
     tenant = plan.tenant
-    trunk_ids = {trunk for row in rows for trunk, _, _ in row.targets}
+    trunk_ids = {trunk for row in rows for trunk, *_ in row.targets}
     foreign = Trunk.objects.using(using).filter(pk__in=trunk_ids).exclude(carrier__tenant=tenant)
     if foreign.exists():  # only a bug could get here: trunks are looked up by tenant
         raise ImportFailed([RowError(0, "targets", "a trunk belongs to another tenant")])
-    existing = dict(DialPrefix.objects.using(using).filter(plan=plan).values_list("prefix", "id"))
-    in_file = {row.prefix for row in rows}
-    gone = [pk for prefix, pk in existing.items() if prefix not in in_file] if replace else []
-    kept = [existing[row.prefix] for row in rows if row.prefix in existing]
+    existing = {
+        (prefix, caller, schedule): pk
+        for prefix, caller, schedule, pk in DialPrefix.objects.using(using)
+        .filter(plan=plan)
+        .values_list("prefix", "caller_prefix", "schedule_id", "id")
+    }
+    in_file = {row.key for row in rows}
+    gone = [pk for key, pk in existing.items() if key not in in_file] if replace else []
+    kept = [existing[row.key] for row in rows if row.key in existing]
     # Only placeholders are put into these statements (S608).
     with connections[using].cursor() as cursor:
         for ids in _chunks(gone + kept, 500):
@@ -646,8 +709,7 @@ def _write_generic(
             cursor.execute(f"DELETE FROM routing_dialprefix WHERE id IN ({marks})", ids)  # noqa: S608
     result.deleted = len(gone)
     objects = [
-        DialPrefix(id=existing.get(row.prefix), tenant=tenant, plan=plan, **row.values)
-        for row in rows
+        DialPrefix(id=existing.get(row.key), tenant=tenant, plan=plan, **row.values) for row in rows
     ]
     new = [obj for obj in objects if obj.id is None]
     old = [obj for obj in objects if obj.id is not None]
@@ -656,15 +718,68 @@ def _write_generic(
     result.created, result.updated = len(new), len(old)
     RouteTarget.objects.using(using).bulk_create(
         [
-            RouteTarget(prefix_id=obj.id, trunk_id=trunk, priority=priority, weight=weight)
+            RouteTarget(
+                prefix_id=obj.id,
+                trunk_id=trunk,
+                priority=priority,
+                weight=weight,
+                schedule_id=schedule,
+            )
             for obj, row in zip(objects, rows, strict=True)
-            for trunk, priority, weight in row.targets
+            for trunk, priority, weight, schedule in row.targets
         ],
         batch_size=500,
     )
     if progress:
         progress("writing", 1, 1)
     return result
+
+
+def _refuse_overlaps(plan: RoutingPlan, parser: RowParser, using: str) -> None:
+    """After the write, in its transaction: scheduled routes of one prefix and caller
+    prefix must not overlap (routing.models.overlapping_route, set-based here)."""
+    groups = (
+        DialPrefix.objects.using(using)
+        .filter(plan=plan, schedule__isnull=False)
+        .values("prefix", "caller_prefix")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .values_list("prefix", "caller_prefix")
+    )
+    errors = []
+    for prefix, caller in groups:
+        routes = list(
+            DialPrefix.objects.using(using)
+            .filter(plan=plan, prefix=prefix, caller_prefix=caller, schedule__isnull=False)
+            .select_related("schedule")
+            .order_by("id")
+        )
+        parsed = {}
+        for route in routes:
+            try:
+                parsed[route.pk] = route.schedule.parsed()
+            except schedule_rules.ScheduleError:
+                continue
+        for i, first in enumerate(routes):
+            for second in routes[i + 1 :]:
+                if (
+                    first.pk in parsed
+                    and second.pk in parsed
+                    and schedule_rules.may_overlap(parsed[first.pk], parsed[second.pk])
+                ):
+                    line = parser.seen.get((prefix, caller, second.schedule_id)) or parser.seen.get(
+                        (prefix, caller, first.schedule_id), 0
+                    )
+                    errors.append(
+                        RowError(
+                            line,
+                            "schedule",
+                            f"{describe_route(second)} overlaps {describe_route(first)}: both "
+                            "schedules can be in force at once; make them disjoint",
+                        )
+                    )
+    if errors:
+        raise ImportFailed(sorted(errors, key=lambda e: e.line))
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from routing import validators
+from routing import schedules, validators
 from tenants.fields import NetworkField
 from tenants.models import Tenant
 
@@ -504,6 +504,141 @@ class CustomerSource(models.Model):
         return f"{self.network} port {self.port}" if self.port else str(self.network)
 
 
+class Schedule(models.Model):
+    """When a route or a target is in force: weekly windows in a time zone, and dates.
+
+    Parsed and evaluated by routing.schedules (the resolver's rule); here it is
+    stored and checked. A route with a schedule is used only while it is in force;
+    an unscheduled route of the same prefix and caller prefix is the fallback.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="schedules")
+    name = models.CharField(max_length=100, help_text="Unique within the tenant, e.g. 'Peak'.")
+    timezone = models.CharField(
+        max_length=64,
+        default="UTC",
+        help_text="IANA time zone the periods are read in, e.g. Europe/Paris (follows daylight "
+        "saving time).",
+    )
+    periods = models.TextField(
+        blank=True,
+        help_text="Days and times of day separated by ';', e.g. 'Mon-Fri 08:00-20:00; Sat "
+        "09:00-13:00' (HH:MM or HH:MM:SS, end up to 24:00). An end must follow its start: "
+        "write an overnight window as two periods, e.g. 'Mon-Fri 20:00-24:00; Tue-Sat "
+        "00:00-08:00'. Empty: every day, all day.",
+    )
+    valid_from = models.DateTimeField(
+        null=True, blank=True, help_text="In force from this instant on. Empty: always was."
+    )
+    valid_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="No longer in force from this instant on. Empty: no end.",
+    )
+    description = models.CharField(max_length=200, blank=True)
+
+    history = HistoricalRecords()
+
+    tenant_path = "tenant"
+
+    class Meta:
+        ordering = ["tenant__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                name="schedule_name_unique_per_tenant",
+                violation_error_message="This tenant already has a schedule with this name.",
+            ),
+            models.CheckConstraint(
+                condition=Q(valid_from__isnull=True)
+                | Q(valid_until__isnull=True)
+                | Q(valid_until__gt=models.F("valid_from")),
+                name="schedule_valid_until_after_from",
+                violation_error_message="'Valid until' must be after 'valid from'.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def parsed(self) -> schedules.Schedule:
+        """The resolver's form of this schedule (raises ScheduleError if not valid)."""
+        return schedules.Schedule.of(
+            id=self.pk or 0,
+            name=self.name,
+            timezone=self.timezone,
+            periods=self.periods,
+            valid_from=self.valid_from.timestamp() if self.valid_from else None,
+            valid_until=self.valid_until.timestamp() if self.valid_until else None,
+        )
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        try:
+            schedules.check_timezone(self.timezone)
+        except schedules.ScheduleError as exc:
+            errors["timezone"] = str(exc)
+        try:
+            schedules.parse(self.periods or "")
+        except schedules.ScheduleError as exc:
+            errors["periods"] = str(exc)
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            errors["valid_until"] = "'Valid until' must be after 'valid from'."
+        if errors:
+            raise ValidationError(errors)
+        if self.pk:
+            # A changed window may now meet another schedule on a sibling route.
+            for route in self.routes.all():
+                clash = overlapping_route(route, schedule=self)
+                if clash is not None:
+                    raise ValidationError(
+                        {
+                            "periods": f"With this change, {describe_route(route)} would overlap "
+                            f"{describe_route(clash)}: both would be in force at once."
+                        }
+                    )
+
+
+def describe_route(route: DialPrefix) -> str:
+    """'route 44 caller 3312 (Peak)', as messages name a route."""
+    text = f"route {route.prefix or '(default)'}"
+    if route.caller_prefix:
+        text += f" caller {route.caller_prefix}"
+    if route.schedule_id:
+        text += f" ({route.schedule.name})"
+    return text
+
+
+def overlapping_route(route: DialPrefix, schedule: Schedule | None = None) -> DialPrefix | None:
+    """Another scheduled route of the same plan, prefix and caller prefix whose schedule
+    may be in force at the same time as this route's (`schedule`: an edited one)."""
+    schedule = schedule or (route.schedule if route.schedule_id else None)
+    if schedule is None or not route.plan_id:
+        return None
+    try:
+        mine = schedule.parsed()
+    except schedules.ScheduleError:
+        return None  # reported on the schedule itself
+    siblings = (
+        DialPrefix.objects.filter(
+            plan_id=route.plan_id, prefix=route.prefix, caller_prefix=route.caller_prefix
+        )
+        .exclude(schedule__isnull=True)
+        .exclude(schedule_id=schedule.pk)
+        .select_related("schedule")
+    )
+    if route.pk:
+        siblings = siblings.exclude(pk=route.pk)
+    for other in siblings:
+        try:
+            theirs = other.schedule.parsed()
+        except schedules.ScheduleError:
+            continue
+        if schedules.may_overlap(mine, theirs):
+            return other
+    return None
+
+
 class DialPrefix(MarginFields):
     """A route: what to do with calls whose number starts with `prefix`.
 
@@ -525,6 +660,23 @@ class DialPrefix(MarginFields):
         validators=[validators.validate_digits],
         help_text="Leading digits of the dialled number in E.164 form without '+' "
         "(e.g. 44 for the UK, 447 for UK mobiles). Empty is the default route.",
+    )
+    caller_prefix = models.CharField(
+        max_length=32,
+        blank=True,
+        validators=[validators.validate_digits],
+        help_text="Match only calls whose caller number starts with these digits (E.164 "
+        "without '+'). Empty: any caller. A longer caller prefix wins over a shorter one.",
+    )
+    schedule = models.ForeignKey(
+        Schedule,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="routes",
+        help_text="Use this route only while the schedule is in force. Empty: always. An "
+        "unscheduled route of the same prefix and caller prefix is the fallback when no "
+        "scheduled one is in force.",
     )
     description = models.CharField(max_length=200, blank=True)
     min_length = models.PositiveSmallIntegerField(
@@ -595,11 +747,23 @@ class DialPrefix(MarginFields):
         verbose_name = "dial prefix"
         verbose_name_plural = "dial prefixes"
         ordering = ["tenant__name", "prefix"]
+        # The lookup of every decision (plan, prefix IN candidates): the unique
+        # constraints below are partial (by schedule), so no query can use them for it.
+        indexes = [models.Index(fields=["plan", "prefix"], name="dialprefix_plan_prefix")]
         constraints = [
             models.UniqueConstraint(
-                fields=["plan", "prefix"],
-                name="dialprefix_prefix_unique_per_plan",
-                violation_error_message="This routing plan already has a route for this prefix.",
+                fields=["plan", "prefix", "caller_prefix"],
+                condition=Q(schedule__isnull=True),
+                name="dialprefix_unscheduled_unique_per_plan",
+                violation_error_message="This routing plan already has an unscheduled route for "
+                "this prefix and caller prefix.",
+            ),
+            models.UniqueConstraint(
+                fields=["plan", "prefix", "caller_prefix", "schedule"],
+                condition=Q(schedule__isnull=False),
+                name="dialprefix_scheduled_unique_per_plan",
+                violation_error_message="This routing plan already has a route for this prefix "
+                "and caller prefix with this schedule.",
             ),
             models.CheckConstraint(
                 condition=Q(action__in=Action.values),
@@ -655,8 +819,23 @@ class DialPrefix(MarginFields):
                     errors["plan"] = "Pick a routing plan of the route's tenant."
             except ObjectDoesNotExist:
                 pass
+        if self.schedule_id and self.tenant_id:
+            try:
+                if self.schedule.tenant_id != self.tenant_id:
+                    errors["schedule"] = "Pick a schedule of the route's tenant."
+            except ObjectDoesNotExist:
+                pass
         if errors:
             raise ValidationError(errors)
+        clash = overlapping_route(self)
+        if clash is not None:
+            raise ValidationError(
+                {
+                    "schedule": f"{describe_route(self)} overlaps {describe_route(clash)}: "
+                    "both schedules can be in force at once, so which route a call takes would "
+                    "be unclear. Make the windows or dates disjoint."
+                }
+            )
 
 
 class RouteTarget(models.Model):
@@ -678,6 +857,14 @@ class RouteTarget(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Share of calls among targets of the same priority (e.g. 70 and 30). "
         "The same call always gets the same order.",
+    )
+    schedule = models.ForeignKey(
+        Schedule,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="targets",
+        help_text="Send calls to this trunk only while the schedule is in force. Empty: always.",
     )
 
     history = HistoricalRecords()
@@ -722,6 +909,12 @@ class RouteTarget(models.Model):
             raise ValidationError(
                 {"trunk": "This trunk belongs to another tenant; pick one of the route's tenant."}
             )
+        if self.schedule_id and prefix.tenant_id:
+            try:
+                if self.schedule.tenant_id != prefix.tenant_id:
+                    raise ValidationError({"schedule": "Pick a schedule of the route's tenant."})
+            except ObjectDoesNotExist:
+                pass
 
 
 class HealthState(models.TextChoices):

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from routing import schedules as schedule_rules
 from routing.numbers import clean_number, is_safe_user, match_digits
 from routing.rows import (
     CustomerRow,
@@ -70,8 +71,12 @@ class RouteTable(Protocol):
     def plan_named(self, tenant_id: int, name: str) -> PlanRef | None: ...
 
     def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
-        """The plan's routes whose prefix is one of `candidates`, each with its
-        targets (trunks included), in any order."""
+        """The plan's routes whose prefix is one of `candidates` (all of them: a prefix
+        has one route per caller prefix and schedule), each with its targets (trunks
+        included), in any order."""
+
+    def schedules(self, tenant_id: int, ids: set[int]) -> dict[int, schedule_rules.Schedule]:
+        """The tenant's schedules with these ids, parsed (a missing one: never in force)."""
 
     def trunks(self, tenant_id: int) -> list[TrunkRow]:
         """Every trunk of the tenant (the candidates of a least-cost route over all)."""
@@ -144,7 +149,7 @@ class CallRequest:
     account: str = ""
     customer: str | None = None
     plan: str | None = None
-    at: datetime | None = None  # the call's time (rates in force); None: now
+    at: datetime | None = None  # the call's time (schedules, rates in force); None: now
     call_id: str = ""
     from_name: str = ""
     from_uri: str = ""
@@ -321,12 +326,14 @@ def resolve(
         candidates = [""]
     else:
         candidates = [digits[:n] for n in range(len(digits), -1, -1)]
-    fits = _fitting_routes(table.routes(plan_id, candidates), digits, trace)
+    at = request.at or _now()
+    entries = table.routes(plan_id, candidates)
+    rules = _Rules(at, _schedules_of(entries, tenant.id, table))
+    fits = _fitting_routes(entries, digits, match_digits(caller), rules, trace)
     if not fits:
         return fail(Outcome.NO_ROUTE, 404, "No Route", **common)
 
     skipped: list[str] = []
-    at = request.at or _now()
     probe = _Probe(
         key=request.call_id or f"{caller}|{callee}",
         now=(at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp(),  # naive: UTC
@@ -353,7 +360,7 @@ def resolve(
                 for trunk in table.trunks(tenant.id)
             )
             trace.append(f"least cost over the tenant's {len(targets)} trunks")
-        usable = _usable_targets(targets, digits, probe, skipped, trace)
+        usable = _usable_targets(targets, digits, probe, rules, skipped, trace)
         quotes: dict[int, RateQuote] = {}
         no_vendor = ""
         if route.strategy != "fixed" and usable:
@@ -363,17 +370,17 @@ def resolve(
             )
         if usable:
             break
-        name = _name(route)
+        name = _name(route, rules)
         if route.is_final or position == len(fits) - 1:
             if route.is_final and position < len(fits) - 1:
-                trace.append(f"prefix {name} is final: no fallback to a shorter prefix")
+                trace.append(f"prefix {name} is final: no fallback to the next route")
             if no_vendor:
                 code = route.lcr_code or 503
                 return fail(Outcome.NO_ROUTE, code, no_vendor, skipped=tuple(skipped), **common)
             return fail(Outcome.NO_ROUTE, 503, "No Active Trunk", skipped=tuple(skipped), **common)
         shorter = fits[position + 1][0]
         trace.append(
-            f"prefix {name} has no usable target: falling back to {_name(shorter)} "
+            f"prefix {name} has no usable target: falling back to {_name(shorter, rules)} "
             f"({shorter.action})"
         )
 
@@ -402,8 +409,49 @@ def resolve(
     )
 
 
-def _name(route: RouteRow) -> str:
-    return route.prefix or "(default)"
+def _name(route: RouteRow, rules: _Rules | None = None) -> str:
+    """A route as the trace names it: its prefix, then its rules when it has any
+    ('44 caller 3312 (Peak)')."""
+    name = route.prefix or "(default)"
+    if route.caller_prefix:
+        name += f" caller {route.caller_prefix}"
+    if route.schedule_id is not None:
+        schedule = rules.schedules.get(route.schedule_id) if rules else None
+        name += f" ({schedule.name if schedule else f'schedule {route.schedule_id}'})"
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """The call's time and the schedules its routes and targets name."""
+
+    at: datetime
+    schedules: dict[int, schedule_rules.Schedule]
+
+    def why_off(self, schedule_id: int | None) -> str | None:
+        """None when `schedule_id` (None: no schedule) is in force, else why not."""
+        if schedule_id is None:
+            return None
+        schedule = self.schedules.get(schedule_id)
+        if schedule is None:
+            return f"schedule {schedule_id} is missing or not valid"
+        return schedule_rules.why_not(schedule, self.at)
+
+
+def _schedules_of(
+    entries: list[RouteEntry], tenant_id: int, table: RouteTable
+) -> dict[int, schedule_rules.Schedule]:
+    """The schedules named by these routes and their targets: one lookup, none if unused."""
+    ids = {row.schedule_id for row, _ in entries if row.schedule_id is not None}
+    ids.update(t.schedule_id for _, targets in entries for t in targets if t.schedule_id)
+    return table.schedules(tenant_id, ids) if ids else {}
+
+
+def precedence(route: RouteRow) -> tuple[int, int, bool, int]:
+    """The order in which matching routes answer a call, as one key (highest first):
+    the longer callee prefix, then the longer caller prefix, then a scheduled route
+    before an unscheduled one (its fallback); the id only makes the order total."""
+    return (len(route.prefix), len(route.caller_prefix), route.schedule_id is not None, -route.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,6 +508,7 @@ def _usable_targets(
     targets: tuple[TargetRow, ...],
     digits: str | None,
     probe: _Probe,
+    rules: _Rules,
     skipped: list[str],
     trace: list[str],
 ) -> list[TargetRow]:
@@ -467,7 +516,9 @@ def _usable_targets(
     usable = []
     for target in targets:
         trunk = target.trunk
-        if not trunk.carrier_active:
+        if (off := rules.why_off(target.schedule_id)) is not None:
+            why = f"schedule {_schedule_name(rules, target.schedule_id)}: {off}"
+        elif not trunk.carrier_active:
             why = f"carrier {trunk.carrier_name} is inactive"
         elif not trunk.is_active:
             why = "trunk is inactive"
@@ -785,19 +836,34 @@ def _specificity(
     )
 
 
-def _fitting_routes(
-    entries: list[RouteEntry], digits: str | None, trace: list[str]
-) -> list[RouteEntry]:
-    """The active routes whose length bounds fit the number, longest prefix first.
+def _schedule_name(rules: _Rules, schedule_id: int | None) -> str:
+    schedule = rules.schedules.get(schedule_id) if schedule_id is not None else None
+    return schedule.name if schedule else str(schedule_id)
 
-    The first one answers; the shorter ones are where a call falls back to when the
+
+def _fitting_routes(
+    entries: list[RouteEntry],
+    digits: str | None,
+    caller: str | None,
+    rules: _Rules,
+    trace: list[str],
+) -> list[RouteEntry]:
+    """The active routes whose length bounds fit the number, whose caller condition
+    matches the caller's digits and whose schedule is in force, in `precedence` order.
+
+    The first one answers; the next ones are where a call falls back to when the
     first has no usable target (unless it is final).
     """
     length = len(digits) if digits is not None else None
     fits: list[RouteEntry] = []
-    for entry in sorted(entries, key=lambda e: len(e[0].prefix), reverse=True):
-        row, name = entry[0], _name(entry[0])
-        if not row.is_active:
+    for entry in sorted(entries, key=lambda e: precedence(e[0]), reverse=True):
+        row, name = entry[0], _name(entry[0], rules)
+        if row.caller_prefix and (caller is None or not caller.startswith(row.caller_prefix)):
+            shown = caller if caller is not None else "(not a number)"
+            trace.append(f"route {name}: caller {shown} does not start with {row.caller_prefix}")
+        elif (off := rules.why_off(row.schedule_id)) is not None:
+            trace.append(f"route {name}: {off}")
+        elif not row.is_active:
             trace.append(f"prefix {name} is inactive")
         elif length is not None and row.min_length is not None and length < row.min_length:
             trace.append(f"prefix {name} needs at least {row.min_length} digits, got {length}")
@@ -810,8 +876,8 @@ def _fitting_routes(
         return fits
     matched, beaten = fits[0][0], [row for row, _ in fits[1:]]
     trace.append(
-        f"matched prefix {_name(matched)} ({matched.action})"
-        + (f", longer than {', '.join(_name(r) for r in beaten)}" if beaten else "")
+        f"matched prefix {_name(matched, rules)} ({matched.action})"
+        + (f", before {', '.join(_name(r, rules) for r in beaten)}" if beaten else "")
     )
     return fits
 

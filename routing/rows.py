@@ -151,6 +151,11 @@ class RouteRow:
 
     id: int = column(Kind.INT)
     prefix: str = column(Kind.TEXT, csv=True, max_length=MAX_PREFIX)
+    # Route rules: the caller's number must start with caller_prefix ("": any caller),
+    # and the schedule (routing.schedules) must be in force. The CSV names the
+    # schedule in its own "schedule" column (CSV_COLUMNS), not by id.
+    caller_prefix: str = column(Kind.TEXT, csv=True, max_length=MAX_PREFIX)
+    schedule_id: int | None = column(Kind.INT, null=True)
     action: str = column(Kind.CHOICE, csv=True, choices=ACTIONS, default="route")
     routing_mode: str = column(Kind.CHOICE, csv=True, choices=ROUTING_MODES, default="serial")
     min_length: int | None = column(Kind.INT, null=True, csv=True, low=0, high=MAX_PREFIX)
@@ -222,6 +227,7 @@ class TargetLink:
     trunk_id: int = column(Kind.INT, sql="t.trunk_id", low=0)
     priority: int = column(Kind.INT, sql="t.priority", csv=True, low=0, high=_SMALL, default=1)
     weight: int = column(Kind.INT, sql="t.weight", csv=True, low=1, high=_SMALL, default=100)
+    schedule_id: int | None = column(Kind.INT, null=True, sql="t.schedule_id")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,10 +238,30 @@ class TargetRow:
     priority: int
     weight: int
     trunk: TrunkRow
+    schedule_id: int | None = None  # used only while that schedule is in force
 
     @classmethod
     def of(cls, link: TargetLink, trunk: TrunkRow) -> TargetRow:
-        return cls(id=link.id, priority=link.priority, weight=link.weight, trunk=trunk)
+        return cls(
+            id=link.id,
+            priority=link.priority,
+            weight=link.weight,
+            trunk=trunk,
+            schedule_id=link.schedule_id,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleRow:
+    """A schedule as stored (routing.schedules.Schedule is its parsed form)."""
+
+    id: int = column(Kind.INT, sql="s.id")
+    tenant_id: int = column(Kind.INT, sql="s.tenant_id")
+    name: str = column(Kind.TEXT, sql="s.name")
+    timezone: str = column(Kind.TEXT, sql="s.timezone")
+    periods: str = column(Kind.TEXT, sql="s.periods")
+    valid_from: float | None = column(Kind.TIME, null=True, sql="s.valid_from")
+    valid_until: float | None = column(Kind.TIME, null=True, sql="s.valid_until")
 
 
 RouteEntry = tuple[RouteRow, tuple[TargetRow, ...]]
@@ -354,8 +380,10 @@ def csv_route_columns() -> tuple[Column, ...]:
 def _csv_columns() -> tuple[str, ...]:
     route = [spec.name for spec in csv_route_columns()]
     # The targets cell (carrier/trunk:priority:weight|...) follows the routing mode,
-    # where a reader of the file looks for where the calls go.
+    # where a reader of the file looks for where the calls go; the schedule (by name)
+    # follows the caller prefix: the three say which calls and when.
     route.insert(route.index("routing_mode") + 1, "targets")
+    route.insert(route.index("caller_prefix") + 1, "schedule")
     return tuple(route)
 
 

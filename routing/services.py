@@ -40,6 +40,7 @@ class TargetSpec:
     trunk_id: int
     priority: int = 1
     weight: int = 100
+    schedule_id: int | None = None  # used only while this schedule is in force
 
 
 # --- The tenant rule --------------------------------------------------------------------
@@ -113,7 +114,11 @@ def check_targets(route: DialPrefix, targets: Sequence[TargetSpec]) -> list[Rout
     checked = []
     for position, spec in enumerate(targets):
         target = RouteTarget(
-            prefix=route, trunk_id=spec.trunk_id, priority=spec.priority, weight=spec.weight
+            prefix=route,
+            trunk_id=spec.trunk_id,
+            priority=spec.priority,
+            weight=spec.weight,
+            schedule_id=spec.schedule_id,
         )
         try:
             if spec.trunk_id in seen:
@@ -187,10 +192,15 @@ def _replace_targets(route: DialPrefix, targets: Sequence[TargetSpec]) -> list[R
         target = existing.pop(spec.trunk_id, None)
         if target is None:
             target = RouteTarget(prefix=route, trunk_id=spec.trunk_id)
-        elif (target.priority, target.weight) == (spec.priority, spec.weight):
+        elif (target.priority, target.weight, target.schedule_id) == (
+            spec.priority,
+            spec.weight,
+            spec.schedule_id,
+        ):
             kept.append(target)  # unchanged: no write, no history entry
             continue
         target.priority, target.weight = spec.priority, spec.weight
+        target.schedule_id = spec.schedule_id
         target.save()
         kept.append(target)
     for target in existing.values():

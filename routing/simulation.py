@@ -7,6 +7,8 @@ API's `simulate` both come here, so they follow one rule:
 - a simulation is by a source IP, a tenant, a customer or a routing plan (one of
   them; the customer and the plan name their tenant); without any, a tenant's
   operator simulates in their own tenant (a superuser must say which);
+- the call's time is the request's `at` (None: now), so an operator can try a call
+  at another hour: which scheduled routes and targets are in force then;
 - a tenant's operator decides against their own table only: `OwnTenantTable` makes
   every other tenant invisible, so another tenant's source IP gets exactly the
   answer an unknown address gets (403 Forbidden, "in no tenant's networks"), and
@@ -22,6 +24,7 @@ from routing.metrics import observe_decision
 from routing.models import Customer, RoutingPlan
 from routing.resolver import CallRequest, Decision, Route, RouteTable
 from routing.rows import CustomerRow, PlanRef, RouteEntry, TenantRef, TrunkRow
+from routing.schedules import Schedule
 from routing.service import decide, get_route_table
 from tenants.models import Tenant
 from tenants.networks import IPAddress
@@ -125,6 +128,10 @@ class OwnTenantTable:
     def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
         # Plans are reached only through this tenant's customers or plan names above.
         return self.inner.routes(plan_id, candidates)
+
+    def schedules(self, tenant_id: int, ids: set[int]) -> dict[int, Schedule]:
+        self._guard(tenant_id)
+        return self.inner.schedules(tenant_id, ids)
 
 
 @dataclass

@@ -3,9 +3,9 @@
 `DatabaseRouteTable` answers each lookup with indexed queries, so a decision costs
 four queries whatever the size of the table (source → tenant, candidate customers
 with their sources, candidate prefixes of the number, the targets of those
-prefixes). Because it keeps no copy, a change
-is live for the very next call in every process. The compiled table
-(`routing.compiled`) answers the same protocol from memory.
+prefixes), and one more when a matching route or target has a schedule. Because it
+keeps no copy, a change is live for the very next call in every process. The
+compiled table (`routing.compiled`) answers the same protocol from memory.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from dataclasses import replace
 
 from django.db import connections
 
-from routing.models import DialPrefix, RouteTarget, RoutingPlan, Trunk
+from routing.models import DialPrefix, RouteTarget, RoutingPlan, Schedule, Trunk
 from routing.rows import (
     CustomerRow,
     PlanRef,
     RouteEntry,
     RouteRow,
+    ScheduleRow,
     TargetLink,
     TargetRow,
     TenantRef,
@@ -29,6 +30,8 @@ from routing.rows import (
     orm_paths,
     select_sql,
 )
+from routing.schedules import Schedule as ParsedSchedule
+from routing.schedules import from_row
 from tenants.models import Tenant, TenantSource
 from tenants.networks import IPAddress, containing_networks, prefix_length
 
@@ -55,6 +58,8 @@ _tenant, _route, _link, _trunk, _plan, _customer = (
     builder(CustomerRow),
 )
 _CUSTOMER_WIDTH = len(orm_paths(CustomerRow))
+_SCHEDULE_PATHS = orm_paths(ScheduleRow)
+_schedule = builder(ScheduleRow)
 
 
 class DatabaseRouteTable:
@@ -134,6 +139,20 @@ class DatabaseRouteTable:
             .order_by("id")
             .values_list(*orm_paths(TrunkRow))
         ]
+
+    def schedules(self, tenant_id: int, ids: set[int]) -> dict[int, ParsedSchedule]:
+        if not ids:
+            return {}
+        found = {}
+        for values in (
+            Schedule.objects.using(self.using)
+            .filter(tenant_id=tenant_id, id__in=ids)
+            .values_list(*_SCHEDULE_PATHS)
+        ):
+            parsed = from_row(_schedule(values))
+            if parsed is not None:
+                found[parsed.id] = parsed
+        return found
 
     def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
         rows = [

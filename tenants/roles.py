@@ -15,6 +15,7 @@ _OPERATOR_PERMISSIONS = [
     ("routing", "routingplan", ("view", "add", "change", "delete")),
     ("routing", "customer", ("view", "add", "change", "delete")),
     ("routing", "customersource", ("view", "add", "change", "delete")),
+    ("routing", "schedule", ("view", "add", "change", "delete")),
     ("rating", "ratedeck", ("view", "add", "change", "delete")),
     ("rating", "rate", ("view",)),
     ("blocklists", "blocklist", ("view", "add", "change", "delete")),

@@ -32,6 +32,7 @@ from routing.models import (
     HealthOverride,
     RouteTarget,
     RoutingPlan,
+    Schedule,
     Trunk,
     TrunkHealth,
 )
@@ -332,8 +333,8 @@ class RouteTargetInline(
     model = RouteTarget
     extra = 0
     autocomplete_fields = ["trunk"]
-    fields = ["trunk", "priority", "weight"]
-    add_only_related = ("trunk",)
+    fields = ["trunk", "priority", "weight", "schedule"]
+    add_only_related = ("trunk", "schedule")
 
 
 @admin.register(DialPrefix)
@@ -351,6 +352,7 @@ class DialPrefixAdmin(
         "description",
         "tenant",
         "plan",
+        "rules",
         "action",
         "strategy",
         "routing_mode",
@@ -364,17 +366,27 @@ class DialPrefixAdmin(
         ("plan", admin.RelatedOnlyFieldListFilter),
         "action",
         "routing_mode",
+        ("schedule", admin.RelatedOnlyFieldListFilter),
         "is_active",
     ]
-    search_fields = ["prefix", "description"]
-    list_select_related = ["tenant", "plan"]
+    search_fields = ["prefix", "caller_prefix", "description"]
+    list_select_related = ["tenant", "plan", "schedule"]
     # A wholesale table has a million rows: do not count them on every page view.
     show_full_result_count = False
     actions = [enable_selected, disable_selected]
     inlines = [RouteTargetInline]
-    add_only_related = ("plan",)
+    add_only_related = ("plan", "schedule")
     fieldsets = (
         (None, {"fields": ["tenant", "plan", "prefix", "description", "action", "is_active"]}),
+        (
+            "Rules",
+            {
+                "fields": ["caller_prefix", "schedule"],
+                "description": "A prefix can have several routes: one per caller prefix and "
+                "schedule. Among those that match a call, the longer caller prefix wins, then a "
+                "scheduled route in force over the unscheduled one (the fallback).",
+            },
+        ),
         ("Routing", {"fields": ["routing_mode", "min_length", "max_length", "is_final"]}),
         (
             "Least cost",
@@ -395,7 +407,11 @@ class DialPrefixAdmin(
     )
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("targets__trunk__carrier")
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related("targets__trunk__carrier", "targets__schedule")
+        )
 
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)
@@ -408,6 +424,15 @@ class DialPrefixAdmin(
     def prefix_display(self, obj: DialPrefix) -> str:
         return str(obj)
 
+    @admin.display(description="Rules")
+    def rules(self, obj: DialPrefix) -> str:
+        parts = []
+        if obj.caller_prefix:
+            parts.append(f"caller {obj.caller_prefix}…")
+        if obj.schedule_id:
+            parts.append(f"when {obj.schedule}")
+        return ", ".join(parts) or "any caller, always"
+
     @admin.display(description="Targets (in priority order)")
     def target_summary(self, obj: DialPrefix) -> str:
         if obj.action == "reject":
@@ -419,6 +444,7 @@ class DialPrefixAdmin(
             return "no target: calls fall back" if not obj.is_final else "no target: 503"
         return " → ".join(
             f"{t.trunk} (p{t.priority}, w{t.weight})"
+            + (f" [when {t.schedule}]" if t.schedule_id else "")
             + ("" if t.trunk.is_active and t.trunk.carrier.is_active else " [off]")
             for t in targets
         )
@@ -428,6 +454,38 @@ class DialPrefixAdmin(
         if obj.min_length is None and obj.max_length is None:
             return "any"
         return f"{obj.min_length or '…'}–{obj.max_length or '…'}"
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(
+    ServiceWritesMixin,
+    OperatorHelpMixin,
+    TenantScopedMixin,
+    TenantHistoryMixin,
+    SimpleHistoryAdmin,
+):
+    list_display = ["name", "tenant", "timezone", "periods", "valid_from", "valid_until", "usage"]
+    list_filter = ["tenant", "timezone"]
+    search_fields = ["name", "periods", "description"]
+    list_select_related = ["tenant"]
+    fieldsets = (
+        (None, {"fields": ["tenant", "name", "description"]}),
+        ("When", {"fields": ["timezone", "periods", "valid_from", "valid_until"]}),
+    )
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                route_total=Count("routes", distinct=True),
+                target_total=Count("targets", distinct=True),
+            )
+        )
+
+    @admin.display(description="Used by")
+    def usage(self, obj: Schedule) -> str:
+        return f"{obj.route_total} routes, {obj.target_total} targets"
 
 
 class CustomerSourceFormSet(BaseInlineFormSet):

@@ -45,6 +45,7 @@ class RouteWritesMixin(ServiceWritesMixin):
                 trunk_id=row.cleaned_data["trunk"].pk,
                 priority=row.cleaned_data["priority"],
                 weight=row.cleaned_data["weight"],
+                schedule_id=getattr(row.cleaned_data.get("schedule"), "pk", None),
             )
             for row in targets.forms
             if row.cleaned_data and not row.cleaned_data.get("DELETE")

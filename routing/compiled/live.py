@@ -48,6 +48,7 @@ from routing.rows import (
     TenantRef,
     TrunkRow,
 )
+from routing.schedules import Schedule
 from routing.tables import DatabaseRouteTable
 from tenants.networks import IPAddress, NetworkIndex
 
@@ -60,7 +61,9 @@ _MAX_OVERLAY = 50_000
 _CHUNK = 500
 # Where each value of a target's profile is (packing.PROFILE_NAMES, by name): the
 # hot path builds a TargetRow straight from it, with no intermediate row or dict.
-_TRUNK, _PRIORITY, _WEIGHT = (PROFILE_NAMES.index(n) for n in ("trunk_id", "priority", "weight"))
+_TRUNK, _PRIORITY, _WEIGHT, _SCHEDULE = (
+    PROFILE_NAMES.index(n) for n in ("trunk_id", "priority", "weight", "schedule_id")
+)
 
 
 class CompiledRouteTable:
@@ -89,6 +92,7 @@ class CompiledRouteTable:
         self._plans: dict[int, PlanRef] = {}
         self._plan_names: dict[tuple[int, str], int] = {}
         self._customers: dict[int, CustomerIndex] = {}  # by tenant
+        self._schedules: dict[int, dict[int, Schedule]] = {}  # by tenant, then id
         self._tables: dict[int, PrefixTable] = {}  # plans whose table is ready
         self._pools = Pools()  # shared by every plan's table
         # Plans being built: the prefixes changed meanwhile, or None to start over.
@@ -164,6 +168,7 @@ class CompiledRouteTable:
                         priority=item[_PRIORITY],
                         weight=item[_WEIGHT],
                         trunk=trunks[item[_TRUNK]],
+                        schedule_id=item[_SCHEDULE] or None,
                     )
                     for target_id, item in targets
                     if item[_TRUNK] in trunks
@@ -171,6 +176,12 @@ class CompiledRouteTable:
             )
             for row, targets in table.find_all(candidates)
         ]
+
+    def schedules(self, tenant_id: int, ids: set[int]) -> dict[int, Schedule]:
+        found = self._schedules.get(tenant_id)
+        if self.version is None or found is None:
+            return self.database.schedules(tenant_id, ids)
+        return {i: found[i] for i in ids if i in found}
 
     # --- Freshness -------------------------------------------------------------------
 
@@ -270,6 +281,7 @@ class CompiledRouteTable:
             self._load_trunks(None, None)
             self._load_plans(None)
             self._load_customers(None)
+            self._load_schedules(None)
             self._tables = {}
             self.version = version
             for plan_id in list(self._plans):
@@ -299,6 +311,8 @@ class CompiledRouteTable:
                     self._schedule_build(plan_id)
             if kinds[changes.CUSTOMERS] or new_tenants:
                 self._load_customers(kinds[changes.CUSTOMERS] | new_tenants)
+            if kinds[changes.SCHEDULES] or new_tenants:
+                self._load_schedules(kinds[changes.SCHEDULES] | new_tenants)
             for plan_id in kinds[changes.TABLE]:
                 if plan_id in self._plans:
                     self._schedule_build(plan_id)
@@ -367,21 +381,31 @@ class CompiledRouteTable:
             indexes[tenant_id] = CustomerIndex(customers)
         self._customers = indexes
 
+    def _load_schedules(self, tenant_ids: set[int] | None) -> None:
+        with self._cursor() as cursor:
+            found = loading.schedules(cursor, tenant_ids)
+        # Every known tenant gets a map, empty or not: a decision never asks the
+        # database for a tenant's schedules because it has none.
+        maps = dict(self._schedules) if tenant_ids is not None else dict.fromkeys(self._tenants)
+        maps = {tenant_id: found_map or {} for tenant_id, found_map in maps.items()}
+        maps.update(found)
+        self._schedules = maps
+
     def _select_routes(self, cursor, plan_id: int, prefixes: list[str] | None) -> None:
         vendor = connections[self.using].vendor
         loading.select_routes(cursor, vendor, plan_id, prefixes)
 
     def _reload_prefixes(self, table: PrefixTable, plan_id: int, keys: set[str]) -> None:
-        """Put the current rows of `keys` (None where deleted) into the table's overlay."""
+        """Put the current routes of `keys` (none where deleted) into the table's overlay."""
         keys_list = sorted(keys)
-        found: dict[str, Entry | None] = dict.fromkeys(keys_list)
+        found: dict[str, list[Entry]] = {key: [] for key in keys_list}
         with self._cursor() as cursor:
             for start in range(0, len(keys_list), _CHUNK):
                 self._select_routes(cursor, plan_id, keys_list[start : start + _CHUNK])
                 for values in cursor.fetchall():
                     entry = entry_of(values)
-                    found[entry[0].prefix] = entry
-        table.note(found)
+                    found[entry[0].prefix].append(entry)
+        table.note({key: tuple(entries) for key, entries in found.items()})
         if len(table.overlay) > _MAX_OVERLAY:
             self._schedule_build(plan_id)
 

@@ -16,12 +16,14 @@ from routing.rows import (
     CustomerRow,
     PlanRef,
     RouteRow,
+    ScheduleRow,
     TenantRef,
     TrunkRow,
     builder,
     names,
     select_sql,
 )
+from routing.schedules import Schedule, from_row
 
 _TENANT_SQL = f"SELECT {select_sql(TenantRef, 't')} FROM tenants_tenant t"  # noqa: S608
 _PLAN_SQL = f"SELECT {select_sql(PlanRef, 'pl')} FROM routing_routingplan pl"  # noqa: S608
@@ -33,13 +35,15 @@ _CUSTOMER_SOURCE_SQL = (
     "SELECT s.customer_id, s.network, s.port FROM routing_customersource s "
     "JOIN routing_customer cu ON cu.id = s.customer_id"
 )
+_SCHEDULE_SQL = f"SELECT {select_sql(ScheduleRow, 's')} FROM routing_schedule s"  # noqa: S608
 _TRUNK_SQL = (
     f"SELECT {select_sql(TrunkRow, 'tr')} FROM routing_trunk tr "  # noqa: S608
     "JOIN routing_carrier c ON c.id = tr.carrier_id "
     "LEFT JOIN routing_trunkhealth th ON th.trunk_id = tr.id"
 )
 _ROUTE_COLUMNS = select_sql(RouteRow, "p")
-_PROFILE = " || ':' || ".join(f"t.{name}" for name in PROFILE_NAMES)
+# NULL (a target without a schedule) is packed as 0: no id is 0.
+_PROFILE = " || ':' || ".join(f"coalesce(t.{name}, 0)" for name in PROFILE_NAMES)
 # The targets of each route as two strings: the ids, and the profile (trunk:priority:
 # weight,...) which is the same for thousands of routes and is parsed once.
 _PREFIX_SQL = {
@@ -50,7 +54,7 @@ FROM routing_dialprefix p LEFT JOIN LATERAL (
            string_agg({_PROFILE}, ',' ORDER BY t.id) AS profile
     FROM routing_routetarget t WHERE t.prefix_id = p.id) t ON true
 WHERE p.plan_id = %s {{where}}
-ORDER BY length(p.prefix), p.prefix COLLATE "C"
+ORDER BY length(p.prefix), p.prefix COLLATE "C", p.id
 """,  # noqa: S608
     "sqlite": f"""
 SELECT {_ROUTE_COLUMNS},
@@ -60,15 +64,16 @@ SELECT {_ROUTE_COLUMNS},
      AS x FROM routing_routetarget t WHERE t.prefix_id = p.id ORDER BY t.id))
 FROM routing_dialprefix p
 WHERE p.plan_id = %s {{where}}
-ORDER BY length(p.prefix), p.prefix
+ORDER BY length(p.prefix), p.prefix, p.id
 """,  # noqa: S608
 }
 
-_tenant, _trunk, _plan, _customer = (
+_tenant, _trunk, _plan, _customer, _schedule = (
     builder(TenantRef),
     builder(TrunkRow),
     builder(PlanRef),
     builder(CustomerRow),
+    builder(ScheduleRow),
 )
 _CUSTOMER_WIDTH = len(names(CustomerRow))
 
@@ -114,6 +119,25 @@ def customers(cursor, tenant_ids: set[int] | None = None) -> dict[int, list[Cust
         found.setdefault(row.tenant_id, []).append(
             replace(row, sources=tuple(sources.get(row.id, ())))
         )
+    return found
+
+
+def schedules(cursor, tenant_ids: set[int] | None = None) -> dict[int, dict[int, Schedule]]:
+    """The schedules of these tenants (all when None), parsed, by tenant then id.
+
+    A schedule whose periods no longer parse (written by hand in SQL) is left out:
+    its routes and targets are then never in force, which the trace says.
+    """
+    sql, params = _SCHEDULE_SQL, []
+    if tenant_ids is not None:
+        sql += f" WHERE s.tenant_id IN ({_marks(tenant_ids)})"
+        params = list(tenant_ids)
+    cursor.execute(sql, params)
+    found: dict[int, dict[int, Schedule]] = {tenant_id: {} for tenant_id in tenant_ids or ()}
+    for row in map(_schedule, cursor.fetchall()):
+        parsed = from_row(row)
+        if parsed is not None:
+            found.setdefault(row.tenant_id, {})[row.id] = parsed
     return found
 
 

@@ -38,13 +38,17 @@ _PACKED_NAMES = tuple(spec.name for spec in _PACKED)
 _PACKED_AT = tuple(_ROUTE_NAMES.index(name) for name in _PACKED_NAMES)
 _IDS, _PROFILE = len(_ROUTE_NAMES), len(_ROUTE_NAMES) + 1
 
-# A target's profile: every TargetLink column but its id (trunk, priority, weight).
+# A target's profile: every TargetLink column but its id (trunk, priority, weight,
+# schedule). All are integers; a NULL (no schedule) is packed as 0 (loading._PROFILE).
 PROFILE_NAMES = tuple(name for name in names(TargetLink) if name != "id")
-assert all(spec.kind is Kind.INT and not spec.null for spec in columns(TargetLink))
+assert all(spec.kind is Kind.INT for spec in columns(TargetLink))
 
 Profile = tuple[tuple[int, ...], ...]
 Targets = tuple[tuple[int, tuple[int, ...]], ...]  # (target id, profile item) per target
 Entry = tuple[RouteRow, Targets]
+# A prefix has one route per (caller prefix, schedule): the overlay keeps all of a
+# changed prefix's routes (an empty tuple: none left).
+Entries = tuple[Entry, ...]
 
 
 def _odd_at_least(value: int) -> int:
@@ -127,7 +131,7 @@ class PrefixTable:
 
     def __init__(self, pools: Pools | None = None) -> None:
         self.keys = array("q")  # sorted int("1" + prefix)
-        self.long: dict[str, int] = {}  # prefixes longer than KEY_DIGITS -> index
+        self.long: dict[str, list[int]] = {}  # prefixes longer than KEY_DIGITS -> indexes
         self.ids = array("q")
         self.shape = array("I")  # index into self.shapes
         self.text = array("I")  # index into self.texts (descriptions)
@@ -138,7 +142,7 @@ class PrefixTable:
         self.shapes = self.pools.shapes
         self.texts = self.pools.texts
         self.profiles = self.pools.profiles
-        self.overlay: dict[str, Entry | None] = {}
+        self.overlay: dict[str, Entries] = {}
         self.longest = 0  # digits of the longest prefix: longer candidates cannot match
         self.size1 = self.size2 = 1
         self.filter1 = self.filter2 = bytearray(1)  # see _build_filter()
@@ -148,7 +152,8 @@ class PrefixTable:
         return len(self.ids)
 
     def append(self, values) -> None:
-        """Add one loaded row; rows come in key order (checked in finish())."""
+        """Add one loaded row; rows come in key order (checked in finish()). A prefix
+        with several routes (caller prefixes, schedules) has one row each, adjacent."""
         prefix = values[_PREFIX]
         index = len(self.ids)
         self.longest = max(self.longest, len(prefix))
@@ -156,7 +161,7 @@ class PrefixTable:
             self.keys.append(_key(prefix))
         else:
             # A placeholder above every real key (those are < 2 * 10**18), in SQL order.
-            self.long[prefix] = index
+            self.long.setdefault(prefix, []).append(index)
             self.keys.append(_LONG_BASE + index)
         self.ids.append(values[_ID])
         self.shape.append(self.pools.intern(self.shapes, _shape(values)))
@@ -171,7 +176,7 @@ class PrefixTable:
 
     def finish(self) -> PrefixTable:
         keys = self.keys
-        if any(keys[i] >= keys[i + 1] for i in range(len(keys) - 1)):
+        if any(keys[i] > keys[i + 1] for i in range(len(keys) - 1)):
             self._sort()
         self._profiles = {}
         self._build_filter()
@@ -179,7 +184,7 @@ class PrefixTable:
 
     def _sort(self) -> None:
         """Reorder the arrays by key (a database whose collation did not sort digits)."""
-        order = sorted(range(len(self.keys)), key=self.keys.__getitem__)
+        order = sorted(range(len(self.keys)), key=self.keys.__getitem__)  # stable
         starts, ids = self.target_start, self.target_ids
         ends = [*starts[1:], len(ids)]
         self.target_ids = array("q")
@@ -192,15 +197,19 @@ class PrefixTable:
             old = getattr(self, name)
             setattr(self, name, array(old.typecode, (old[i] for i in order)))
         position = {old: new for new, old in enumerate(order)}
-        self.long = {prefix: position[index] for prefix, index in self.long.items()}
+        self.long = {p: sorted(position[i] for i in found) for p, found in self.long.items()}
 
-    def _index(self, prefix: str) -> int | None:
+    def _indexes(self, prefix: str) -> list[int]:
         if len(prefix) > KEY_DIGITS:
-            return self.long.get(prefix)
+            return self.long.get(prefix, [])
         key = _key(prefix)
         keys = self.keys
         i = bisect_left(keys, key)
-        return i if i < len(keys) and keys[i] == key else None
+        found = []
+        while i < len(keys) and keys[i] == key:
+            found.append(i)
+            i += 1
+        return found
 
     def find_all(self, candidates: list[str]) -> list[Entry]:
         """The entries of those `candidates` that are in the table (the hot path)."""
@@ -212,21 +221,19 @@ class PrefixTable:
             if len(prefix) > longest:
                 continue
             if overlay and prefix in overlay:
-                entry = overlay[prefix]
-                if entry is not None:
-                    found.append(entry)
+                found.extend(overlay[prefix])
                 continue
             if len(prefix) > KEY_DIGITS:
-                i = self.long.get(prefix)
-                if i is not None:
+                for i in self.long.get(prefix, ()):
                     found.append(self._entry(i, prefix))
                 continue
             key = int("1" + prefix)
             if not (filter1[key % size1] and filter2[key % size2]):
                 continue  # surely absent: most candidates end here, without a bisect
             i = bisect_left(keys, key)
-            if i < size and keys[i] == key:
+            while i < size and keys[i] == key:
                 found.append(self._entry(i, prefix))
+                i += 1
         return found
 
     def _build_filter(self) -> None:
@@ -244,16 +251,16 @@ class PrefixTable:
             self.filter1[key % self.size1] = 1
             self.filter2[key % self.size2] = 1
 
-    def note(self, changed: dict[str, Entry | None]) -> None:
-        """Put reloaded rows (None: deleted) in the overlay."""
+    def note(self, changed: dict[str, Entries]) -> None:
+        """Put reloaded prefixes' routes (an empty tuple: all deleted) in the overlay."""
         self.overlay.update(changed)
         self.longest = max([self.longest, *(len(k) for k, v in changed.items() if v)])
 
-    def lookup(self, prefix: str) -> Entry | None:
+    def lookup(self, prefix: str) -> Entries:
+        """Every route of `prefix` (one per caller prefix and schedule)."""
         if prefix in self.overlay:
             return self.overlay[prefix]
-        i = self._index(prefix)
-        return None if i is None else self._entry(i, prefix)
+        return tuple(self._entry(i, prefix) for i in self._indexes(prefix))
 
     def _entry(self, i: int, prefix: str) -> Entry:
         row = _route(self.ids[i], prefix, self.texts[self.text[i]], self.shapes[self.shape[i]])

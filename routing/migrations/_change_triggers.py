@@ -21,6 +21,8 @@ ROW_KINDS = [
     ),
     ("routing_routingplan", "plan", "{row}.tenant_id", "CAST({row}.id AS TEXT)"),
     ("routing_customer", "customers", "{row}.tenant_id", "''"),
+    # From 0012: a schedule's routes and targets read it from a per-tenant map.
+    ("routing_schedule", "schedules", "{row}.tenant_id", "CAST({row}.id AS TEXT)"),
 ]
 # Rows whose change is their parent's: (table, parent table, foreign key, kind, tenant
 # expression, key expression) with p standing for the parent row.
@@ -99,13 +101,24 @@ _NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
 _ROWS = {"INSERT": ["NEW"], "UPDATE": ["OLD", "NEW"], "DELETE": ["OLD"]}
 
 
-def tables() -> list[str]:
-    return [table for table, *_ in ROW_KINDS] + [table for table, *_ in CHILD_KINDS]
+def tables(present: set[str] | None = None) -> list[str]:
+    """The tracked tables (those of them in `present`, when given)."""
+    every = [table for table, *_ in ROW_KINDS] + [table for table, *_ in CHILD_KINDS]
+    return [table for table in every if present is None or table in present]
 
 
-def _pg_sql() -> list[str]:
+def _present(schema_editor) -> set[str]:
+    """The tables that exist: an earlier migration installs triggers on those only
+    (routing_schedule comes with 0012, which installs them again)."""
+    with schema_editor.connection.cursor() as cursor:
+        return set(schema_editor.connection.introspection.table_names(cursor))
+
+
+def _pg_sql(present: set[str]) -> list[str]:
     statements = [PG_LOG_FUNCTION]
     for table, kind, tenant, key in ROW_KINDS:
+        if table not in present:
+            continue
         statements.append(
             PG_ROW_FUNCTION.format(
                 not_bulk=NOT_BULK,
@@ -132,9 +145,11 @@ def _pg_sql() -> list[str]:
     return statements
 
 
-def _sqlite_sql() -> list[str]:
+def _sqlite_sql(present: set[str]) -> list[str]:
     statements = []
     for table, kind, tenant, key in ROW_KINDS:
+        if table not in present:
+            continue
         for op, rows in _ROWS.items():
             body = "".join(
                 SQLITE_LOG.format(
@@ -164,10 +179,11 @@ def _sqlite_sql() -> list[str]:
 
 def install(apps, schema_editor):
     vendor = schema_editor.connection.vendor
+    present = _present(schema_editor)
     if vendor == "postgresql":
-        statements = _pg_sql()
+        statements = _pg_sql(present)
     elif vendor == "sqlite":
-        statements = _sqlite_sql()
+        statements = _sqlite_sql(present)
     else:
         raise RuntimeError(f"No change triggers for the {vendor} database.")
     uninstall(apps, schema_editor)
@@ -181,12 +197,13 @@ def install(apps, schema_editor):
 
 
 def uninstall(apps, schema_editor):
+    present = _present(schema_editor)
     with schema_editor.connection.cursor() as cursor:
         if schema_editor.connection.vendor == "postgresql":
-            for table in tables():
+            for table in tables(present):
                 cursor.execute(f"DROP TRIGGER IF EXISTS routing_changed ON {table}")
             cursor.execute("DROP FUNCTION IF EXISTS routing_target_changed()")  # 0004's
         else:
-            for table in tables():
+            for table in tables(present):
                 for op in ("insert", "update", "delete"):
                     cursor.execute(f"DROP TRIGGER IF EXISTS {table}_{op}_changed")

@@ -124,7 +124,9 @@ def test_duplicates_are_400s_with_the_models_messages(operator_api, route_a, tru
         {"non_field_errors": ["This tenant already has a carrier with this name."]},
     )
     assert prefix.json() == {
-        "non_field_errors": ["This routing plan already has a route for this prefix."]
+        "non_field_errors": [
+            "This routing plan already has an unscheduled route for this prefix and caller prefix."
+        ]
     }
     assert trunk.json() == {
         "non_field_errors": ["This carrier already has a trunk with this name."]
@@ -165,7 +167,13 @@ def test_targets_are_replaced_by_trunk_and_kept_when_omitted(operator_api, route
 
     assert replaced.status_code == 200, replaced.content
     assert replaced.json()["targets"] == [
-        {"trunk": backup.pk, "trunk_name": "Carrier A / a-backup", "priority": 1, "weight": 70}
+        {
+            "trunk": backup.pk,
+            "trunk_name": "Carrier A / a-backup",
+            "priority": 1,
+            "weight": 70,
+            "schedule": None,
+        }
     ]
     assert untouched.json()["targets"] == replaced.json()["targets"]
     assert list(route_a.targets.values_list("pk", flat=True)) == [kept_id]

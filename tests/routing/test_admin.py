@@ -158,7 +158,9 @@ def test_a_duplicate_prefix_is_a_form_error_not_a_crash(a_client, tenant_a, rout
         reverse("admin:routing_dialprefix_add"), prefix_form(tenant_a.pk, "33", [])
     )
     assert response.status_code == 200
-    assert "This routing plan already has a route for this prefix." in response.content.decode()
+    assert "already has an unscheduled route for this prefix and caller prefix" in (
+        response.content.decode()
+    )
 
 
 def test_trunk_autocomplete_lists_only_the_users_trunks(outsider_client, trunks_a, trunks_b):

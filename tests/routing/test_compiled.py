@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import ipaddress
 import random
 
@@ -19,6 +20,7 @@ from routing.models import (
     DialPrefix,
     RouteTarget,
     RoutingPlan,
+    Schedule,
     Trunk,
 )
 from routing.resolver import CallRequest, Decision, resolve
@@ -75,6 +77,28 @@ def build_table(tenant: Tenant, rng: random.Random, size: int) -> list[str]:
             )
         )
     rows.append(DialPrefix(tenant=tenant, plan=gold, prefix="", action="reject", reject_code=404))
+    # Route rules on a share of the prefixes: caller conditions and two disjoint
+    # schedules (peak, off-peak) beside the unscheduled fallback, in two time zones.
+    peak, night, promo = schedules_of(tenant)
+    for base in [row for row in rows if row.prefix and rng.random() < 0.25]:
+        for caller, schedule in rng.sample(
+            [("33", None), ("331", None), ("", peak), ("", night), ("33", peak), ("44", promo)],
+            rng.randint(1, 3),
+        ):
+            rows.append(
+                DialPrefix(
+                    tenant=tenant,
+                    plan=base.plan,
+                    prefix=base.prefix,
+                    caller_prefix=caller,
+                    schedule=schedule,
+                    action=rng.choices(["route", "reject"], weights=[90, 10])[0],
+                    reject_code=403,
+                    routing_mode=base.routing_mode,
+                    is_active=rng.random() > 0.05,
+                    is_final=rng.random() < 0.3,
+                )
+            )
     created = DialPrefix.objects.bulk_create(rows)
     targets = [
         RouteTarget(
@@ -82,6 +106,7 @@ def build_table(tenant: Tenant, rng: random.Random, size: int) -> list[str]:
             trunk=trunk,
             priority=rng.randint(1, 3),
             weight=rng.choice([10, 30, 70, 100]),
+            schedule=rng.choice([None, None, None, None, peak, night, promo]),
         )
         for row in created
         if row.action == "route"
@@ -89,6 +114,30 @@ def build_table(tenant: Tenant, rng: random.Random, size: int) -> list[str]:
     ]
     RouteTarget.objects.bulk_create(targets)
     return sorted(prefixes)
+
+
+def schedules_of(tenant: Tenant) -> tuple[Schedule, Schedule, Schedule]:
+    return (
+        Schedule.objects.create(
+            tenant=tenant, name="Peak", timezone="Europe/Paris", periods="Mon-Fri 08:00-20:00"
+        ),
+        Schedule.objects.create(
+            tenant=tenant,
+            name="Off-peak",
+            timezone="Europe/Paris",
+            periods="Mon-Fri 00:00-08:00; Mon-Fri 20:00-24:00; Sat-Sun",
+        ),
+        Schedule.objects.create(
+            tenant=tenant,
+            name="Promo",
+            timezone="America/New_York",
+            periods="Sat-Sun 10:00-18:00",
+            valid_until=WEEK_START + dt.timedelta(days=4),
+        ),
+    )
+
+
+WEEK_START = dt.datetime(2026, 3, 27, tzinfo=dt.UTC)  # a week over Paris's spring forward
 
 
 def random_calls(rng: random.Random, prefixes: list[str], count: int) -> list[CallRequest]:
@@ -108,13 +157,14 @@ def random_calls(rng: random.Random, prefixes: list[str], count: int) -> list[Ca
         calls.append(
             CallRequest(
                 callee=rng.choice(["+", "", "", "77"]) + (number or "5"),
-                caller=rng.choice(["100", "+33123456789", "alice"]),
+                caller=rng.choice(["100", "+33123456789", "alice", "3312", "+441234"]),
                 source_ip=rng.choice(sources),
                 source_port=rng.choice([None, 5060, 5070]),
                 account=rng.choice(["", "", "acc", "off", "nobody"]),
                 tenant=rng.choice([None, None, None, "tenant-a", "tenant-b", "nobody"]),
                 call_id=f"call-{n}",
                 from_uri="sip:100@pbx.example.net",
+                at=WEEK_START + dt.timedelta(seconds=rng.randint(0, 7 * 86400)),
             )
         )
     calls.append(CallRequest(callee="alice", caller="100", source_ip="192.0.2.7"))
@@ -145,14 +195,31 @@ def test_compiled_table_gives_the_same_decisions_as_the_database(big_tables):
     assert compiled.ready()
     database = DatabaseRouteTable()
     calls = random_calls(random.Random(7), big_tables, 1000)
-    outcomes = set()
+    outcomes, rules = set(), set()
     for call in calls:
         expected = resolve(call, table=database)
         got = resolve(call, table=compiled)
         assert same(got, expected), call
         outcomes.add(expected.outcome)
-    # The generated table exercises every outcome, so the comparison means something.
+        for line in expected.trace:
+            for rule in ("does not start with", ": outside", "no longer valid", "schedule "):
+                if rule in line:
+                    rules.add(rule)
+        if expected.matched is not None:
+            rules.add(("caller", bool(expected.matched.caller_prefix)))
+            rules.add(("scheduled", expected.matched.schedule_id is not None))
+    # The generated table exercises every outcome and every rule, so the comparison
+    # means something.
     assert {"routed", "rejected", "location", "no_route", "forbidden", "invalid"} <= outcomes
+    assert {
+        "does not start with",
+        ": outside",
+        "no longer valid",
+        "schedule ",
+        ("caller", True),
+        ("scheduled", True),
+        ("scheduled", False),
+    } <= rules
 
 
 def test_tenants_never_see_each_others_prefixes(tenant_a, tenant_b, trunks_a, compiled):
@@ -226,8 +293,8 @@ def test_the_packed_table_sorts_rows_that_arrive_out_of_order():
         row = RouteRow(id=n, prefix=prefix)
         table.append((*(getattr(row, name) for name in names(RouteRow)), "", ""))
     table.finish()
-    assert [table.lookup(p)[0].id for p in ["1", "33", "44", "441"]] == [1, 2, 0, 3]
-    assert table.lookup("4") is None
+    assert [table.lookup(p)[0][0].id for p in ["1", "33", "44", "441"]] == [1, 2, 0, 3]
+    assert table.lookup("4") == ()
 
 
 # --- Changes made in this process reach the compiled copy at the next poll ---------------

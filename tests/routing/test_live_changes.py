@@ -8,6 +8,7 @@ through the ORM and asks all three until they answer the new way.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.client
 import io
 import json
@@ -21,9 +22,10 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from routing.importing import import_prefixes
-from routing.models import DialPrefix, Trunk
+from routing.models import DialPrefix, Schedule, Trunk
 from tests.factories import make_route, make_tenant, make_trunk
 from tests.servers import child_database_url, free_tcp_port
 
@@ -212,3 +214,14 @@ def test_changes_reach_two_web_processes_and_a_bridge_within_a_second(live):
     csv = "prefix,action,reject_code\n336,reject,404\n"
     import_prefixes(lambda: io.StringIO(csv), tenant=route.tenant, replace=True)
     assert seconds_until_all(clients, "+33612345678", 404) < DEADLINE
+
+    # A schedule's change (not its routes') reaches them too: a scheduled route that
+    # was out of force comes into force when its window is widened.
+    closed = Schedule.objects.create(
+        tenant=route.tenant, name="Closed", valid_until=timezone.now() - dt.timedelta(days=1)
+    )
+    make_route(route.tenant, "336", schedule=closed, action="reject", reject_code=480)
+    assert seconds_until_all(clients, "+33612345678", 404) < DEADLINE  # still the fallback
+    closed.valid_until = None
+    closed.save()
+    assert seconds_until_all(clients, "+33612345678", 480) < DEADLINE

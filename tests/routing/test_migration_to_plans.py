@@ -36,6 +36,8 @@ OLD_TRUNK = (
     .replace("th.reason", "''")
     .replace("th.override", "''")
 )
+# No target schedules before 0012.
+OLD_TARGET = columns_of(TargetLink, "t").replace("t.schedule_id", "NULL")
 # A route's columns at 0006 (the later ones take their defaults).
 OLD_ROUTE = (
     "id",
@@ -53,6 +55,9 @@ OLD_ROUTE = (
 
 class TableBeforePlans(DatabaseRouteTable):
     """The old schema read as a route table: one table per tenant, every call its own."""
+
+    def schedules(self, tenant_id, ids):
+        return {}  # no schedules before 0012
 
     def customers(self, tenant_id, *, address, callee, account):
         return [
@@ -84,12 +89,12 @@ class TableBeforePlans(DatabaseRouteTable):
             ]
             for row in rows:
                 cursor.execute(
-                    f"SELECT {columns_of(TargetLink, 't')}, {OLD_TRUNK} "  # noqa: S608
+                    f"SELECT {OLD_TARGET}, {OLD_TRUNK} "  # noqa: S608
                     "FROM routing_routetarget t JOIN routing_trunk tr ON tr.id = t.trunk_id "
                     "JOIN routing_carrier c ON c.id = tr.carrier_id WHERE t.prefix_id = %s",
                     [row.id],
                 )
-                width = 4
+                width = 5
                 targets = tuple(
                     TargetRow.of(link(v[:width]), trunk(v[width:])) for v in cursor.fetchall()
                 )

@@ -104,7 +104,7 @@ def test_the_database_refuses_what_clean_would(tenant_a, constraint_field, value
 def test_prefixes_are_unique_per_tenant(tenant_a, tenant_b):
     make_route(tenant_a, "33")
     errors = messages_of(DialPrefix(tenant=tenant_a, plan=default_plan(tenant_a), prefix="33"))
-    assert "This routing plan already has a route for this prefix." in str(errors)
+    assert "already has an unscheduled route for this prefix and caller prefix" in str(errors)
     DialPrefix(tenant=tenant_b, plan=default_plan(tenant_b), prefix="33").full_clean()
 
 

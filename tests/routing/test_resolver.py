@@ -156,7 +156,7 @@ def test_a_final_route_answers_503_instead_of_falling_back(tenant_a, trunks_a):
         503,
         "336",
     )
-    assert "prefix 336 is final: no fallback to a shorter prefix" in decision.trace
+    assert "prefix 336 is final: no fallback to the next route" in decision.trace
 
 
 def test_a_fallback_takes_the_shorter_routes_action(tenant_a, trunks_a):

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
 from kamailio.rtjson import to_rtjson
 from routing.resolver import CallRequest
 from routing.service import decide
+
+
+def _instant(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 class Command(BaseCommand):
@@ -28,6 +38,13 @@ class Command(BaseCommand):
         parser.add_argument("--customer", default=None, help="Customer name (skips recognition).")
         parser.add_argument("--plan", default=None, help="Routing plan name (no customer).")
         parser.add_argument("--call-id", default="", help="Call-ID (seeds the weighted order).")
+        parser.add_argument(
+            "--at",
+            default=None,
+            type=_instant,
+            help="The call's time, ISO 8601 (e.g. 2026-06-01T21:30+02:00; without an offset: "
+            "UTC). Default: now. Decides which scheduled routes and targets are in force.",
+        )
         parser.add_argument("--json", action="store_true", help="Print only the rtjson document.")
 
     def handle(self, *args, **options):
@@ -44,6 +61,7 @@ class Command(BaseCommand):
                 customer=options["customer"],
                 plan=options["plan"],
                 call_id=options["call_id"],
+                at=options["at"],
             )
         )
         document = json.dumps(to_rtjson(decision), indent=2)
