@@ -1,8 +1,8 @@
 """Demo traffic: three hours of made-up outcome events, so the live traffic page and the
 trunk health column have something to show in `make demo`.
 
-The events go through the real path (kamailio.events parses them, the Aggregator counts
-and flushes them), as if Kamailio had sent them; only their content is invented, from a
+The events go through the real ingest (the Aggregator counts and flushes them, as it
+does what kamailio.events parsed off the wire); only their content is invented, from a
 seeded random generator so every run draws the same traffic. The first trunk of the
 tenant's route table used by the fewest routes is made to fail its last calls, which
 trips its health policy (the demo's examples in the README avoid it).
@@ -10,16 +10,16 @@ trips its health policy (the demo's examples in the README avoid it).
 
 from __future__ import annotations
 
-import json
 import random
 import time
 import uuid
+from dataclasses import replace
 
 from django.db.models import Count
 
-from kamailio.events import Attempt, CallEnd, parse_fields
 from outcomes.ingest import Aggregator
 from outcomes.models import OutcomeBucket
+from outcomes.records import Attempt, Attribution, CallEnd
 from routing.models import DialPrefix, Trunk
 from tenants.models import Tenant
 
@@ -57,19 +57,18 @@ def seed_traffic(tenant: Tenant, *, now: float | None = None, seed: int = 7) -> 
         for index, trunk in enumerate(trunks):
             answer_share = ANSWER_SHARES[index % len(ANSWER_SHARES)]
             for _ in range(draw.randint(2, 9)):
-                event = _attempt(draw, tenant, trunk, draw.choice(prefixes), answer_share)
-                event["at"] = minute + draw.random() * 59
-                counted += _add(aggregator, event)
-                if event["code"] == 200:
-                    end = {**event, "kind": "end", "duration_s": round(draw.expovariate(1 / 95), 1)}
-                    end.pop("code")
-                    counted += _add(aggregator, end)
+                attempt = _attempt(draw, tenant, trunk, draw.choice(prefixes), answer_share)
+                attempt = replace(attempt, of=replace(attempt.of, at=minute + draw.random() * 59))
+                counted += aggregator.add(attempt) is None
+                if attempt.answered:
+                    end = CallEnd(attempt.of, duration_s=round(draw.expovariate(1 / 95), 1))
+                    counted += aggregator.add(end) is None
     aggregator.flush()
     _trip_health(min(trunks, key=lambda trunk: (trunk.routes_using, -trunk.pk)), now)
     return counted
 
 
-def _attempt(draw, tenant: Tenant, trunk: Trunk, prefix: str, answer_share: float) -> dict:
+def _attempt(draw, tenant: Tenant, trunk: Trunk, prefix: str, answer_share: float) -> Attempt:
     roll = draw.random()
     if roll < answer_share:
         code = 200
@@ -77,28 +76,21 @@ def _attempt(draw, tenant: Tenant, trunk: Trunk, prefix: str, answer_share: floa
         code = draw.choice((503, 502, 408))
     else:
         code = draw.choice((486, 480, 404, 487, 603))
-    return {
-        "event": "sip-outcome",
-        "kind": "attempt",
-        "decision_id": uuid.UUID(int=draw.getrandbits(128)).hex,
-        "tenant": tenant.slug,
-        "route": 0,
-        "trunk_id": trunk.pk,
-        "trunk": trunk.name,
-        "carrier": trunk.carrier.name,
-        "prefix": prefix,
-        "customer": "",
-        "code": code,
-        "pdd_ms": draw.randint(800, 4500),
-        "answer_ms": draw.randint(3000, 15000) if code == 200 else None,
-    }
-
-
-def _add(aggregator: Aggregator, fields: dict) -> int:
-    event = parse_fields(json.loads(json.dumps(fields)))
-    if not isinstance(event, Attempt | CallEnd):
-        raise ValueError(f"demo event refused by the parser: {event}")
-    return 1 if aggregator.add(event) is None else 0
+    of = Attribution(
+        decision_id=uuid.UUID(int=draw.getrandbits(128)).hex,
+        tenant=tenant.slug,
+        route=0,
+        trunk_id=trunk.pk,
+        trunk=trunk.name,
+        carrier=trunk.carrier.name,
+        prefix=prefix,
+    )
+    return Attempt(
+        of,
+        code=code,
+        pdd_ms=draw.randint(800, 4500),
+        answer_ms=draw.randint(3000, 15000) if code == 200 else None,
+    )
 
 
 def _trip_health(trunk: Trunk, now: float) -> None:
