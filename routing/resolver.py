@@ -30,6 +30,14 @@ from routing.rows import (
     TenantRef,
     TrunkRow,
 )
+from routing.translation import (
+    DiallingContext,
+    RuleError,
+    TranslationFailed,
+    is_number,
+    normalise,
+    to_carrier,
+)
 from tenants.networks import IPAddress, NetworkError, network_contains, parse_address
 
 
@@ -269,6 +277,11 @@ def resolve(
             if not callee:
                 return fail(Outcome.INVALID, 400, "No callee", **common)
             common["callee"] = callee
+        inbound = translate_inbound(customer, callee=callee, caller=caller, trace=trace)
+        if isinstance(inbound, Refusal):
+            return fail(Outcome.INVALID, inbound.code, inbound.reason, **common)
+        callee, caller = inbound
+        common.update(callee=callee, caller=caller)
         plan_id, plan_name, customer_id = customer.plan_id, customer.plan_name, customer.id
         plan_margins = Margins(
             customer.plan_margin_percent, customer.plan_margin_absolute, customer.plan_max_cost
@@ -293,6 +306,7 @@ def resolve(
         percent=defaults.health_probe_percent,
     )
     pricing = Pricing(rates, plan_id, customer_id, digits, at, plan_margins)
+    outbound = OutboundNumbers(callee=callee, caller=caller, trace=trace)
     for position, (route, targets) in enumerate(fits):
         common.update(matched=route, beaten=tuple(row for row, _ in fits[position + 1 :]))
         if route.action == "reject":
@@ -313,7 +327,7 @@ def resolve(
                 for trunk in table.trunks(tenant.id)
             )
             trace.append(f"least cost over the tenant's {len(targets)} trunks")
-        usable = _usable_targets(targets, digits, probe, skipped, trace)
+        usable = _usable_targets(targets, digits, probe, outbound, skipped, trace)
         quotes: dict[int, RateQuote] = {}
         no_vendor = ""
         if route.strategy != "fixed" and usable:
@@ -345,7 +359,7 @@ def resolve(
     else:
         ordered = order_targets(usable, key=seed)
     routes = tuple(
-        _route(target, request, caller, callee, digits, defaults, quotes.get(target.id))
+        _route(target, request, outbound, digits, defaults, quotes.get(target.id))
         for target in ordered
     )
     trace.append(
@@ -420,6 +434,7 @@ def _usable_targets(
     targets: tuple[TargetRow, ...],
     digits: str | None,
     probe: _Probe,
+    outbound: OutboundNumbers,
     skipped: list[str],
     trace: list[str],
 ) -> list[TargetRow]:
@@ -433,8 +448,12 @@ def _usable_targets(
             why = "trunk is inactive"
         elif (unhealthy := _unhealthy(trunk, probe, trace)) is not None:
             why = unhealthy
-        elif digits is not None and trunk.strip_digits >= len(digits) > 0:
-            why = f"strips {trunk.strip_digits} digits and the number has only {len(digits)}"
+        elif (untranslatable := outbound.failure(trunk)) is not None:
+            why = untranslatable
+        elif digits is not None and trunk.strip_digits >= (
+            sent := len(outbound.of(trunk)[0].lstrip("+"))
+        ):
+            why = f"strips {trunk.strip_digits} digits and the number has only {sent}"
         else:
             usable.append(target)
             continue
@@ -745,6 +764,130 @@ def _specificity(
     )
 
 
+# --- Number translation (routing.translation) -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A call a pipeline stage refuses: the SIP code and reason Kamailio replies."""
+
+    code: int
+    reason: str
+
+
+def _inbound_context(customer: CustomerRow) -> DiallingContext | None:
+    """The customer's dialling context, or None when it does not translate its numbers."""
+    if not (
+        customer.country_code
+        or customer.international_prefix
+        or customer.inbound_callee_rules.strip()
+        or customer.inbound_caller_rules.strip()
+    ):
+        return None
+    return DiallingContext(
+        country_code=customer.country_code,
+        national_prefix=customer.national_prefix,
+        international_prefix=customer.international_prefix,
+    )
+
+
+def translate_inbound(
+    customer: CustomerRow, *, callee: str, caller: str, trace: list[str]
+) -> tuple[str, str] | Refusal:
+    """The callee and caller as E.164 digits by the customer's dialling context and rules,
+    before the route is matched; or why the call is refused.
+
+    A number that is not digits (a SIP user name, 'anonymous') is left as it is; a
+    translation that gives no usable number refuses the call: 484 for the callee, 403
+    for the caller.
+    """
+    context = _inbound_context(customer)
+    if context is None:
+        return callee, caller
+    numbers = []
+    for what, number, rules, refusal in (
+        ("callee", callee, customer.inbound_callee_rules, Refusal(484, "Address Incomplete")),
+        ("caller", caller, customer.inbound_caller_rules, Refusal(403, "Invalid Caller Number")),
+    ):
+        if not is_number(number):
+            if number:
+                trace.append(f"{what} {number!r} is not a number: not normalised")
+            numbers.append(number)
+            continue
+        try:
+            translated = normalise(number, context=context, rules=rules, what=what)
+        except (TranslationFailed, RuleError) as exc:
+            trace.append(f"{what} cannot be normalised for customer {customer.name}: {exc}")
+            return refusal
+        trace.append(translated.describe(what))
+        numbers.append(translated.number)
+    return numbers[0], numbers[1]
+
+
+class OutboundNumbers:
+    """The callee and caller of one call in each trunk's carrier's format.
+
+    Translated once per trunk (a trunk may be a target of several fallback routes); a
+    trunk whose translation fails is skipped with the reason (`failure`).
+    """
+
+    def __init__(self, *, callee: str, caller: str, trace: list[str]) -> None:
+        self.callee, self.caller, self.trace = callee, caller, trace
+        self._done: dict[int, tuple[str, str] | str] = {}
+
+    def failure(self, trunk: TrunkRow) -> str | None:
+        """Why the call's numbers cannot be sent to this trunk, or None."""
+        found = self._translate(trunk)
+        return found if isinstance(found, str) else None
+
+    def of(self, trunk: TrunkRow) -> tuple[str, str]:
+        """The callee and caller to send to this trunk (after `failure` said None)."""
+        found = self._translate(trunk)
+        if isinstance(found, str):
+            raise TranslationFailed(found)
+        return found
+
+    def _translate(self, trunk: TrunkRow) -> tuple[str, str] | str:
+        if trunk.id in self._done:
+            return self._done[trunk.id]
+        if not (
+            trunk.number_format
+            or trunk.outbound_callee_rules.strip()
+            or trunk.outbound_caller_rules.strip()
+        ):
+            self._done[trunk.id] = (self.callee, self.caller)
+            return self._done[trunk.id]
+        context = DiallingContext(
+            country_code=trunk.country_code,
+            national_prefix=trunk.national_prefix,
+            international_prefix=trunk.international_prefix,
+        )
+        numbers: list[str] = []
+        for what, number, rules in (
+            ("callee", self.callee, trunk.outbound_callee_rules),
+            ("caller", self.caller, trunk.outbound_caller_rules),
+        ):
+            if not is_number(number):
+                numbers.append(number)  # a SIP user name or 'anonymous': as it is
+                continue
+            try:
+                translated = to_carrier(
+                    number,
+                    number_format=trunk.number_format,
+                    context=context,
+                    rules=rules,
+                    what=what,
+                )
+            except ValueError as exc:  # TranslationFailed, RuleError, a bad stored format
+                self._done[trunk.id] = f"{what} cannot be translated: {exc}"
+                return self._done[trunk.id]
+            if translated.changed:
+                self.trace.append(f"for {trunk.label}: {translated.describe(what)}")
+            numbers.append(translated.number)
+        self._done[trunk.id] = (numbers[0], numbers[1])
+        return self._done[trunk.id]
+
+
 def _fitting_routes(
     entries: list[RouteEntry], digits: str | None, trace: list[str]
 ) -> list[RouteEntry]:
@@ -805,15 +948,17 @@ def _render(template: str, caller: str, callee: str) -> str:
 def _route(
     target: TargetRow,
     request: CallRequest,
-    caller: str,
-    callee: str,
+    outbound: OutboundNumbers,
     digits: str | None,
     defaults: RoutingDefaults,
     quote: RateQuote | None = None,
 ) -> Route:
     trunk = target.trunk
+    # The carrier's format and the trunk's rules first (routing.translation), then the
+    # digits it strips and its technical prefix.
+    callee, caller = outbound.of(trunk)
     if digits is not None and (trunk.strip_digits or trunk.tech_prefix):
-        user = trunk.tech_prefix + digits[trunk.strip_digits :]
+        user = trunk.tech_prefix + callee.lstrip("+")[trunk.strip_digits :]
     else:
         user = callee  # as dialled: a leading '+' is the caller's, not ours to drop
     host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
@@ -827,6 +972,9 @@ def _route(
             _render(trunk.from_display, caller, user) if trunk.from_display else request.from_name
         )
         from_uri = _render(trunk.from_uri, caller, user) if trunk.from_uri else request.from_uri
+    elif caller != outbound.caller and request.from_uri:
+        # The trunk translated the caller: the From user follows (display kept).
+        from_display, from_uri = request.from_name, _with_user(request.from_uri, caller)
     if trunk.rewrite_to:
         to_display = request.to_name
         to_uri = f"sip:{user}@{hostport}"
@@ -858,6 +1006,18 @@ def _route(
         currency=quote.currency if quote else "",
         rate_prefix=quote.prefix if quote else None,
     )
+
+
+def _with_user(uri: str, user: str) -> str:
+    """`uri` (a bare sip:, sips: or tel: URI) with its user part replaced by `user`."""
+    scheme, colon, rest = uri.partition(":")
+    if not colon or scheme.lower() not in ("sip", "sips", "tel"):
+        return uri
+    if scheme.lower() == "tel":
+        _number, semicolon, params = rest.partition(";")
+        return f"{scheme}:{user}{semicolon}{params}"
+    _old, at, host = rest.rpartition("@")
+    return f"{scheme}:{user}@{host}" if at else f"{scheme}:{user}@{rest}"
 
 
 def _header_pairs(text: str) -> list[tuple[str, str]]:
