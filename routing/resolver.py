@@ -450,8 +450,10 @@ def _usable_targets(
             why = unhealthy
         elif (untranslatable := outbound.failure(trunk)) is not None:
             why = untranslatable
-        elif digits is not None and trunk.strip_digits >= (
-            sent := len(outbound.of(trunk)[0].lstrip("+"))
+        elif (
+            trunk.strip_digits
+            and digits is not None
+            and trunk.strip_digits >= (sent := len(outbound.of(trunk)[0].lstrip("+")))
         ):
             why = f"strips {trunk.strip_digits} digits and the number has only {sent}"
         else:
