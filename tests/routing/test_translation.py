@@ -160,6 +160,15 @@ def test_bad_rules_are_refused_naming_the_rule(text, message):
         parse_rules(text)
 
 
+def test_fifty_rules_find_the_first_that_matches_in_one_pass():
+    text = "\n".join(f"^{900 + n}(\\d+)$ => {n}\\1" for n in range(49)) + "\n^9 => 8"
+    rules = parse_rules(text)
+    assert len(rules) == 50
+    assert rules.first_match("9101234")[0] == "101234"  # rule 11 (^910), not the last (^9)
+    assert rules.first_match("99")[0] == "89"
+    assert rules.first_match("1234") == ("1234", None)
+
+
 def test_at_most_50_rules():
     with pytest.raises(RuleError, match=r"Rule 51 .*at most 50"):
         parse_rules("\n".join([r"^(\d+)$ => \1"] * 51))
