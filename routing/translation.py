@@ -36,8 +36,8 @@ MAX_PATTERN = 200  # characters of one pattern
 MAX_NUMBER = 32  # digits of a translated number (routing.rows.MAX_PREFIX)
 ARROW = "=>"
 
-_DIGITS = re.compile(r"^[0-9]+$")
-_NUMBER = re.compile(r"^\+?[0-9]+$")
+_DIGITS = re.compile(r"[0-9]+")  # used with fullmatch: "$" would allow a final newline
+_NUMBER = re.compile(r"\+?[0-9]+")
 _REFERENCE = re.compile(r"\\(\d)")
 
 _OPTIONS = re2.Options()
@@ -214,7 +214,7 @@ def _replacement_parts(replacement: str, groups: int, where: str) -> tuple[str |
         if isinstance(part, int):
             continue
         text = part[1:] if n == 0 and part.startswith("+") else part
-        if text and not _DIGITS.match(text):
+        if text and not _DIGITS.fullmatch(text):
             raise RuleError(
                 f"{where}: the replacement {replacement!r} may only add digits (and a leading "
                 f"+) around group references such as \\1; {text!r} is not digits."
@@ -334,16 +334,16 @@ def _ordinal(rule: Rule) -> str:
 
 def _check(result: str, original: str, steps: list[str], *, plus: bool) -> None:
     valid = _NUMBER if plus else _DIGITS
-    if not result or not valid.match(result) or len(result.lstrip("+")) > MAX_NUMBER:
+    if not result or not valid.fullmatch(result) or len(result.lstrip("+")) > MAX_NUMBER:
         what = "an empty number" if not result else f"{result!r}, not a number"
-        if result and valid.match(result):
+        if result and valid.fullmatch(result):
             what = f"{result!r}, longer than {MAX_NUMBER} digits"
         raise TranslationFailed(f"{original} gives {what} ({', then '.join(steps)})")
 
 
 def is_number(text: str) -> bool:
     """Whether `text` is digits, maybe after a '+': what translation applies to."""
-    return bool(_NUMBER.match(text or ""))
+    return bool(_NUMBER.fullmatch(text or ""))
 
 
 def validate_rules(text: str) -> None:
