@@ -829,13 +829,15 @@ def translate_inbound(
 class OutboundNumbers:
     """The callee and caller of one call in each trunk's carrier's format.
 
-    Translated once per trunk (a trunk may be a target of several fallback routes); a
-    trunk whose translation fails is skipped with the reason (`failure`).
+    Translated once per set of translation settings (a carrier's trunks usually share
+    them, and a trunk may be a target of several fallback routes); a trunk whose
+    translation fails is skipped with the reason (`failure`).
     """
 
     def __init__(self, *, callee: str, caller: str, trace: list[str]) -> None:
         self.callee, self.caller, self.trace = callee, caller, trace
-        self._done: dict[int, tuple[str, str] | str] = {}
+        self._by_trunk: dict[int, tuple[str, str] | str] = {}
+        self._by_settings: dict[tuple[str, ...], tuple[tuple[str, str] | str, list[str]]] = {}
 
     def failure(self, trunk: TrunkRow) -> str | None:
         """Why the call's numbers cannot be sent to this trunk, or None."""
@@ -850,21 +852,36 @@ class OutboundNumbers:
         return found
 
     def _translate(self, trunk: TrunkRow) -> tuple[str, str] | str:
-        if trunk.id in self._done:
-            return self._done[trunk.id]
-        if not (
-            trunk.number_format
-            or trunk.outbound_callee_rules.strip()
-            or trunk.outbound_caller_rules.strip()
-        ):
-            self._done[trunk.id] = (self.callee, self.caller)
-            return self._done[trunk.id]
+        found = self._by_trunk.get(trunk.id)
+        if found is not None:
+            return found
+        settings = (
+            trunk.number_format,
+            trunk.country_code,
+            trunk.national_prefix,
+            trunk.international_prefix,
+            trunk.outbound_callee_rules,
+            trunk.outbound_caller_rules,
+        )
+        if not (settings[0] or settings[4].strip() or settings[5].strip()):
+            found = self._by_trunk[trunk.id] = (self.callee, self.caller)
+            return found
+        if settings not in self._by_settings:
+            self._by_settings[settings] = self._to_carrier(trunk)
+        found, changes = self._by_settings[settings]
+        self.trace.extend(f"for {trunk.label}: {change}" for change in changes)
+        self._by_trunk[trunk.id] = found
+        return found
+
+    def _to_carrier(self, trunk: TrunkRow) -> tuple[tuple[str, str] | str, list[str]]:
+        """The numbers for a trunk's settings (or why not), and what changed, for the trace."""
         context = DiallingContext(
             country_code=trunk.country_code,
             national_prefix=trunk.national_prefix,
             international_prefix=trunk.international_prefix,
         )
         numbers: list[str] = []
+        changes: list[str] = []
         for what, number, rules in (
             ("callee", self.callee, trunk.outbound_callee_rules),
             ("caller", self.caller, trunk.outbound_caller_rules),
@@ -881,13 +898,11 @@ class OutboundNumbers:
                     what=what,
                 )
             except ValueError as exc:  # TranslationFailed, RuleError, a bad stored format
-                self._done[trunk.id] = f"{what} cannot be translated: {exc}"
-                return self._done[trunk.id]
+                return f"{what} cannot be translated: {exc}", []
             if translated.changed:
-                self.trace.append(f"for {trunk.label}: {translated.describe(what)}")
+                changes.append(translated.describe(what))
             numbers.append(translated.number)
-        self._done[trunk.id] = (numbers[0], numbers[1])
-        return self._done[trunk.id]
+        return (numbers[0], numbers[1]), changes
 
 
 def _fitting_routes(

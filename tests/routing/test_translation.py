@@ -523,3 +523,20 @@ def test_the_compiled_table_translates_like_the_database(tenant_a, trunks_a):
         database = resolve(request, table=DatabaseRouteTable())
         assert resolve(request, table=compiled).routes == database.routes
         assert database.routes
+
+
+@pytestmark_db
+def test_trunks_sharing_settings_each_get_the_translation_and_a_trace_line(tenant_a):
+    french_customer(tenant_a)
+    first = make_trunk(tenant_a, "one", number_format="plus")
+    second = make_trunk(tenant_a, "two", number_format="plus")
+    make_route(tenant_a, "33", first, second)
+    decision = call("0612345678")
+    assert [route.uri for route in decision.routes] == [
+        "sip:+33612345678@one.example.net",
+        "sip:+33612345678@two.example.net",
+    ]
+    for name in ("one", "two"):
+        assert f"for Carrier/{name}: callee 33612345678 → +33612345678 (E.164 with +)" in (
+            decision.trace
+        )
