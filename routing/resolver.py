@@ -306,7 +306,7 @@ def resolve(
         percent=defaults.health_probe_percent,
     )
     pricing = Pricing(rates, plan_id, customer_id, digits, at, plan_margins)
-    outbound = OutboundNumbers(callee=callee, caller=caller, trace=trace)
+    outbound = OutboundNumbers(callee=callee, caller=caller)
     for position, (route, targets) in enumerate(fits):
         common.update(matched=route, beaten=tuple(row for row, _ in fits[position + 1 :]))
         if route.action == "reject":
@@ -362,6 +362,8 @@ def resolve(
         _route(target, request, outbound, digits, defaults, quotes.get(target.id))
         for target in ordered
     )
+    for target in ordered:  # in route order, so both route tables give the same trace
+        trace.extend(outbound.changes(target.trunk))
     trace.append(
         f"{route.routing_mode} to "
         + ", ".join(f"{r.carrier}/{r.trunk} (p{r.priority} w{r.weight})" for r in routes)
@@ -834,10 +836,11 @@ class OutboundNumbers:
     translation fails is skipped with the reason (`failure`).
     """
 
-    def __init__(self, *, callee: str, caller: str, trace: list[str]) -> None:
-        self.callee, self.caller, self.trace = callee, caller, trace
+    def __init__(self, *, callee: str, caller: str) -> None:
+        self.callee, self.caller = callee, caller
         self._by_trunk: dict[int, tuple[str, str] | str] = {}
         self._by_settings: dict[tuple[str, ...], tuple[tuple[str, str] | str, list[str]]] = {}
+        self._changes: dict[int, list[str]] = {}
 
     def failure(self, trunk: TrunkRow) -> str | None:
         """Why the call's numbers cannot be sent to this trunk, or None."""
@@ -868,10 +871,13 @@ class OutboundNumbers:
             return found
         if settings not in self._by_settings:
             self._by_settings[settings] = self._to_carrier(trunk)
-        found, changes = self._by_settings[settings]
-        self.trace.extend(f"for {trunk.label}: {change}" for change in changes)
+        found, self._changes[trunk.id] = self._by_settings[settings]
         self._by_trunk[trunk.id] = found
         return found
+
+    def changes(self, trunk: TrunkRow) -> list[str]:
+        """What the trunk's translation changed, for the trace of the routes it is in."""
+        return [f"for {trunk.label}: {change}" for change in self._changes.get(trunk.id, ())]
 
     def _to_carrier(self, trunk: TrunkRow) -> tuple[tuple[str, str] | str, list[str]]:
         """The numbers for a trunk's settings (or why not), and what changed, for the trace."""
