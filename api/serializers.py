@@ -599,6 +599,12 @@ class CustomerSerializer(ScopedModelSerializer):
             "tech_prefix",
             "account",
             "sources",
+            # Inbound number translation (routing.translation).
+            "country_code",
+            "national_prefix",
+            "international_prefix",
+            "inbound_callee_rules",
+            "inbound_caller_rules",
             "description",
         ]
         validators: list = []

@@ -37,6 +37,33 @@ class Strategy(models.TextChoices):
     LCR_ALL = "lcr_all", "Least cost: every trunk of the tenant, cheapest first"
 
 
+class NumberFormat(models.TextChoices):
+    """How a trunk's carrier wants numbers written (routing.translation.NumberFormat)."""
+
+    AS_ROUTED = "", "As routed (unchanged)"
+    E164 = "e164", "E.164 digits: 33612345678"
+    PLUS = "plus", "E.164 with +: +33612345678"
+    INTERNATIONAL = "international", "International prefix: 0033612345678"
+    NATIONAL = "national", "National in the trunk's country: 0612345678"
+
+
+RULES_HELP = (
+    "Ordered rules, one per line: PATTERN => REPLACEMENT, e.g. ^0044(\\d+)$ => 44\\1. "
+    "The first rule whose pattern is found applies (like Kamailio's dialplan) and replaces "
+    "what it matched; lines starting with # are comments. Patterns are RE2 syntax (no "
+    "back-references or look-around, so no pattern can slow a call down); a replacement is "
+    "digits, a leading + and groups \\1 to \\9."
+)
+
+
+def _rules(help_text: str):
+    return models.TextField(
+        blank=True,
+        validators=[validators.validate_translation_rules],
+        help_text=f"{help_text} {RULES_HELP}",
+    )
+
+
 def _money(**options):
     """A rate per minute or a margin in the deck's currency (6 decimals, as decks)."""
     return models.DecimalField(
@@ -214,6 +241,47 @@ class Trunk(models.Model):
         "codes or classes, e.g. 5xx, 408, 486. Empty: the Kamailio config's default (5xx and "
         "408 in the shipped configs).",
     )
+    # Number translation (routing.translation): the carrier's format, then its rules,
+    # then strip_digits and tech_prefix.
+    number_format = models.CharField(
+        max_length=13,
+        blank=True,
+        choices=NumberFormat.choices,
+        default=NumberFormat.AS_ROUTED,
+        help_text="How this carrier wants the called and calling numbers (R-URI user, From "
+        "user, {caller} in headers such as P-Asserted-Identity). National writes numbers of "
+        "the trunk's country with its national prefix and others with its international "
+        "prefix. As routed: the number as dialled, or E.164 digits when the customer "
+        "normalises its numbers.",
+    )
+    country_code = models.CharField(
+        max_length=3,
+        blank=True,
+        validators=[validators.validate_country_code],
+        help_text="The carrier's country code, for the national format, e.g. 33.",
+    )
+    national_prefix = models.CharField(
+        max_length=4,
+        blank=True,
+        default="0",
+        validators=[validators.validate_dialling_prefix],
+        help_text="Put before national numbers in the national format, e.g. 0.",
+    )
+    international_prefix = models.CharField(
+        max_length=4,
+        blank=True,
+        default="00",
+        validators=[validators.validate_dialling_prefix],
+        help_text="Put before international numbers in the international and national "
+        "formats, e.g. 00 (011 in North America).",
+    )
+    outbound_callee_rules = _rules(
+        "Rules for the called number after the format, before digits are stripped and "
+        "the tech prefix added."
+    )
+    outbound_caller_rules = _rules(
+        "Rules for the calling number after the format (From user, {caller} placeholders)."
+    )
     is_active = models.BooleanField(
         default=True, help_text="Untick to skip this trunk in every route that uses it."
     )
@@ -315,6 +383,12 @@ class Trunk(models.Model):
                 violation_error_message="A calls-per-second cap is at least 1 (empty: no cap).",
             ),
             models.CheckConstraint(
+                condition=Q(number_format__in=NumberFormat.values),
+                name="trunk_number_format_valid",
+                violation_error_message="Number format must be empty, e164, plus, "
+                "international or national.",
+            ),
+            models.CheckConstraint(
                 condition=Q(health_window__gte=10, health_window__lte=3600),
                 name="trunk_health_window_range",
                 violation_error_message="The health window is 10 to 3600 seconds.",
@@ -345,6 +419,10 @@ class Trunk(models.Model):
     def clean(self) -> None:
         if self.host:
             self.host = self.host.strip().strip("[]")
+        if self.number_format == NumberFormat.NATIONAL and not self.country_code:
+            raise ValidationError(
+                {"country_code": "The national format needs the carrier's country code."}
+            )
 
 
 class RoutingPlan(MarginFields):
@@ -424,6 +502,32 @@ class Customer(models.Model):
         help_text="The value of the account header (X-Account in the shipped Kamailio "
         "configs) that the SBC in front sets on this customer's calls.",
     )
+    # Inbound number translation (routing.translation): the dialling context makes the
+    # callee and caller E.164 before the route is matched, then the rules apply.
+    country_code = models.CharField(
+        max_length=3,
+        blank=True,
+        validators=[validators.validate_country_code],
+        help_text="The customer's country code, e.g. 33: a national number (0612345678) "
+        "becomes 33612345678 before it is routed. Empty: numbers are not normalised.",
+    )
+    national_prefix = models.CharField(
+        max_length=4,
+        blank=True,
+        validators=[validators.validate_dialling_prefix],
+        help_text="The customer's national dialling prefix, e.g. 0 (needs the country code).",
+    )
+    international_prefix = models.CharField(
+        max_length=4,
+        blank=True,
+        validators=[validators.validate_dialling_prefix],
+        help_text="The customer's international dialling prefix, e.g. 00 (011 in North "
+        "America): 0044207... becomes 44207.... A leading + is always international.",
+    )
+    inbound_callee_rules = _rules(
+        "Rules for the called number, after the dialling prefixes and before routing."
+    )
+    inbound_caller_rules = _rules("Rules for the calling number, after the dialling prefixes.")
     description = models.TextField(blank=True)
 
     history = HistoricalRecords()
@@ -456,6 +560,10 @@ class Customer(models.Model):
         return self.name
 
     def clean(self) -> None:
+        if self.national_prefix and not self.country_code:
+            raise ValidationError(
+                {"country_code": "A national prefix needs the country code it stands for."}
+            )
         if self.plan_id and self.tenant_id:
             try:
                 plan_tenant = self.plan.tenant_id

@@ -31,6 +31,14 @@ from routing.rows import (
     TenantRef,
     TrunkRow,
 )
+from routing.translation import (
+    DiallingContext,
+    RuleError,
+    TranslationFailed,
+    is_number,
+    normalise,
+    to_carrier,
+)
 from tenants.networks import IPAddress, NetworkError, network_contains, parse_address
 
 
@@ -303,6 +311,11 @@ def resolve(
             if not callee:
                 return fail(Outcome.INVALID, 400, "No callee", **common)
             common["callee"] = callee
+        inbound = translate_inbound(customer, callee=callee, caller=caller, trace=trace)
+        if isinstance(inbound, Refusal):
+            return fail(Outcome.INVALID, inbound.code, inbound.reason, **common)
+        callee, caller = inbound
+        common.update(callee=callee, caller=caller)
         plan_id, plan_name, customer_id = customer.plan_id, customer.plan_name, customer.id
         plan_margins = Margins(
             customer.plan_margin_percent, customer.plan_margin_absolute, customer.plan_max_cost
@@ -340,6 +353,7 @@ def resolve(
         percent=defaults.health_probe_percent,
     )
     pricing = Pricing(rates, plan_id, customer_id, digits, at, plan_margins)
+    outbound = OutboundNumbers(callee=callee, caller=caller)
     for position, (route, targets) in enumerate(fits):
         common.update(matched=route, beaten=tuple(row for row, _ in fits[position + 1 :]))
         if route.action == "reject":
@@ -360,7 +374,7 @@ def resolve(
                 for trunk in table.trunks(tenant.id)
             )
             trace.append(f"least cost over the tenant's {len(targets)} trunks")
-        usable = _usable_targets(targets, digits, probe, rules, skipped, trace)
+        usable = _usable_targets(targets, digits, probe, rules, outbound, skipped, trace)
         quotes: dict[int, RateQuote] = {}
         no_vendor = ""
         if route.strategy != "fixed" and usable:
@@ -392,9 +406,11 @@ def resolve(
     else:
         ordered = order_targets(usable, key=seed)
     routes = tuple(
-        _route(target, request, caller, callee, digits, defaults, quotes.get(target.id))
+        _route(target, request, outbound, digits, defaults, quotes.get(target.id))
         for target in ordered
     )
+    for target in ordered:  # in route order, so both route tables give the same trace
+        trace.extend(outbound.changes(target.trunk))
     trace.append(
         f"{route.routing_mode} to "
         + ", ".join(f"{r.carrier}/{r.trunk} (p{r.priority} w{r.weight})" for r in routes)
@@ -509,6 +525,7 @@ def _usable_targets(
     digits: str | None,
     probe: _Probe,
     rules: _Rules,
+    outbound: OutboundNumbers,
     skipped: list[str],
     trace: list[str],
 ) -> list[TargetRow]:
@@ -524,8 +541,14 @@ def _usable_targets(
             why = "trunk is inactive"
         elif (unhealthy := _unhealthy(trunk, probe, trace)) is not None:
             why = unhealthy
-        elif digits is not None and trunk.strip_digits >= len(digits) > 0:
-            why = f"strips {trunk.strip_digits} digits and the number has only {len(digits)}"
+        elif (untranslatable := outbound.failure(trunk)) is not None:
+            why = untranslatable
+        elif (
+            trunk.strip_digits
+            and digits is not None
+            and trunk.strip_digits >= (sent := len(outbound.of(trunk)[0].lstrip("+")))
+        ):
+            why = f"strips {trunk.strip_digits} digits and the number has only {sent}"
         else:
             usable.append(target)
             continue
@@ -841,6 +864,149 @@ def _schedule_name(rules: _Rules, schedule_id: int | None) -> str:
     return schedule.name if schedule else str(schedule_id)
 
 
+# --- Number translation (routing.translation) -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A call a pipeline stage refuses: the SIP code and reason Kamailio replies."""
+
+    code: int
+    reason: str
+
+
+def _inbound_context(customer: CustomerRow) -> DiallingContext | None:
+    """The customer's dialling context, or None when it does not translate its numbers."""
+    if not (
+        customer.country_code
+        or customer.international_prefix
+        or customer.inbound_callee_rules.strip()
+        or customer.inbound_caller_rules.strip()
+    ):
+        return None
+    return DiallingContext(
+        country_code=customer.country_code,
+        national_prefix=customer.national_prefix,
+        international_prefix=customer.international_prefix,
+    )
+
+
+def translate_inbound(
+    customer: CustomerRow, *, callee: str, caller: str, trace: list[str]
+) -> tuple[str, str] | Refusal:
+    """The callee and caller as E.164 digits by the customer's dialling context and rules,
+    before the route is matched; or why the call is refused.
+
+    A number that is not digits (a SIP user name, 'anonymous') is left as it is; a
+    translation that gives no usable number refuses the call: 484 for the callee, 403
+    for the caller.
+    """
+    context = _inbound_context(customer)
+    if context is None:
+        return callee, caller
+    numbers = []
+    for what, number, rules, refusal in (
+        ("callee", callee, customer.inbound_callee_rules, Refusal(484, "Address Incomplete")),
+        ("caller", caller, customer.inbound_caller_rules, Refusal(403, "Invalid Caller Number")),
+    ):
+        if not is_number(number):
+            if number:
+                trace.append(f"{what} {number!r} is not a number: not normalised")
+            numbers.append(number)
+            continue
+        try:
+            translated = normalise(number, context=context, rules=rules, what=what)
+        except (TranslationFailed, RuleError) as exc:
+            trace.append(f"{what} cannot be normalised for customer {customer.name}: {exc}")
+            return refusal
+        trace.append(translated.describe(what))
+        numbers.append(translated.number)
+    return numbers[0], numbers[1]
+
+
+class OutboundNumbers:
+    """The callee and caller of one call in each trunk's carrier's format.
+
+    Translated once per set of translation settings (a carrier's trunks usually share
+    them, and a trunk may be a target of several fallback routes); a trunk whose
+    translation fails is skipped with the reason (`failure`).
+    """
+
+    def __init__(self, *, callee: str, caller: str) -> None:
+        self.callee, self.caller = callee, caller
+        self._by_trunk: dict[int, tuple[str, str] | str] = {}
+        self._by_settings: dict[tuple[str, ...], tuple[tuple[str, str] | str, list[str]]] = {}
+        self._changes: dict[int, list[str]] = {}
+
+    def failure(self, trunk: TrunkRow) -> str | None:
+        """Why the call's numbers cannot be sent to this trunk, or None."""
+        found = self._translate(trunk)
+        return found if isinstance(found, str) else None
+
+    def of(self, trunk: TrunkRow) -> tuple[str, str]:
+        """The callee and caller to send to this trunk (after `failure` said None)."""
+        found = self._translate(trunk)
+        if isinstance(found, str):
+            raise TranslationFailed(found)
+        return found
+
+    def _translate(self, trunk: TrunkRow) -> tuple[str, str] | str:
+        found = self._by_trunk.get(trunk.id)
+        if found is not None:
+            return found
+        settings = (
+            trunk.number_format,
+            trunk.country_code,
+            trunk.national_prefix,
+            trunk.international_prefix,
+            trunk.outbound_callee_rules,
+            trunk.outbound_caller_rules,
+        )
+        if not (settings[0] or settings[4].strip() or settings[5].strip()):
+            found = self._by_trunk[trunk.id] = (self.callee, self.caller)
+            return found
+        if settings not in self._by_settings:
+            self._by_settings[settings] = self._to_carrier(trunk)
+        found, self._changes[trunk.id] = self._by_settings[settings]
+        self._by_trunk[trunk.id] = found
+        return found
+
+    def changes(self, trunk: TrunkRow) -> list[str]:
+        """What the trunk's translation changed, for the trace of the routes it is in."""
+        return [f"for {trunk.label}: {change}" for change in self._changes.get(trunk.id, ())]
+
+    def _to_carrier(self, trunk: TrunkRow) -> tuple[tuple[str, str] | str, list[str]]:
+        """The numbers for a trunk's settings (or why not), and what changed, for the trace."""
+        context = DiallingContext(
+            country_code=trunk.country_code,
+            national_prefix=trunk.national_prefix,
+            international_prefix=trunk.international_prefix,
+        )
+        numbers: list[str] = []
+        changes: list[str] = []
+        for what, number, rules in (
+            ("callee", self.callee, trunk.outbound_callee_rules),
+            ("caller", self.caller, trunk.outbound_caller_rules),
+        ):
+            if not is_number(number):
+                numbers.append(number)  # a SIP user name or 'anonymous': as it is
+                continue
+            try:
+                translated = to_carrier(
+                    number,
+                    number_format=trunk.number_format,
+                    context=context,
+                    rules=rules,
+                    what=what,
+                )
+            except ValueError as exc:  # TranslationFailed, RuleError, a bad stored format
+                return f"{what} cannot be translated: {exc}", []
+            if translated.changed:
+                changes.append(translated.describe(what))
+            numbers.append(translated.number)
+        return (numbers[0], numbers[1]), changes
+
+
 def _fitting_routes(
     entries: list[RouteEntry],
     digits: str | None,
@@ -911,15 +1077,17 @@ def _render(template: str, caller: str, callee: str) -> str:
 def _route(
     target: TargetRow,
     request: CallRequest,
-    caller: str,
-    callee: str,
+    outbound: OutboundNumbers,
     digits: str | None,
     defaults: RoutingDefaults,
     quote: RateQuote | None = None,
 ) -> Route:
     trunk = target.trunk
+    # The carrier's format and the trunk's rules first (routing.translation), then the
+    # digits it strips and its technical prefix.
+    callee, caller = outbound.of(trunk)
     if digits is not None and (trunk.strip_digits or trunk.tech_prefix):
-        user = trunk.tech_prefix + digits[trunk.strip_digits :]
+        user = trunk.tech_prefix + callee.lstrip("+")[trunk.strip_digits :]
     else:
         user = callee  # as dialled: a leading '+' is the caller's, not ours to drop
     host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
@@ -933,6 +1101,9 @@ def _route(
             _render(trunk.from_display, caller, user) if trunk.from_display else request.from_name
         )
         from_uri = _render(trunk.from_uri, caller, user) if trunk.from_uri else request.from_uri
+    elif caller != outbound.caller and request.from_uri:
+        # The trunk translated the caller: the From user follows (display kept).
+        from_display, from_uri = request.from_name, _with_user(request.from_uri, caller)
     if trunk.rewrite_to:
         to_display = request.to_name
         to_uri = f"sip:{user}@{hostport}"
@@ -964,6 +1135,18 @@ def _route(
         currency=quote.currency if quote else "",
         rate_prefix=quote.prefix if quote else None,
     )
+
+
+def _with_user(uri: str, user: str) -> str:
+    """`uri` (a bare sip:, sips: or tel: URI) with its user part replaced by `user`."""
+    scheme, colon, rest = uri.partition(":")
+    if not colon or scheme.lower() not in ("sip", "sips", "tel"):
+        return uri
+    if scheme.lower() == "tel":
+        _number, semicolon, params = rest.partition(";")
+        return f"{scheme}:{user}{semicolon}{params}"
+    _old, at, host = rest.rpartition("@")
+    return f"{scheme}:{user}@{host}" if at else f"{scheme}:{user}@{rest}"
 
 
 def _header_pairs(text: str) -> list[tuple[str, str]]:

@@ -142,6 +142,12 @@ class CustomerRow:
     plan_max_cost: Decimal | None = column(
         Kind.DECIMAL, null=True, sql="pl.max_cost", orm="plan__max_cost", places=6
     )
+    # Inbound number translation (routing.translation).
+    country_code: str = column(Kind.TEXT, sql="cu.country_code")
+    national_prefix: str = column(Kind.TEXT, sql="cu.national_prefix")
+    international_prefix: str = column(Kind.TEXT, sql="cu.international_prefix")
+    inbound_callee_rules: str = column(Kind.TEXT, sql="cu.inbound_callee_rules")
+    inbound_caller_rules: str = column(Kind.TEXT, sql="cu.inbound_caller_rules")
     sources: tuple[tuple[str, int | None], ...] = field(default=(), metadata={"column": None})
 
 
@@ -207,6 +213,13 @@ class TrunkRow:
     failover_codes: str = column(Kind.TEXT, sql="tr.failover_codes")
     max_calls: int | None = column(Kind.INT, null=True, sql="tr.max_calls")
     max_cps: int | None = column(Kind.INT, null=True, sql="tr.max_cps")
+    # Outbound number translation (routing.translation).
+    number_format: str = column(Kind.TEXT, sql="tr.number_format")
+    country_code: str = column(Kind.TEXT, sql="tr.country_code")
+    national_prefix: str = column(Kind.TEXT, sql="tr.national_prefix")
+    international_prefix: str = column(Kind.TEXT, sql="tr.international_prefix")
+    outbound_callee_rules: str = column(Kind.TEXT, sql="tr.outbound_callee_rules")
+    outbound_caller_rules: str = column(Kind.TEXT, sql="tr.outbound_caller_rules")
     # Its health (routing.health; a LEFT JOIN: no row is healthy, automatic).
     health_state: str = column(Kind.TEXT, sql="th.state", orm="health__state")
     health_since: float | None = column(Kind.TIME, null=True, sql="th.since", orm="health__since")

@@ -12,6 +12,8 @@ import re
 
 from django.core.exceptions import ValidationError
 
+from routing.translation import RuleError, validate_rules
+
 # RFC 1123 host names (labels of letters, digits and hyphens).
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
@@ -221,3 +223,29 @@ def parse_header_lines(value: str) -> list[tuple[str, str]]:
 
 def validate_header_lines(value: str) -> None:
     parse_header_lines(value)
+
+
+def validate_country_code(value: str) -> None:
+    """An E.164 country code: 1 to 3 digits, not starting with 0 (33, 44, 1, 358)."""
+    if value and not re.fullmatch(r"[1-9][0-9]{0,2}", value):
+        raise ValidationError(
+            "A country code is 1 to 3 digits without '+' or a leading 0, e.g. 33 or 1.",
+            code="invalid_country_code",
+        )
+
+
+def validate_dialling_prefix(value: str) -> None:
+    """A national or international dialling prefix: digits, e.g. 0, 00, 011."""
+    if value and not re.fullmatch(r"[0-9]{1,4}", value):
+        raise ValidationError(
+            "A dialling prefix is 1 to 4 digits, e.g. 0 (national) or 00 (international).",
+            code="invalid_dialling_prefix",
+        )
+
+
+def validate_translation_rules(value: str) -> None:
+    """Number translation rules (routing.translation): each names itself when refused."""
+    try:
+        validate_rules(value)
+    except RuleError as exc:
+        raise ValidationError(str(exc), code="invalid_rules") from None

@@ -45,6 +45,23 @@ TRUNK_FIELDSETS = (
         {"fields": ["tech_prefix", "strip_digits", "from_display", "from_uri", "rewrite_to"]},
     ),
     (
+        "Number translation",
+        {
+            "classes": ["collapse"],
+            "description": "How this carrier wants the called and calling numbers: the "
+            "format first, then the rules, then the digits stripped and the tech prefix "
+            "above. See docs/translation.md.",
+            "fields": [
+                "number_format",
+                "country_code",
+                "national_prefix",
+                "international_prefix",
+                "outbound_callee_rules",
+                "outbound_caller_rules",
+            ],
+        },
+    ),
+    (
         "Kamailio branch",
         {
             "classes": ["collapse"],
@@ -570,6 +587,23 @@ class CustomerAdmin(
     fieldsets = (
         (None, {"fields": ["tenant", "name", "plan", "is_active", "description"]}),
         ("How its calls are recognised", {"fields": ["is_default", "tech_prefix", "account"]}),
+        (
+            "Number translation",
+            {
+                "classes": ["collapse"],
+                "description": "How this customer dials: its callee and caller become E.164 "
+                "(e.g. 0612345678 → 33612345678 with country 33 and national prefix 0), then "
+                "its rules apply, before the route is matched. Leave it all empty to route "
+                "numbers as they are dialled. See docs/translation.md.",
+                "fields": [
+                    "country_code",
+                    "national_prefix",
+                    "international_prefix",
+                    "inbound_callee_rules",
+                    "inbound_caller_rules",
+                ],
+            },
+        ),
     )
 
     def get_queryset(self, request):

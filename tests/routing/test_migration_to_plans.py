@@ -29,6 +29,13 @@ OLD_TRUNK = (
     .replace("tr.failover_codes", "''")
     .replace("tr.max_calls", "NULL")
     .replace("tr.max_cps", "NULL")
+    # No number translation before 0012: the defaults.
+    .replace("tr.number_format", "''")
+    .replace("tr.country_code", "''")
+    .replace("tr.national_prefix", "'0'")
+    .replace("tr.international_prefix", "'00'")
+    .replace("tr.outbound_callee_rules", "''")
+    .replace("tr.outbound_caller_rules", "''")
     # No health rows before 0011: every trunk healthy, automatic.
     .replace("th.state", "''")
     .replace("th.since", "NULL")
