@@ -157,7 +157,7 @@ def sample_calls(count: int, seed: int = 6) -> list:
     return [call.request for call in customer_calls(count, seed)]
 
 
-def timed(calls: list, table, count: int) -> tuple[list[float], float, dict]:
+def timed(calls: list, table, count: int, screen=None) -> tuple[list[float], float, dict]:
     from routing.resolver import resolve
 
     latencies, outcomes = [], {}
@@ -165,7 +165,7 @@ def timed(calls: list, table, count: int) -> tuple[list[float], float, dict]:
     started = clock()
     for n in range(count):
         before = clock()
-        decision = resolve(calls[n % len(calls)], table=table)
+        decision = resolve(calls[n % len(calls)], table=table, screen=screen)
         latencies.append(clock() - before)
         outcomes[decision.outcome] = outcomes.get(decision.outcome, 0) + 1
     return latencies, clock() - started, outcomes
@@ -267,6 +267,12 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile 20,000 compiled decisions too."
     )
+    parser.add_argument(
+        "--screen",
+        action="store_true",
+        help="Also time the compiled resolver with this process's blocklist store as its "
+        "screen (the blocklists in the bench database, see bench/README.md).",
+    )
     args = parser.parse_args()
     print(machine())
     setup_django()
@@ -318,6 +324,14 @@ def main() -> None:
     timed(requests, compiled, 2000)  # warm up
     latencies, seconds, outcomes = timed(requests, compiled, args.calls)
     print(summary("compiled resolver", latencies, seconds), outcomes)
+    if args.screen:
+        from blocklists.lookup import block_store
+
+        screen = block_store()
+        screen.wait_ready(120)  # every list compiled
+        timed(requests, compiled, 2000, screen)  # warm up
+        latencies, seconds, outcomes = timed(requests, compiled, args.calls, screen)
+        print(summary("compiled resolver + blocklist screen", latencies, seconds), outcomes)
     ruled = Counter()
     for request in requests[:5000]:
         matched = resolve(request, table=compiled).matched
