@@ -222,6 +222,9 @@ class PrefixRowSerializer(serializers.Serializer):
     description = serializers.CharField()
     is_final = serializers.BooleanField()
     caller_prefix = serializers.CharField(help_text="Callers this route is for (empty: any).")
+    caller_pattern = serializers.CharField(
+        help_text="RE2 pattern the caller's digits must fully match (empty: none)."
+    )
     schedule_id = serializers.IntegerField(
         allow_null=True, help_text="The route's schedule (null: always)."
     )

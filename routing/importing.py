@@ -12,8 +12,10 @@ Only `prefix` is required in the header; a missing column takes its default
 (any caller, no schedule, action route, routing mode serial, no targets, no bounds,
 active, not final). Targets are `carrier/trunk:priority:weight` separated by `|`,
 naming trunks of the tenant, each optionally followed by `@schedule`. Schedules are
-named (the tenant's); a route is keyed by (prefix, caller_prefix, schedule), and
-scheduled routes of one prefix and caller prefix that may overlap are refused.
+named (the tenant's); a route is keyed by (prefix, caller_prefix, caller_pattern,
+schedule), and scheduled routes of one prefix and caller condition that may overlap
+are refused. A caller pattern is RE2 (routing.translation.caller_pattern), and a row
+has a caller prefix or a caller pattern, not both.
 
 Every row is checked before anything is written, and every bad row is reported
 with its line and column. The write is one transaction: calls see the old table
@@ -42,6 +44,8 @@ from routing import schedules as schedule_rules
 from routing.models import DialPrefix, ImportRecord, RoutingPlan, Schedule, Trunk, describe_route
 from routing.rows import CSV_COLUMNS, MAX_PREFIX, Column, Kind, csv_route_columns
 from routing.services import plan_of, require_tenant
+from routing.translation import MAX_PATTERN as MAX_CALLER_PATTERN
+from routing.translation import RuleError, caller_pattern
 from tenants.models import Tenant
 
 COLUMNS = CSV_COLUMNS
@@ -81,7 +85,8 @@ class ImportFailed(Exception):
 
 
 Target = tuple[int, int, int, int | None]  # (trunk id, priority, weight, schedule id)
-RouteKey = tuple[str, str, int | None]  # (prefix, caller prefix, schedule id): one route
+# (prefix, caller prefix, caller pattern, schedule id): one route
+RouteKey = tuple[str, str, str, int | None]
 
 
 class Row(NamedTuple):
@@ -98,7 +103,12 @@ class Row(NamedTuple):
     @property
     def key(self) -> RouteKey:
         values = self.values
-        return values["prefix"], values["caller_prefix"], values["schedule_id"]
+        return (
+            values["prefix"],
+            values["caller_prefix"],
+            values["caller_pattern"],
+            values["schedule_id"],
+        )
 
 
 @dataclass
@@ -257,7 +267,7 @@ class RowParser:
             return cells[i].strip() if i >= 0 else ""
 
         before = len(self.errors) + self.more
-        prefix, caller = cell("prefix"), cell("caller_prefix")
+        prefix, caller, pattern = cell("prefix"), cell("caller_prefix"), cell("caller_pattern")
         name = cell("schedule")
         schedule = self.schedules.get(name) if name else None
         if name and schedule is None:
@@ -268,13 +278,22 @@ class RowParser:
                 self.error(line, column_name, message)
             elif len(digits) > MAX_PREFIX:
                 self.error(line, column_name, f"at most {MAX_PREFIX} digits")
-        key = (prefix, caller, schedule)
+        if pattern and caller:
+            self.error(line, "caller_pattern", "a caller prefix or a caller pattern, not both")
+        elif pattern and len(pattern) <= MAX_CALLER_PATTERN and pattern.isprintable():
+            # (too long or several lines: told by the column's own check)
+            try:
+                caller_pattern(pattern)
+            except RuleError as exc:
+                self.error(line, "caller_pattern", str(exc))
+        key = (prefix, caller, pattern, schedule)
         if name and schedule is None:
             pass  # an unknown schedule: reported above, no duplicate to tell
         elif key in self.seen:
             first = self.seen[key]
             what = f"prefix {prefix or '(default)'}"
             what += f" caller {caller}" if caller else ""
+            what += f" caller ~{pattern}" if pattern else ""
             what += f" schedule {name}" if name else ""
             self.error(line, "prefix", f"{what} is already on line {first}")
         else:
@@ -487,7 +506,7 @@ _COPY_COLUMNS = ", ".join(("line", *ROUTE_FIELDS, "trunks", "priorities", "weigh
 _EXISTING_SQL = """
 UPDATE routing_import s SET id = p.id, existed = true
 FROM routing_dialprefix p WHERE p.plan_id = %s AND p.prefix = s.prefix
-    AND p.caller_prefix = s.caller_prefix
+    AND p.caller_prefix = s.caller_prefix AND p.caller_pattern = s.caller_pattern
     AND p.schedule_id IS NOT DISTINCT FROM s.schedule_id
 """
 _DELETE_TARGETS_SQL = {
@@ -691,10 +710,10 @@ def _write_generic(
     if foreign.exists():  # only a bug could get here: trunks are looked up by tenant
         raise ImportFailed([RowError(0, "targets", "a trunk belongs to another tenant")])
     existing = {
-        (prefix, caller, schedule): pk
-        for prefix, caller, schedule, pk in DialPrefix.objects.using(using)
+        (prefix, caller, pattern, schedule): pk
+        for prefix, caller, pattern, schedule, pk in DialPrefix.objects.using(using)
         .filter(plan=plan)
-        .values_list("prefix", "caller_prefix", "schedule_id", "id")
+        .values_list("prefix", "caller_prefix", "caller_pattern", "schedule_id", "id")
     }
     in_file = {row.key for row in rows}
     gone = [pk for key, pk in existing.items() if key not in in_file] if replace else []
@@ -737,20 +756,27 @@ def _write_generic(
 
 def _refuse_overlaps(plan: RoutingPlan, parser: RowParser, using: str) -> None:
     """After the write, in its transaction: scheduled routes of one prefix and caller
-    prefix must not overlap (routing.models.overlapping_route, set-based here)."""
+    condition (prefix or pattern) must not overlap (routing.models.overlapping_route,
+    set-based here)."""
     groups = (
         DialPrefix.objects.using(using)
         .filter(plan=plan, schedule__isnull=False)
-        .values("prefix", "caller_prefix")
+        .values("prefix", "caller_prefix", "caller_pattern")
         .annotate(n=Count("id"))
         .filter(n__gt=1)
-        .values_list("prefix", "caller_prefix")
+        .values_list("prefix", "caller_prefix", "caller_pattern")
     )
     errors = []
-    for prefix, caller in groups:
+    for prefix, caller, pattern in groups:
         routes = list(
             DialPrefix.objects.using(using)
-            .filter(plan=plan, prefix=prefix, caller_prefix=caller, schedule__isnull=False)
+            .filter(
+                plan=plan,
+                prefix=prefix,
+                caller_prefix=caller,
+                caller_pattern=pattern,
+                schedule__isnull=False,
+            )
             .select_related("schedule")
             .order_by("id")
         )
@@ -767,9 +793,9 @@ def _refuse_overlaps(plan: RoutingPlan, parser: RowParser, using: str) -> None:
                     and second.pk in parsed
                     and schedule_rules.may_overlap(parsed[first.pk], parsed[second.pk])
                 ):
-                    line = parser.seen.get((prefix, caller, second.schedule_id)) or parser.seen.get(
-                        (prefix, caller, first.schedule_id), 0
-                    )
+                    line = parser.seen.get(
+                        (prefix, caller, pattern, second.schedule_id)
+                    ) or parser.seen.get((prefix, caller, pattern, first.schedule_id), 0)
                     errors.append(
                         RowError(
                             line,

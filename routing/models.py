@@ -712,14 +712,17 @@ def describe_route(route: DialPrefix) -> str:
     text = f"route {route.prefix or '(default)'}"
     if route.caller_prefix:
         text += f" caller {route.caller_prefix}"
+    if route.caller_pattern:
+        text += f" caller ~{route.caller_pattern}"
     if route.schedule_id:
         text += f" ({route.schedule.name})"
     return text
 
 
 def overlapping_route(route: DialPrefix, schedule: Schedule | None = None) -> DialPrefix | None:
-    """Another scheduled route of the same plan, prefix and caller prefix whose schedule
-    may be in force at the same time as this route's (`schedule`: an edited one)."""
+    """Another scheduled route of the same plan, prefix and caller condition (prefix or
+    pattern) whose schedule may be in force at the same time as this route's
+    (`schedule`: an edited one). Different caller patterns are different conditions."""
     schedule = schedule or (route.schedule if route.schedule_id else None)
     if schedule is None or not route.plan_id:
         return None
@@ -729,7 +732,10 @@ def overlapping_route(route: DialPrefix, schedule: Schedule | None = None) -> Di
         return None  # reported on the schedule itself
     siblings = (
         DialPrefix.objects.filter(
-            plan_id=route.plan_id, prefix=route.prefix, caller_prefix=route.caller_prefix
+            plan_id=route.plan_id,
+            prefix=route.prefix,
+            caller_prefix=route.caller_prefix,
+            caller_pattern=route.caller_pattern,
         )
         .exclude(schedule__isnull=True)
         .exclude(schedule_id=schedule.pk)
@@ -775,6 +781,14 @@ class DialPrefix(MarginFields):
         validators=[validators.validate_digits],
         help_text="Match only calls whose caller number starts with these digits (E.164 "
         "without '+'). Empty: any caller. A longer caller prefix wins over a shorter one.",
+    )
+    caller_pattern = models.CharField(
+        max_length=200,
+        blank=True,
+        validators=[validators.validate_caller_pattern],
+        help_text="Or match only calls whose caller number (digits) fully matches this RE2 "
+        r"pattern, e.g. ^(33|44)[67]\d{8}$ (no back-references or look-around). Not with a "
+        "caller prefix. Ranks below any caller prefix, above routes for any caller.",
     )
     schedule = models.ForeignKey(
         Schedule,
@@ -860,18 +874,24 @@ class DialPrefix(MarginFields):
         indexes = [models.Index(fields=["plan", "prefix"], name="dialprefix_plan_prefix")]
         constraints = [
             models.UniqueConstraint(
-                fields=["plan", "prefix", "caller_prefix"],
+                fields=["plan", "prefix", "caller_prefix", "caller_pattern"],
                 condition=Q(schedule__isnull=True),
                 name="dialprefix_unscheduled_unique_per_plan",
                 violation_error_message="This routing plan already has an unscheduled route for "
-                "this prefix and caller prefix.",
+                "this prefix and caller prefix or pattern.",
             ),
             models.UniqueConstraint(
-                fields=["plan", "prefix", "caller_prefix", "schedule"],
+                fields=["plan", "prefix", "caller_prefix", "caller_pattern", "schedule"],
                 condition=Q(schedule__isnull=False),
                 name="dialprefix_scheduled_unique_per_plan",
                 violation_error_message="This routing plan already has a route for this prefix "
-                "and caller prefix with this schedule.",
+                "and caller prefix or pattern with this schedule.",
+            ),
+            models.CheckConstraint(
+                condition=Q(caller_prefix="") | Q(caller_pattern=""),
+                name="dialprefix_caller_prefix_or_pattern",
+                violation_error_message="A route has a caller prefix or a caller pattern, "
+                "not both.",
             ),
             models.CheckConstraint(
                 condition=Q(action__in=Action.values),
@@ -921,6 +941,8 @@ class DialPrefix(MarginFields):
             )
         if self.action == Action.REJECT and self.reject_code is None:
             errors["reject_code"] = "A reject route needs a SIP code, e.g. 403."
+        if self.caller_prefix and self.caller_pattern:
+            errors["caller_pattern"] = "A route has a caller prefix or a caller pattern, not both."
         if self.plan_id and self.tenant_id:
             try:
                 if self.plan.tenant_id != self.tenant_id:

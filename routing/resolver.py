@@ -35,6 +35,7 @@ from routing.translation import (
     DiallingContext,
     RuleError,
     TranslationFailed,
+    caller_pattern_matches,
     is_number,
     normalise,
     to_carrier,
@@ -431,6 +432,8 @@ def _name(route: RouteRow, rules: _Rules | None = None) -> str:
     name = route.prefix or "(default)"
     if route.caller_prefix:
         name += f" caller {route.caller_prefix}"
+    if route.caller_pattern:
+        name += f" caller ~{route.caller_pattern}"
     if route.schedule_id is not None:
         schedule = rules.schedules.get(route.schedule_id) if rules else None
         name += f" ({schedule.name if schedule else f'schedule {route.schedule_id}'})"
@@ -463,11 +466,18 @@ def _schedules_of(
     return table.schedules(tenant_id, ids) if ids else {}
 
 
-def precedence(route: RouteRow) -> tuple[int, int, bool, int]:
+def precedence(route: RouteRow) -> tuple[int, int, bool, bool, int]:
     """The order in which matching routes answer a call, as one key (highest first):
-    the longer callee prefix, then the longer caller prefix, then a scheduled route
+    the longer callee prefix, then the longer caller prefix, then a caller pattern
+    (below any caller prefix, above no caller condition), then a scheduled route
     before an unscheduled one (its fallback); the id only makes the order total."""
-    return (len(route.prefix), len(route.caller_prefix), route.schedule_id is not None, -route.id)
+    return (
+        len(route.prefix),
+        len(route.caller_prefix),
+        bool(route.caller_pattern),
+        route.schedule_id is not None,
+        -route.id,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -1027,6 +1037,9 @@ def _fitting_routes(
         if row.caller_prefix and (caller is None or not caller.startswith(row.caller_prefix)):
             shown = caller if caller is not None else "(not a number)"
             trace.append(f"route {name}: caller {shown} does not start with {row.caller_prefix}")
+        elif row.caller_pattern and not caller_pattern_matches(row.caller_pattern, caller):
+            shown = caller if caller is not None else "(not a number)"
+            trace.append(f"route {name}: caller {shown} does not match {row.caller_pattern}")
         elif (off := rules.why_off(row.schedule_id)) is not None:
             trace.append(f"route {name}: {off}")
         elif not row.is_active:

@@ -161,6 +161,9 @@ class RouteRow:
     # and the schedule (routing.schedules) must be in force. The CSV names the
     # schedule in its own "schedule" column (CSV_COLUMNS), not by id.
     caller_prefix: str = column(Kind.TEXT, csv=True, max_length=MAX_PREFIX)
+    # Or (not both): an RE2 pattern the caller's digits must fully match
+    # (routing.translation.caller_pattern); it ranks below any caller prefix.
+    caller_pattern: str = column(Kind.TEXT, csv=True, max_length=200, one_line=True)
     schedule_id: int | None = column(Kind.INT, null=True)
     action: str = column(Kind.CHOICE, csv=True, choices=ACTIONS, default="route")
     routing_mode: str = column(Kind.CHOICE, csv=True, choices=ROUTING_MODES, default="serial")
@@ -394,9 +397,9 @@ def _csv_columns() -> tuple[str, ...]:
     route = [spec.name for spec in csv_route_columns()]
     # The targets cell (carrier/trunk:priority:weight|...) follows the routing mode,
     # where a reader of the file looks for where the calls go; the schedule (by name)
-    # follows the caller prefix: the three say which calls and when.
+    # follows the caller prefix and pattern: these say which calls and when.
     route.insert(route.index("routing_mode") + 1, "targets")
-    route.insert(route.index("caller_prefix") + 1, "schedule")
+    route.insert(route.index("caller_pattern") + 1, "schedule")
     return tuple(route)
 
 

@@ -349,3 +349,32 @@ def is_number(text: str) -> bool:
 def validate_rules(text: str) -> None:
     """Raise RuleError when a rules text cannot be used (for the models' validators)."""
     parse_rules(text)
+
+
+# --- Caller patterns of routes (routing.models.DialPrefix.caller_pattern) ------------
+
+
+@functools.lru_cache(maxsize=4096)
+def caller_pattern(pattern: str) -> object:
+    """A route's caller pattern, compiled once per text (every row and call share it);
+    raises RuleError saying why a pattern cannot be used."""
+    if len(pattern) > MAX_PATTERN:
+        raise RuleError(f"Caller pattern: longer than {MAX_PATTERN} characters.")
+    if "\n" in pattern or "\r" in pattern:
+        raise RuleError("Caller pattern: one line only.")
+    try:
+        return re2.compile(pattern, _OPTIONS)
+    except re2.error as exc:
+        raise RuleError(
+            f"Caller pattern: {pattern!r} is not an RE2 pattern: {_why(exc)}."
+        ) from None
+
+
+def caller_pattern_matches(pattern: str, caller: str | None) -> bool:
+    """Whether the caller's digits (None: not a number) fully match `pattern`."""
+    if caller is None or not _DIGITS.fullmatch(caller):
+        return False
+    try:
+        return caller_pattern(pattern).fullmatch(caller) is not None
+    except RuleError:
+        return False  # refused at save; a stored bad pattern matches no caller

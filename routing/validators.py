@@ -12,7 +12,7 @@ import re
 
 from django.core.exceptions import ValidationError
 
-from routing.translation import RuleError, validate_rules
+from routing.translation import RuleError, caller_pattern, validate_rules
 
 # RFC 1123 host names (labels of letters, digits and hyphens).
 _HOSTNAME = re.compile(
@@ -249,3 +249,14 @@ def validate_translation_rules(value: str) -> None:
         validate_rules(value)
     except RuleError as exc:
         raise ValidationError(str(exc), code="invalid_rules") from None
+
+
+def validate_caller_pattern(value: str) -> None:
+    """A route's caller pattern: RE2 (no back-references or look-around), one line, at
+    most 200 characters (routing.translation.caller_pattern)."""
+    if not value:
+        return
+    try:
+        caller_pattern(value)
+    except RuleError as exc:
+        raise ValidationError(str(exc), code="invalid_caller_pattern") from None

@@ -386,7 +386,7 @@ class DialPrefixAdmin(
         ("schedule", admin.RelatedOnlyFieldListFilter),
         "is_active",
     ]
-    search_fields = ["prefix", "caller_prefix", "description"]
+    search_fields = ["prefix", "caller_prefix", "caller_pattern", "description"]
     list_select_related = ["tenant", "plan", "schedule"]
     # A wholesale table has a million rows: do not count them on every page view.
     show_full_result_count = False
@@ -398,10 +398,11 @@ class DialPrefixAdmin(
         (
             "Rules",
             {
-                "fields": ["caller_prefix", "schedule"],
-                "description": "A prefix can have several routes: one per caller prefix and "
-                "schedule. Among those that match a call, the longer caller prefix wins, then a "
-                "scheduled route in force over the unscheduled one (the fallback).",
+                "fields": ["caller_prefix", "caller_pattern", "schedule"],
+                "description": "A prefix can have several routes: one per caller prefix or "
+                "pattern and schedule. Among those that match a call, the longer caller prefix "
+                "wins, then a caller pattern, then a scheduled route in force over the "
+                "unscheduled one (the fallback).",
             },
         ),
         ("Routing", {"fields": ["routing_mode", "min_length", "max_length", "is_final"]}),
@@ -446,6 +447,8 @@ class DialPrefixAdmin(
         parts = []
         if obj.caller_prefix:
             parts.append(f"caller {obj.caller_prefix}…")
+        if obj.caller_pattern:
+            parts.append(f"caller ~{obj.caller_pattern}")
         if obj.schedule_id:
             parts.append(f"when {obj.schedule}")
         return ", ".join(parts) or "any caller, always"

@@ -46,7 +46,7 @@ assert all(spec.kind is Kind.INT for spec in columns(TargetLink))
 Profile = tuple[tuple[int, ...], ...]
 Targets = tuple[tuple[int, tuple[int, ...]], ...]  # (target id, profile item) per target
 Entry = tuple[RouteRow, Targets]
-# A prefix has one route per (caller prefix, schedule): the overlay keeps all of a
+# A prefix has one route per (caller prefix or pattern, schedule): the overlay keeps all of a
 # changed prefix's routes (an empty tuple: none left).
 Entries = tuple[Entry, ...]
 

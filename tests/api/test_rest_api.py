@@ -125,7 +125,8 @@ def test_duplicates_are_400s_with_the_models_messages(operator_api, route_a, tru
     )
     assert prefix.json() == {
         "non_field_errors": [
-            "This routing plan already has an unscheduled route for this prefix and caller prefix."
+            "This routing plan already has an unscheduled route for this prefix and caller prefix "
+            "or pattern."
         ]
     }
     assert trunk.json() == {

@@ -77,20 +77,32 @@ def build_table(tenant: Tenant, rng: random.Random, size: int) -> list[str]:
             )
         )
     rows.append(DialPrefix(tenant=tenant, plan=gold, prefix="", action="reject", reject_code=404))
-    # Route rules on a share of the prefixes: caller conditions and two disjoint
-    # schedules (peak, off-peak) beside the unscheduled fallback, in two time zones.
+    # Route rules on a share of the prefixes: caller conditions (prefixes, and "~"
+    # patterns) and two disjoint schedules (peak, off-peak) beside the unscheduled
+    # fallback, in two time zones.
     peak, night, promo = schedules_of(tenant)
     for base in [row for row in rows if row.prefix and rng.random() < 0.25]:
         for caller, schedule in rng.sample(
-            [("33", None), ("331", None), ("", peak), ("", night), ("33", peak), ("44", promo)],
+            [
+                ("33", None),
+                ("331", None),
+                ("", peak),
+                ("", night),
+                ("33", peak),
+                ("44", promo),
+                ("~^33[0-9]{3,}$", None),
+                ("~^44[0-9]+$", peak),
+            ],
             rng.randint(1, 3),
         ):
+            pattern = caller[1:] if caller.startswith("~") else ""
             rows.append(
                 DialPrefix(
                     tenant=tenant,
                     plan=base.plan,
                     prefix=base.prefix,
-                    caller_prefix=caller,
+                    caller_prefix="" if pattern else caller,
+                    caller_pattern=pattern,
                     schedule=schedule,
                     action=rng.choices(["route", "reject"], weights=[90, 10])[0],
                     reject_code=403,
@@ -202,21 +214,25 @@ def test_compiled_table_gives_the_same_decisions_as_the_database(big_tables):
         assert same(got, expected), call
         outcomes.add(expected.outcome)
         for line in expected.trace:
-            for rule in ("does not start with", ": outside", "no longer valid", "schedule "):
+            rules_seen = ("does not start with", "does not match", ": outside", "no longer valid")
+            for rule in (*rules_seen, "schedule "):
                 if rule in line:
                     rules.add(rule)
         if expected.matched is not None:
             rules.add(("caller", bool(expected.matched.caller_prefix)))
+            rules.add(("pattern", bool(expected.matched.caller_pattern)))
             rules.add(("scheduled", expected.matched.schedule_id is not None))
     # The generated table exercises every outcome and every rule, so the comparison
     # means something.
     assert {"routed", "rejected", "location", "no_route", "forbidden", "invalid"} <= outcomes
     assert {
         "does not start with",
+        "does not match",
         ": outside",
         "no longer valid",
         "schedule ",
         ("caller", True),
+        ("pattern", True),
         ("scheduled", True),
         ("scheduled", False),
     } <= rules

@@ -26,7 +26,7 @@ HEADER = "prefix,action,routing_mode,targets,min_length,max_length,reject_code,r
 EXPORT_HEADER = HEADER.replace(
     "is_active\n",
     "is_active,is_final,strategy,lcr_code,margin_percent,margin_absolute,max_cost\n",
-).replace("prefix,action", "prefix,caller_prefix,schedule,action")
+).replace("prefix,action", "prefix,caller_prefix,caller_pattern,schedule,action")
 
 
 def text(body: str):

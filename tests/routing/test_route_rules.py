@@ -2,7 +2,8 @@
 
 The precedence (routing.resolver.precedence, docs/route-table.md): among routes
 whose caller condition and schedule hold, the longer callee prefix, then the
-longer caller prefix, then a scheduled route before the unscheduled fallback.
+longer caller prefix, then a caller pattern, then a scheduled route before the
+unscheduled fallback.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def carriers(decision) -> list[str]:
 # --- The case table --------------------------------------------------------------------
 
 
-# Each case: routes as (prefix, caller prefix, scheduled?, trunk index), then the call's
-# callee, caller and time, then the carrier that gets it.
+# Each case: routes as (prefix, caller prefix or "~" pattern, scheduled?, trunk index),
+# then the call's callee, caller and time, then the carrier that gets it.
 CASES = {
     "a caller condition that matches wins over any caller": (
         [("44", "", False, 0), ("44", "3312", False, 2)],
@@ -95,6 +96,46 @@ CASES = {
         ("+4420", "3312", MON_10),
         "Carrier C",
     ),
+    "a caller prefix wins over a caller pattern": (
+        [("44", "~^33\\d+$", False, 0), ("44", "33", False, 2)],
+        ("+4420", "3312", MON_22),
+        "Carrier C",
+    ),
+    "a caller pattern wins over any caller": (
+        [("44", "", False, 0), ("44", "~^(33|44)[67]\\d{2}$", False, 2)],
+        ("+4420", "+33612", MON_22),
+        "Carrier C",
+    ),
+    "a caller pattern must match the whole caller": (
+        [("44", "", False, 0), ("44", "~(33|44)[67]", False, 2)],
+        ("+4420", "336123", MON_22),
+        "Carrier A",
+    ),
+    "a caller pattern that does not match is passed over": (
+        [("44", "", False, 0), ("44", "~^(33|44)[67]\\d{2}$", False, 2)],
+        ("+4420", "33512", MON_22),
+        "Carrier A",
+    ),
+    "a caller that is not a number matches no pattern": (
+        [("44", "", False, 0), ("44", "~.*", False, 2)],
+        ("+4420", "anonymous", MON_22),
+        "Carrier A",
+    ),
+    "a caller pattern wins over a schedule": (
+        [("44", "", True, 0), ("44", "~^33\\d*$", False, 2)],
+        ("+4420", "3312", MON_10),
+        "Carrier C",
+    ),
+    "a scheduled caller pattern route wins over the unscheduled one": (
+        [("44", "~^33\\d*$", False, 0), ("44", "~^33\\d*$", True, 2)],
+        ("+4420", "3312", MON_10),
+        "Carrier C",
+    ),
+    "the longer callee prefix wins over a caller pattern": (
+        [("44", "~^33\\d*$", False, 2), ("442", "", False, 0)],
+        ("+4420", "3312", MON_22),
+        "Carrier A",
+    ),
     "the longer callee prefix wins over a schedule in force": (
         [("44", "", True, 2), ("442", "", False, 0)],
         ("+4420", "4411", MON_10),
@@ -106,12 +147,14 @@ CASES = {
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_route_precedence(case, tenant_a, three, peak):
     routes, (callee, caller, at), expected = CASES[case]
-    for prefix, caller_prefix, scheduled, trunk in routes:
+    for prefix, condition, scheduled, trunk in routes:
+        pattern = condition[1:] if condition.startswith("~") else ""
         make_route(
             tenant_a,
             prefix,
             three[trunk],
-            caller_prefix=caller_prefix,
+            caller_prefix="" if pattern else condition,
+            caller_pattern=pattern,
             schedule=peak if scheduled else None,
         )
     for table in (DatabaseRouteTable(), compiled()):

@@ -171,7 +171,7 @@ def test_csv_names_schedules_and_round_trips(tenant_a, trunks_a):
     assert RouteTarget.objects.get(prefix=rows[1], trunk=trunks_a[1]).schedule.name == "Night"
     first = io.StringIO()
     write_csv(tenant_a, first)
-    assert "44,,Peak,route,serial,Carrier A/a-backup:1:100@Night|Carrier A/a-primary:2:100" in (
+    assert "44,,,Peak,route,serial,Carrier A/a-backup:1:100@Night|Carrier A/a-primary:2:100" in (
         first.getvalue()
     )
     load(tenant_a, first.getvalue(), replace=True)
