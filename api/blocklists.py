@@ -25,6 +25,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from api.filters import IdFilter
 from api.serializers import ScopedModelSerializer, SlugRelatedField, _django_errors, _user
 from api.views import ScopedViewSet
 from blocklists import services
@@ -85,7 +86,7 @@ class BlocklistEntrySerializer(ScopedModelSerializer):
 
 class BlocklistFilter(filters.FilterSet):
     kind = filters.ChoiceFilter(choices=Kind.choices)
-    customer = filters.NumberFilter(field_name="customer_id", help_text="Customer id.")
+    customer = IdFilter(field_name="customer_id", help_text="Customer id.")
 
     class Meta:
         model = Blocklist
@@ -93,7 +94,7 @@ class BlocklistFilter(filters.FilterSet):
 
 
 class EntryFilter(filters.FilterSet):
-    list = filters.NumberFilter(field_name="list_id", help_text="Blocklist id.")
+    list = IdFilter(field_name="list_id", help_text="Blocklist id.")
     value = filters.CharFilter(field_name="value", help_text="Exactly this value.")
 
     class Meta:

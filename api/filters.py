@@ -88,7 +88,7 @@ class RoutingPlanFilter(filters.FilterSet):
 
 class CustomerFilter(filters.FilterSet):
     tenant = filters.CharFilter(field_name="tenant__slug", help_text="Tenant slug.")
-    plan = filters.NumberFilter(field_name="plan_id", help_text="Routing plan id.")
+    plan = IdFilter(field_name="plan_id", help_text="Routing plan id.")
 
     class Meta:
         model = Customer
@@ -97,7 +97,7 @@ class CustomerFilter(filters.FilterSet):
 
 class DialPrefixFilter(filters.FilterSet):
     tenant = filters.CharFilter(field_name="tenant__slug", help_text="Tenant slug.")
-    plan = filters.NumberFilter(field_name="plan_id", help_text="Routing plan id.")
+    plan = IdFilter(field_name="plan_id", help_text="Routing plan id.")
     prefix_startswith = filters.CharFilter(
         field_name="prefix", lookup_expr="startswith", help_text="Prefixes starting with this."
     )
@@ -106,7 +106,7 @@ class DialPrefixFilter(filters.FilterSet):
     )
     action = filters.ChoiceFilter(choices=Action.choices)
     routing_mode = filters.ChoiceFilter(choices=RoutingMode.choices)
-    schedule = filters.NumberFilter(field_name="schedule_id", help_text="Schedule id.")
+    schedule = IdFilter(field_name="schedule_id", help_text="Schedule id.")
 
     class Meta:
         model = DialPrefix

@@ -37,6 +37,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.filters import IdFilter
 from api.permissions import HasTenantScope
 from api.views import USER_AUTHENTICATION, ScopedViewSet
 from rating import services
@@ -83,9 +84,9 @@ CarrierPermissions = DeckPermissions  # the name from before sell decks
 
 
 class RateDeckFilter(filters.FilterSet):
-    carrier = filters.NumberFilter(field_name="carrier_id", help_text="Carrier id.")
-    plan = filters.NumberFilter(field_name="plan_id", help_text="Routing plan id.")
-    customer = filters.NumberFilter(field_name="customer_id", help_text="Customer id.")
+    carrier = IdFilter(field_name="carrier_id", help_text="Carrier id.")
+    plan = IdFilter(field_name="plan_id", help_text="Routing plan id.")
+    customer = IdFilter(field_name="customer_id", help_text="Customer id.")
     kind = filters.ChoiceFilter(
         choices=DeckKind.choices, method="filter_kind", help_text="vendor or sell."
     )

@@ -23,8 +23,9 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from api.models import issue_user_token
+from blocklists.models import Blocklist, BlocklistEntry
 from rating.models import RateDeck
-from routing.models import Carrier, Customer, DialPrefix, RoutingPlan, Trunk
+from routing.models import Carrier, Customer, DialPrefix, RoutingPlan, Schedule, Trunk
 from tenants.models import Tenant, TenantSource
 from tests.api.conftest import make_token
 
@@ -61,6 +62,9 @@ MODELS = {
     "routing-plans": RoutingPlan,
     "customers": Customer,
     "rate-decks": RateDeck,
+    "blocklists": Blocklist,
+    "blocklist-entries": BlocklistEntry,
+    "schedules": Schedule,
 }
 
 
