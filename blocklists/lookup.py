@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import queue
 import threading
 import time
@@ -57,6 +56,8 @@ from django.db import DatabaseError, connections, transaction
 from blocklists.models import Blocklist, BlocklistEntry
 from blocklists.values import CALLEE, CALLER, EXACT, MAX_DIGITS, NETWORK, PREFIX, SOURCE
 from routing import changes
+from routing.process_local import ProcessLocal
+from routing.process_local import close_connection as _close
 from tenants.networks import IPAddress, containing_networks, prefix_length
 
 logger = logging.getLogger(__name__)
@@ -534,8 +535,7 @@ class BlockStore:
             return
 
 
-_instances: dict[tuple[int, str], BlockStore] = {}
-_instances_lock = threading.Lock()
+_stores: ProcessLocal[BlockStore] = ProcessLocal(lambda using: BlockStore(using, poller=True))
 
 
 def block_store(using: str = "default") -> BlockStore:
@@ -544,29 +544,13 @@ def block_store(using: str = "default") -> BlockStore:
     It polls from a thread of its own, started on first use, so no decision waits on
     the database for it.
     """
-    key = (os.getpid(), using)
-    store = _instances.get(key)
-    if store is None:
-        with _instances_lock:
-            store = _instances.setdefault(key, BlockStore(using, poller=True))
-    return store
+    return _stores.get(using)
 
 
 def forget_block_stores() -> None:
     """Stop and drop this process's stores (tests switch databases between them)."""
-    with _instances_lock:
-        stores = list(_instances.values())
-        _instances.clear()
-    for store in stores:
+    for store in _stores.forget():
         store.stop()
-
-
-def _close(using: str) -> None:
-    """Close this thread's connection; a dead server can fail even the close."""
-    try:
-        connections[using].close()
-    except DatabaseError:
-        logger.debug("closing a broken database connection failed", exc_info=True)
 
 
 def database_blocked(

@@ -49,7 +49,6 @@ is never staler than the poll interval.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -67,6 +66,7 @@ from rating.models import OWNER_FIELDS, Rate, RateDeck
 from rating.rows import MAX_PREFIX, MONEY_PLACES
 from rating.services import Owner, parse_owner_key
 from routing import changes
+from routing.process_local import ProcessLocal
 
 logger = logging.getLogger(__name__)
 
@@ -541,18 +541,12 @@ class RateStore:
         return self.load_owner(Owner("carrier", carrier_id), now)
 
 
-_instances: dict[tuple[int, str], RateStore] = {}
-_instances_lock = threading.Lock()
+_stores: ProcessLocal[RateStore] = ProcessLocal(RateStore)
 
 
 def rate_store(using: str = "default") -> RateStore:
     """This process's rate store (one per process: a forked worker gets its own)."""
-    key = (os.getpid(), using)
-    store = _instances.get(key)
-    if store is None:
-        with _instances_lock:
-            store = _instances.setdefault(key, RateStore(using))
-    return store
+    return _stores.get(using)
 
 
 def rate_for(
@@ -624,5 +618,4 @@ def database_rate_source(using: str = "default") -> DatabaseRateSource:
 
 def forget_rate_stores() -> None:
     """Drop this process's rate stores (tests switch databases between them)."""
-    with _instances_lock:
-        _instances.clear()
+    _stores.forget()

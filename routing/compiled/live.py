@@ -28,7 +28,6 @@ the database, routing.compiled.loading.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -40,6 +39,8 @@ from routing import changes
 from routing.compiled import loading
 from routing.compiled.customers import CustomerIndex
 from routing.compiled.packing import PROFILE_NAMES, Entry, Pools, PrefixTable, entry_of
+from routing.process_local import ProcessLocal
+from routing.process_local import close_connection as _close
 from routing.rows import (
     CustomerRow,
     PlanRef,
@@ -486,8 +487,9 @@ class CompiledRouteTable:
                 self._reload_prefixes(table, plan_id, pending)
 
 
-_instances: dict[tuple[int, str], CompiledRouteTable] = {}
-_instances_lock = threading.Lock()
+_tables: ProcessLocal[CompiledRouteTable] = ProcessLocal(
+    lambda using: CompiledRouteTable(using, poller=True)
+)
 
 
 def compiled_route_table(using: str = "default") -> CompiledRouteTable:
@@ -495,26 +497,10 @@ def compiled_route_table(using: str = "default") -> CompiledRouteTable:
 
     It polls from a thread of its own, started on first use.
     """
-    key = (os.getpid(), using)
-    table = _instances.get(key)
-    if table is None:
-        with _instances_lock:
-            table = _instances.setdefault(key, CompiledRouteTable(using, poller=True))
-    return table
+    return _tables.get(using)
 
 
 def forget_compiled_tables() -> None:
     """Stop and drop this process's compiled tables (tests switch databases between them)."""
-    with _instances_lock:
-        tables = list(_instances.values())
-        _instances.clear()
-    for table in tables:
+    for table in _tables.forget():
         table.stop()
-
-
-def _close(using: str) -> None:
-    """Close this thread's connection; a dead server can fail even the close."""
-    try:
-        connections[using].close()
-    except DatabaseError:
-        logger.debug("closing a broken database connection failed", exc_info=True)

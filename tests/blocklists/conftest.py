@@ -45,6 +45,6 @@ def fresh_block_store():
     """This process's store, built in the test's own transaction (no thread)."""
     lookup.forget_block_stores()
     key = (os.getpid(), "default")
-    lookup._instances[key] = lookup.BlockStore(poll_interval=0, background=False)
-    yield lookup._instances[key]
+    lookup._stores.instances[key] = lookup.BlockStore(poll_interval=0, background=False)
+    yield lookup._stores.instances[key]
     lookup.forget_block_stores()

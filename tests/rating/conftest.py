@@ -71,6 +71,6 @@ def fresh_rate_store():
     """
     lookup.forget_rate_stores()
     key = (os.getpid(), "default")
-    lookup._instances[key] = lookup.RateStore(poll_interval=0, background=False)
-    yield lookup._instances[key]
+    lookup._stores.instances[key] = lookup.RateStore(poll_interval=0, background=False)
+    yield lookup._stores.instances[key]
     lookup.forget_rate_stores()

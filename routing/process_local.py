@@ -1,0 +1,50 @@
+"""One instance per process and database alias, for the per-process stores that
+answer calls from memory (the compiled route table, the rate store, the blocklist
+store): a forked worker builds its own instead of sharing its parent's threads."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from django.db import DatabaseError, connections
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ProcessLocal(Generic[T]):
+    """`get(using)` builds an instance with `factory(using)` once per (process, alias)."""
+
+    def __init__(self, factory: Callable[[str], T]) -> None:
+        self.factory = factory
+        self.instances: dict[tuple[int, str], T] = {}
+        self._lock = threading.Lock()
+
+    def get(self, using: str = "default") -> T:
+        key = (os.getpid(), using)
+        instance = self.instances.get(key)
+        if instance is None:
+            with self._lock:
+                instance = self.instances.get(key)
+                if instance is None:
+                    instance = self.instances[key] = self.factory(using)
+        return instance
+
+    def forget(self) -> list[T]:
+        """Drop every instance (tests switch databases); the dropped ones, to stop them."""
+        with self._lock:
+            dropped = list(self.instances.values())
+            self.instances.clear()
+        return dropped
+
+
+def close_connection(using: str) -> None:
+    """Close this thread's connection; a dead server can fail even the close."""
+    try:
+        connections[using].close()
+    except DatabaseError:
+        logger.debug("closing a broken database connection failed", exc_info=True)
