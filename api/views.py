@@ -175,7 +175,7 @@ class RtjsonView(APIView):
         except ValidationError:
             self.observe(Outcome.INVALID)
             raise
-        decision: Decision = service.decide(call)
+        decision: Decision = service.decide(call, transport="http")
         self.observe(decision.outcome)
         return answer(decision)
 

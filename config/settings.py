@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "rating",
     "blocklists",
     "outcomes",
+    "versions",
     "evapi_bridge",
     "api",
 ]
@@ -291,6 +292,24 @@ if ROUTING_DECISION_DEADLINE_MS < 50:
         "ROUTING_DECISION_DEADLINE_MS must be at least 50 (and below Kamailio's "
         "ENGINE_TIMEOUT_MS, 1000 in the shipped configs)."
     )
+
+# --- Versions of staged plans (docs/versions.md) ------------------------------------
+# Published versions kept per plan; older ones (and the rows only they had) go.
+ROUTING_VERSIONS_KEEP = env.int("ROUTING_VERSIONS_KEEP", default=50)
+if ROUTING_VERSIONS_KEEP < 2:
+    raise ImproperlyConfigured("ROUTING_VERSIONS_KEEP must be at least 2 (one to roll back to).")
+# The share of real decisions recorded (for the impact preview of a publish and the
+# decision lookup), chosen by the decision id, and how long they are kept.
+ROUTING_DECISION_SAMPLE_PERCENT = env.float("ROUTING_DECISION_SAMPLE_PERCENT", default=5.0)
+if not 0 <= ROUTING_DECISION_SAMPLE_PERCENT <= 100:
+    raise ImproperlyConfigured("ROUTING_DECISION_SAMPLE_PERCENT must be 0 to 100.")
+ROUTING_DECISION_RETENTION_HOURS = env.int("ROUTING_DECISION_RETENTION_HOURS", default=72)
+if ROUTING_DECISION_RETENTION_HOURS < 1:
+    raise ImproperlyConfigured("ROUTING_DECISION_RETENTION_HOURS must be at least 1.")
+# Where the transports' decisions are recorded: a dotted path to a callable
+# (request, decision, transport), or empty for none. A setting, so routing never
+# imports versions.
+ROUTING_DECISION_LOG = env.str("ROUTING_DECISION_LOG", default="versions.decisions.record")
 
 # Seconds each process may keep a Kamailio token it looked up: a revoked token stops
 # working everywhere within this time. 0 looks the token up on every request.

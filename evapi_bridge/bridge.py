@@ -166,7 +166,7 @@ def answer_event(
     else:
         assert table is not None, "a decision needs a route table"
         try:
-            decision, error = decide(event.request, table=table), ""
+            decision, error = decide(event.request, table=table, transport="evapi"), ""
         except Exception as exc:
             failure = failure_of(exc)
             if failure is Failure.DATABASE_UNAVAILABLE:

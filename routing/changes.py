@@ -41,6 +41,10 @@ BLOCKLIST = "blocklist"  # tenant_id, key: list id ("<id>:meta" its row only); b
 # map (RouteTable.schedules), so a changed window is one small reload, not a reload of
 # every route that uses it (a wholesale "peak" schedule may be on 10^5 routes).
 SCHEDULES = "schedules"
+# tenant_id, key "<plan id>:<prefix>" or "<plan id>": a publish (versions.publishing)
+# changed these published routes of a staged plan, or its whole table. A staged plan's
+# own prefix and table changes are edits of its draft, which calls do not use.
+PUBLISHED = "published"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,30 @@ def record_change(
             [version, kind, tenant_id, key],
         )
     return version
+
+
+def record_changes(
+    kind: str, keys: list[str], *, tenant_id: int | None = None, using: str = "default"
+) -> int:
+    """Record one change per key, with one bump of the version; returns the last version."""
+    if not keys:
+        return current_version(using)
+    connection = connections[using]
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO routing_routetableversion (id, version) VALUES (1, %s) "
+            "ON CONFLICT (id) DO UPDATE SET version = routing_routetableversion.version + %s "
+            "RETURNING version",
+            [len(keys), len(keys)],
+        )
+        last = int(cursor.fetchone()[0])
+        first = last - len(keys) + 1
+        cursor.executemany(
+            "INSERT INTO routing_routechange (version, kind, tenant_id, key, created_at) "
+            "VALUES (%s, %s, %s, %s, CURRENT_TIMESTAMP)",
+            [(first + n, kind, tenant_id, key) for n, key in enumerate(keys)],
+        )
+    return last
 
 
 @contextmanager

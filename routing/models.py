@@ -438,6 +438,13 @@ class RoutingPlan(MarginFields):
         max_length=100, help_text="Unique within the tenant, e.g. 'Premium' or 'Standard'."
     )
     description = models.TextField(blank=True)
+    published_version = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The version of this plan's routes that calls use (versions.publishing). "
+        "Empty: the plan is not staged, and its routes are live as soon as they are saved.",
+    )
 
     history = HistoricalRecords()
 
@@ -753,21 +760,10 @@ def overlapping_route(route: DialPrefix, schedule: Schedule | None = None) -> Di
     return None
 
 
-class DialPrefix(MarginFields):
-    """A route: what to do with calls whose number starts with `prefix`.
+class RouteColumns(MarginFields):
+    """The columns of a route, declared once: the draft (DialPrefix, what operators edit)
+    and the published versions (PublishedRoute, what calls use) have the same ones."""
 
-    The longest active prefix that fits the number's length wins. Its action routes
-    to its targets (in serial or parallel), hands the call to the location service,
-    or rejects it with a SIP code.
-    """
-
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="prefixes")
-    plan = models.ForeignKey(
-        RoutingPlan,
-        on_delete=models.PROTECT,
-        related_name="prefixes",
-        help_text="The routing plan (route table) this route belongs to.",
-    )
     prefix = models.CharField(
         max_length=32,
         blank=True,
@@ -789,16 +785,6 @@ class DialPrefix(MarginFields):
         help_text="Or match only calls whose caller number (digits) fully matches this RE2 "
         r"pattern, e.g. ^(33|44)[67]\d{8}$ (no back-references or look-around). Not with a "
         "caller prefix. Ranks below any caller prefix, above routes for any caller.",
-    )
-    schedule = models.ForeignKey(
-        Schedule,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="routes",
-        help_text="Use this route only while the schedule is in force. Empty: always. An "
-        "unscheduled route of the same prefix and caller prefix is the fallback when no "
-        "scheduled one is in force.",
     )
     description = models.CharField(max_length=200, blank=True)
     min_length = models.PositiveSmallIntegerField(
@@ -859,6 +845,36 @@ class DialPrefix(MarginFields):
         validators=[MinValueValidator(400), MaxValueValidator(699)],
         help_text="SIP code when least-cost routing leaves no vendor (no rate, or above the "
         "margin) and the call cannot fall back; empty: 503.",
+    )
+
+    class Meta:
+        abstract = True
+
+
+class DialPrefix(RouteColumns):
+    """A route: what to do with calls whose number starts with `prefix`.
+
+    The longest active prefix that fits the number's length wins. Its action routes
+    to its targets (in serial or parallel), hands the call to the location service,
+    or rejects it with a SIP code.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="prefixes")
+    plan = models.ForeignKey(
+        RoutingPlan,
+        on_delete=models.PROTECT,
+        related_name="prefixes",
+        help_text="The routing plan (route table) this route belongs to.",
+    )
+    schedule = models.ForeignKey(
+        Schedule,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="routes",
+        help_text="Use this route only while the schedule is in force. Empty: always. An "
+        "unscheduled route of the same prefix and caller prefix is the fallback when no "
+        "scheduled one is in force.",
     )
 
     history = HistoricalRecords()
@@ -1135,6 +1151,55 @@ class TrunkHealthEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.trunk_id} {self.at:%Y-%m-%d %H:%M:%S}: {self.state} ({self.reason})"
+
+
+class PublishedRoute(RouteColumns):
+    """A route as some published versions of its plan have it: what calls use.
+
+    A staged plan's routes (DialPrefix and RouteTarget) are its draft; publishing
+    (versions.publishing) stores the routes that differ from the last version as new
+    rows here. A row is in every version from `since` to before `until` (None: still
+    in force), so a version costs its changes, not a copy of the table, and the
+    routes of any kept version are one indexed query (`since <= N < until`). The
+    targets travel in the row itself, in the compiled table's own form (target ids,
+    and the profile "trunk:priority:weight:schedule,..."), so one row read gives a
+    route with its targets as of one version, never a mix of two.
+    """
+
+    plan = models.ForeignKey(RoutingPlan, on_delete=models.CASCADE, related_name="+")
+    route_id = models.BigIntegerField(help_text="The draft route (DialPrefix) it came from.")
+    # Plain ids, not foreign keys: schedules and trunks are live rows that a kept
+    # version may outlive. A missing schedule is never in force; a missing trunk is
+    # skipped (the resolver says so in the trace).
+    schedule_id = models.BigIntegerField(null=True, blank=True)
+    # NULL: no targets, as the route query that publishing copies from gives it.
+    target_ids = models.TextField(null=True, blank=True)  # noqa: DJ001
+    targets = models.TextField(  # noqa: DJ001
+        null=True, blank=True, help_text="trunk:priority:weight:schedule,..."
+    )
+    since = models.PositiveIntegerField(help_text="The first version that has this row.")
+    until = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The first version that no longer has it."
+    )
+
+    class Meta:
+        verbose_name = "published route"
+        indexes = [
+            models.Index(fields=["plan", "prefix"], name="publishedroute_plan_prefix"),
+            models.Index(fields=["plan", "since"], name="publishedroute_plan_since"),
+            models.Index(fields=["plan", "until"], name="publishedroute_plan_until"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(until__isnull=True) | Q(until__gt=models.F("since")),
+                name="publishedroute_until_after_since",
+                violation_error_message="A published route ends after the version it starts in.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        until = f"-{self.until - 1}" if self.until else "+"
+        return f"{self.prefix or '(default route)'} (v{self.since}{until})"
 
 
 class RouteTableVersion(models.Model):

@@ -79,10 +79,11 @@ class RouteTable(Protocol):
 
     def plan_named(self, tenant_id: int, name: str) -> PlanRef | None: ...
 
-    def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
+    def routes(self, plan_id: int, candidates: list[str], version: int | None) -> list[RouteEntry]:
         """The plan's routes whose prefix is one of `candidates` (all of them: a prefix
         has one route per caller prefix and schedule), each with its targets (trunks
-        included), in any order."""
+        included), in any order: as published in `version`, or as saved when None
+        (a plan that is not staged, or a simulation of the draft)."""
 
     def schedules(self, tenant_id: int, ids: set[int]) -> dict[int, schedule_rules.Schedule]:
         """The tenant's schedules with these ids, parsed (a missing one: never in force)."""
@@ -231,6 +232,7 @@ class Decision:
     tenant: TenantRef | None = None
     customer: CustomerRow | None = None
     plan: str = ""
+    plan_id: int | None = None
     caller: str = ""
     callee: str = ""
     matched: RouteRow | None = None
@@ -242,6 +244,8 @@ class Decision:
     sell_rate: Decimal | None = None
     currency: str = ""
     trace: tuple[str, ...] = ()
+    # The version of the plan's routes the decision used (None: the routes as saved).
+    plan_version: int | None = None
     decision_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -297,6 +301,7 @@ def resolve(
             return fail(Outcome.INVALID, 400, "Unknown Routing Plan", **common)
         trace.append(f"plan {plan.name} given explicitly")
         plan_id, plan_name, customer_id = plan.id, plan.name, None
+        plan_version = plan.published_version
         plan_margins = Margins(plan.margin_percent, plan.margin_absolute, plan.max_cost)
     else:
         customer = _find_customer(request, tenant, address, callee, table, trace)
@@ -318,10 +323,11 @@ def resolve(
         callee, caller = inbound
         common.update(callee=callee, caller=caller)
         plan_id, plan_name, customer_id = customer.plan_id, customer.plan_name, customer.id
+        plan_version = customer.plan_published_version
         plan_margins = Margins(
             customer.plan_margin_percent, customer.plan_margin_absolute, customer.plan_max_cost
         )
-    common["plan"] = plan_name
+    common.update(plan=plan_name, plan_id=plan_id, plan_version=plan_version)
 
     if screen is not None:
         block = screen.blocked(
@@ -341,7 +347,9 @@ def resolve(
     else:
         candidates = [digits[:n] for n in range(len(digits), -1, -1)]
     at = request.at or _now()
-    entries = table.routes(plan_id, candidates)
+    if plan_version is not None:
+        trace.append(f"routes of plan {plan_name} as published in version {plan_version}")
+    entries = table.routes(plan_id, candidates, plan_version)
     rules = _Rules(at, _schedules_of(entries, tenant.id, table))
     fits = _fitting_routes(entries, digits, match_digits(caller), rules, trace)
     if not fits:

@@ -114,6 +114,8 @@ class PlanRef:
         Kind.DECIMAL, null=True, sql="pl.margin_absolute", places=6
     )
     max_cost: Decimal | None = column(Kind.DECIMAL, null=True, sql="pl.max_cost", places=6)
+    # The version of its routes that calls use; None: the routes as saved (not staged).
+    published_version: int | None = column(Kind.INT, null=True, sql="pl.published_version")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,6 +143,9 @@ class CustomerRow:
     )
     plan_max_cost: Decimal | None = column(
         Kind.DECIMAL, null=True, sql="pl.max_cost", orm="plan__max_cost", places=6
+    )
+    plan_published_version: int | None = column(
+        Kind.INT, null=True, sql="pl.published_version", orm="plan__published_version"
     )
     # Inbound number translation (routing.translation).
     country_code: str = column(Kind.TEXT, sql="cu.country_code")
@@ -310,6 +315,24 @@ def names(row_type: type) -> tuple[str, ...]:
 def model_fields(row_type: type) -> tuple[str, ...]:
     """The names of the columns stored on the row's own model (not reached by a join)."""
     return tuple(spec.name for spec in columns(row_type) if not spec.orm)
+
+
+# A route's targets in one text, as the compiled table loads them and a published
+# route stores them: "trunk:priority:weight:schedule,..." per target, in target
+# order (every TargetLink column but its id, all integers; no schedule is 0), with
+# the target ids beside it as "id,id,...".
+PROFILE_NAMES = tuple(name for name in names(TargetLink) if name != "id")
+assert all(spec.kind is Kind.INT for spec in columns(TargetLink))
+
+
+def parse_profile(text: str | None) -> tuple[tuple[int, ...], ...]:
+    if not text:
+        return ()
+    return tuple(tuple(int(part) for part in item.split(":")) for item in text.split(","))
+
+
+def parse_ids(text: str | None) -> list[int]:
+    return [int(part) for part in text.split(",")] if text else []
 
 
 def select_sql(row_type: type, alias: str) -> str:

@@ -54,12 +54,32 @@ def get_screen() -> Screen | None:
     return import_string(name)() if name else None
 
 
-def decide(request: CallRequest, *, table: RouteTable | None = None) -> Decision:
-    """Resolve `request` against the configured route table, rates and platform defaults."""
-    return resolve(
+def get_decision_log():
+    """Where real decisions are recorded: settings.ROUTING_DECISION_LOG, a dotted path
+    to a callable (request, decision, transport) (versions.decisions.record: a sample,
+    for the impact preview and the decision lookup); empty: nowhere. A setting, so
+    routing never imports versions."""
+    name = settings.ROUTING_DECISION_LOG
+    return import_string(name) if name else None
+
+
+def decide(
+    request: CallRequest, *, table: RouteTable | None = None, transport: str = ""
+) -> Decision:
+    """Resolve `request` against the configured route table, rates and platform defaults.
+
+    A transport (Kamailio asking) names itself, and its decisions go to the decision
+    log; simulations, route tests and replays do not.
+    """
+    decision = resolve(
         request,
         table=table or get_route_table(),
         defaults=routing_defaults(),
         rates=get_rate_source(),
         screen=get_screen(),
     )
+    if transport:
+        log = get_decision_log()
+        if log is not None:
+            log(request, decision, transport)
+    return decision

@@ -18,7 +18,8 @@ API's `simulate` both come here, so they follow one rule:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from routing.metrics import observe_decision
 from routing.models import Customer, RoutingPlan
@@ -125,12 +126,74 @@ class OwnTenantTable:
         self._guard(tenant_id)
         return self.inner.trunks(tenant_id)
 
-    def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
+    def routes(self, plan_id: int, candidates: list[str], version: int | None) -> list[RouteEntry]:
         # Plans are reached only through this tenant's customers or plan names above.
-        return self.inner.routes(plan_id, candidates)
+        return self.inner.routes(plan_id, candidates, version)
 
     def schedules(self, tenant_id: int, ids: set[int]) -> dict[int, Schedule]:
         self._guard(tenant_id)
+        return self.inner.schedules(tenant_id, ids)
+
+
+# Which version of a plan's routes a simulation reads: given the plan's id and the
+# version calls use (None: not staged), the version to read (None: the saved routes,
+# the draft). It may raise SimulationRefused (a version that is not kept).
+Pin = Callable[[int, int | None], int | None]
+
+
+class PinnedTable:
+    """A RouteTable that reads plans' routes as of other versions than calls use: the
+    draft before a publish, a kept version, the version in force at a past time.
+
+    It pins the version on the plan and customer rows, so the resolver reads the
+    routes, and reports in its decision (`plan_version`), the pinned version.
+    """
+
+    def __init__(self, inner: RouteTable, pin: Pin) -> None:
+        self.inner = inner
+        self.pin = pin
+        self._pinned: dict[tuple[int, int | None], int | None] = {}
+
+    def _version(self, plan_id: int, live: int | None) -> int | None:
+        key = (plan_id, live)
+        if key not in self._pinned:
+            self._pinned[key] = self.pin(plan_id, live)
+        return self._pinned[key]
+
+    def _customer(self, row: CustomerRow | None) -> CustomerRow | None:
+        if row is None:
+            return None
+        version = self._version(row.plan_id, row.plan_published_version)
+        return replace(row, plan_published_version=version)
+
+    def tenant_by_source(self, address: IPAddress) -> tuple[TenantRef, str] | None:
+        return self.inner.tenant_by_source(address)
+
+    def tenant_by_slug(self, slug: str) -> TenantRef | None:
+        return self.inner.tenant_by_slug(slug)
+
+    def customers(
+        self, tenant_id: int, *, address: IPAddress | None, callee: str, account: str
+    ) -> list[CustomerRow]:
+        found = self.inner.customers(tenant_id, address=address, callee=callee, account=account)
+        return [self._customer(row) for row in found]
+
+    def customer_named(self, tenant_id: int, name: str) -> CustomerRow | None:
+        return self._customer(self.inner.customer_named(tenant_id, name))
+
+    def plan_named(self, tenant_id: int, name: str) -> PlanRef | None:
+        plan = self.inner.plan_named(tenant_id, name)
+        if plan is None:
+            return None
+        return replace(plan, published_version=self._version(plan.id, plan.published_version))
+
+    def trunks(self, tenant_id: int) -> list[TrunkRow]:
+        return self.inner.trunks(tenant_id)
+
+    def routes(self, plan_id: int, candidates: list[str], version: int | None) -> list[RouteEntry]:
+        return self.inner.routes(plan_id, candidates, version)
+
+    def schedules(self, tenant_id: int, ids: set[int]) -> dict[int, Schedule]:
         return self.inner.schedules(tenant_id, ids)
 
 
@@ -155,12 +218,17 @@ class Simulation:
         return self.seconds * 1000
 
 
-def simulate(request: CallRequest, *, user) -> Simulation:
-    """Decide `request` with the live table as `user` may see it, and explain the answer."""
+def simulate(request: CallRequest, *, user, pin: Pin | None = None) -> Simulation:
+    """Decide `request` with the live table as `user` may see it, and explain the answer.
+
+    `pin` reads plans' routes as of another version than calls use (versions.pins).
+    """
     scope = user_scope(user)
     if scope is None:
         raise PermissionError("this user operates no tenant")
     table = get_route_table()
+    if pin is not None:
+        table = PinnedTable(table, pin)
     if scope is not EVERYTHING:
         table = OwnTenantTable(table, scope.pk)
     started = time.perf_counter()

@@ -14,9 +14,18 @@ from collections import defaultdict
 from dataclasses import replace
 
 from django.db import connections
+from django.db.models import Q
 
-from routing.models import DialPrefix, RouteTarget, RoutingPlan, Schedule, Trunk
+from routing.models import (
+    DialPrefix,
+    PublishedRoute,
+    RouteTarget,
+    RoutingPlan,
+    Schedule,
+    Trunk,
+)
 from routing.rows import (
+    PROFILE_NAMES,
     CustomerRow,
     PlanRef,
     RouteEntry,
@@ -28,6 +37,8 @@ from routing.rows import (
     TrunkRow,
     builder,
     orm_paths,
+    parse_ids,
+    parse_profile,
     select_sql,
 )
 from routing.schedules import Schedule as ParsedSchedule
@@ -58,6 +69,10 @@ _tenant, _route, _link, _trunk, _plan, _customer = (
     builder(CustomerRow),
 )
 _CUSTOMER_WIDTH = len(orm_paths(CustomerRow))
+_PUBLISHED_PATHS = tuple("route_id" if path == "id" else path for path in _ROUTE_PATHS)
+_TRUNK_AT, _PRIORITY_AT, _WEIGHT_AT, _SCHEDULE_AT = (
+    PROFILE_NAMES.index(n) for n in ("trunk_id", "priority", "weight", "schedule_id")
+)
 _SCHEDULE_PATHS = orm_paths(ScheduleRow)
 _schedule = builder(ScheduleRow)
 
@@ -154,7 +169,9 @@ class DatabaseRouteTable:
                 found[parsed.id] = parsed
         return found
 
-    def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
+    def routes(self, plan_id: int, candidates: list[str], version: int | None) -> list[RouteEntry]:
+        if version is not None:
+            return self._published_routes(plan_id, candidates, version)
         rows = [
             _route(values)
             for values in DialPrefix.objects.using(self.using)
@@ -175,3 +192,50 @@ class DatabaseRouteTable:
             link = _link(values[1 : width + 1])
             targets[values[0]].append(TargetRow.of(link, _trunk(values[width + 1 :])))
         return [(row, tuple(targets.get(row.id, ()))) for row in rows]
+
+    def _published_routes(
+        self, plan_id: int, candidates: list[str], version: int
+    ) -> list[RouteEntry]:
+        """The routes as published in `version`: one query for the routes with their
+        targets (one version, whatever is published meanwhile), one for the trunks."""
+        found = list(
+            PublishedRoute.objects.using(self.using)
+            .filter(plan_id=plan_id, prefix__in=candidates, since__lte=version)
+            .filter(Q(until__isnull=True) | Q(until__gt=version))
+            .order_by()
+            .values_list(*_PUBLISHED_PATHS, "target_ids", "targets")
+        )
+        if not found:
+            return []
+        width = len(_PUBLISHED_PATHS)
+        links = [
+            tuple(zip(parse_ids(values[width]), parse_profile(values[width + 1]), strict=True))
+            for values in found
+        ]
+        trunk_ids = {item[_TRUNK_AT] for targets in links for _, item in targets}
+        trunks = {
+            row.id: row
+            for row in map(
+                _trunk,
+                Trunk.objects.using(self.using)
+                .filter(id__in=trunk_ids)
+                .values_list(*orm_paths(TrunkRow)),
+            )
+        }
+        return [
+            (
+                _route(values[:width]),
+                tuple(
+                    TargetRow(
+                        id=target_id,
+                        priority=item[_PRIORITY_AT],
+                        weight=item[_WEIGHT_AT],
+                        trunk=trunks[item[_TRUNK_AT]],
+                        schedule_id=item[_SCHEDULE_AT] or None,
+                    )
+                    for target_id, item in targets
+                    if item[_TRUNK_AT] in trunks  # a trunk deleted since: not a target
+                ),
+            )
+            for values, targets in zip(found, links, strict=True)
+        ]

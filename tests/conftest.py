@@ -11,6 +11,7 @@ import pytest
 
 from blocklists.lookup import forget_block_stores
 from tests.factories import make_operator, make_route, make_tenant, make_trunk
+from versions.decisions import forget_decision_log
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +20,7 @@ def _no_block_store_left():
     which would otherwise keep a connection to the test database open."""
     yield
     forget_block_stores()
+    forget_decision_log()
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """The architecture, checked: dependencies point down, and no module imports itself back.
 
 Layers, top to bottom: config; the pages and transports (ops, api, evapi_bridge);
-the wire adapter (kamailio); the domain (outcomes, blocklists, rating, routing, then
-tenants). A package may import from the layers below it only. Imports inside
-functions count too: a lazy import that dodges a cycle is still a cycle in the design.
+the wire adapter (kamailio); the versions of plans (versions); the domain (outcomes,
+blocklists, rating, routing, then tenants). A package may import from the layers below
+it only. Imports inside functions count too: a lazy import that dodges a cycle is still
+a cycle in the design.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ LAYERS = [
     {"config"},
     {"ops", "api", "evapi_bridge"},
     {"kamailio"},
+    {"versions"},
     {"outcomes"},
     {"blocklists"},
     {"rating"},

@@ -155,10 +155,13 @@ class CompiledRouteTable:
             key=lambda trunk: trunk.id,
         )
 
-    def routes(self, plan_id: int, candidates: list[str]) -> list[RouteEntry]:
+    def routes(self, plan_id: int, candidates: list[str], version: int | None) -> list[RouteEntry]:
         table = self._tables.get(plan_id)
         if table is None:
-            return self.database.routes(plan_id, candidates)
+            return self.database.routes(plan_id, candidates, version)
+        held, overlay = table.state  # one read: one version's routes
+        if held != version:  # another version (a simulation, or a publish being applied)
+            return self.database.routes(plan_id, candidates, version)
         trunks = self._trunks
         return [
             (
@@ -175,7 +178,7 @@ class CompiledRouteTable:
                     if item[_TRUNK] in trunks
                 ),
             )
-            for row, targets in table.find_all(candidates)
+            for row, targets in table.find_all(candidates, overlay)
         ]
 
     def schedules(self, tenant_id: int, ids: set[int]) -> dict[int, Schedule]:
@@ -288,15 +291,32 @@ class CompiledRouteTable:
             for plan_id in list(self._plans):
                 self._schedule_build(plan_id)
 
+    def _staged(self, plan_id: int) -> bool:
+        """Whether calls use the plan's published routes (its saved ones are a draft)."""
+        plan = self._plans.get(plan_id)
+        return plan is not None and plan.published_version is not None
+
     def _apply(self, batch: list[changes.Change]) -> None:
         kinds: dict[str, set] = defaultdict(set)
         prefixes: dict[int, set[str]] = defaultdict(set)
+        drafts: dict[int, set[str]] = defaultdict(set)  # saved routes' changes
         for change in batch:
-            if change.kind == changes.PREFIX:
+            if change.kind == changes.PUBLISHED:
+                plan, one, prefix = change.key.partition(":")
+                if one:
+                    prefixes[int(plan)].add(prefix)
+                else:
+                    kinds[changes.TABLE].add(int(plan))
+            elif change.kind == changes.PREFIX:
                 plan, _, prefix = change.key.partition(":")
-                prefixes[int(plan)].add(prefix)
-            elif change.kind in (changes.CARRIER, changes.TRUNK, changes.PLAN, changes.TABLE):
+                drafts[int(plan)].add(prefix)
+            elif change.kind in (changes.CARRIER, changes.TRUNK, changes.PLAN):
                 kinds[change.kind].add(int(change.key))
+                if change.kind == changes.PLAN:
+                    # Customers carry their plan's columns (its published version).
+                    kinds[changes.CUSTOMERS].add(change.tenant_id)
+            elif change.kind == changes.TABLE:
+                kinds["draft-table"].add(int(change.key))
             else:
                 kinds[change.kind].add(change.tenant_id)
         with self._lock:
@@ -310,6 +330,13 @@ class CompiledRouteTable:
             if kinds[changes.PLAN]:
                 for plan_id in self._load_plans(kinds[changes.PLAN]):
                     self._schedule_build(plan_id)
+            # A staged plan's saved routes are its draft: calls do not use them.
+            for plan_id in kinds["draft-table"]:
+                if not self._staged(plan_id):
+                    kinds[changes.TABLE].add(plan_id)
+            for plan_id, keys in drafts.items():
+                if not self._staged(plan_id):
+                    prefixes[plan_id] |= keys
             if kinds[changes.CUSTOMERS] or new_tenants:
                 self._load_customers(kinds[changes.CUSTOMERS] | new_tenants)
             if kinds[changes.SCHEDULES] or new_tenants:
@@ -392,32 +419,44 @@ class CompiledRouteTable:
         maps.update(found)
         self._schedules = maps
 
-    def _select_routes(self, cursor, plan_id: int, prefixes: list[str] | None) -> None:
+    def _plan_version(self, plan_id: int) -> int | None:
+        plan = self._plans.get(plan_id)
+        return plan.published_version if plan is not None else None
+
+    def _select_routes(
+        self, cursor, plan_id: int, prefixes: list[str] | None, version: int | None
+    ) -> None:
         vendor = connections[self.using].vendor
-        loading.select_routes(cursor, vendor, plan_id, prefixes)
+        loading.select_routes(cursor, vendor, plan_id, prefixes, version)
 
     def _reload_prefixes(self, table: PrefixTable, plan_id: int, keys: set[str]) -> None:
-        """Put the current routes of `keys` (none where deleted) into the table's overlay."""
+        """Put the routes of `keys` (none where deleted) in the table's overlay, as of the
+        plan's current version (a publish moves the table to its version this way)."""
+        version = self._plan_version(plan_id)
         keys_list = sorted(keys)
         found: dict[str, list[Entry]] = {key: [] for key in keys_list}
         with self._cursor() as cursor:
             for start in range(0, len(keys_list), _CHUNK):
-                self._select_routes(cursor, plan_id, keys_list[start : start + _CHUNK])
+                chunk = keys_list[start : start + _CHUNK]
+                self._select_routes(cursor, plan_id, chunk, version)
                 for values in cursor.fetchall():
                     entry = entry_of(values)
                     found[entry[0].prefix].append(entry)
-        table.note({key: tuple(entries) for key, entries in found.items()})
+        table.note({key: tuple(entries) for key, entries in found.items()}, version)
         if len(table.overlay) > _MAX_OVERLAY:
             self._schedule_build(plan_id)
 
     def load_table(self, plan_id: int) -> PrefixTable:
-        """Read a plan's whole prefix table from the database, packed."""
+        """Read a plan's whole prefix table from the database, packed: the version calls
+        use (the saved routes of a plan that is not staged)."""
+        version = self._plan_version(plan_id)
         table = PrefixTable(self._pools)
+        table.state = (version, {})
         # A server-side cursor on PostgreSQL: rows stream in, the result is never
         # held whole in this process.
         connection = connections[self.using]
         with transaction.atomic(using=self.using), connection.chunked_cursor() as cursor:
-            self._select_routes(cursor, plan_id, None)
+            self._select_routes(cursor, plan_id, None, version)
             while rows := cursor.fetchmany(10_000):
                 for values in rows:
                     table.append(values)

@@ -11,8 +11,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 
-from routing.compiled.packing import PROFILE_NAMES
 from routing.rows import (
+    PROFILE_NAMES,
     CustomerRow,
     PlanRef,
     RouteRow,
@@ -67,6 +67,18 @@ WHERE p.plan_id = %s {{where}}
 ORDER BY length(p.prefix), p.prefix, p.id
 """,  # noqa: S608
 }
+
+# A staged plan's routes as published in one version (routing.models.PublishedRoute):
+# the same values in the same order, the draft route's id standing for the route's.
+_PUBLISHED_COLUMNS = ", ".join(
+    "p.route_id" if name == "id" else f"p.{name}" for name in names(RouteRow)
+)
+PUBLISHED_SQL = f"""
+SELECT {_PUBLISHED_COLUMNS}, p.target_ids, p.targets
+FROM routing_publishedroute p
+WHERE p.plan_id = %s AND p.since <= %s AND (p.until IS NULL OR p.until > %s) {{where}}
+ORDER BY length(p.prefix), p.prefix {{collate}}, p.route_id
+"""  # noqa: S608
 
 _tenant, _trunk, _plan, _customer, _schedule = (
     builder(TenantRef),
@@ -158,13 +170,25 @@ def trunks(cursor, carrier_ids: set[int] | None, trunk_ids: set[int] | None) -> 
     return {row.id: row for row in map(_trunk, cursor.fetchall())}
 
 
-def select_routes(cursor, vendor: str, plan_id: int, prefixes: list[str] | None) -> None:
-    """Execute the query of a plan's routes (these prefixes only, unless None), in key order."""
-    sql = _PREFIX_SQL.get(vendor, _PREFIX_SQL["sqlite"])
+def routes_query(vendor: str, plan_id: int, version: int | None) -> tuple[str, list]:
+    """The query of a plan's routes in key order, with "{where}" for more conditions on
+    `p` (the route): as saved (the draft) when `version` is None, else as published in
+    it. Each row is the route's values (rows.RouteRow order), target ids, profile."""
+    if version is None:
+        return _PREFIX_SQL.get(vendor, _PREFIX_SQL["sqlite"]), [plan_id]
+    collate = 'COLLATE "C"' if vendor == "postgresql" else ""
+    return PUBLISHED_SQL.replace("{collate}", collate), [plan_id, version, version]
+
+
+def select_routes(
+    cursor, vendor: str, plan_id: int, prefixes: list[str] | None, version: int | None = None
+) -> None:
+    """Execute the query of a plan's routes (these prefixes only, unless None)."""
+    sql, params = routes_query(vendor, plan_id, version)
     if prefixes is None:
-        cursor.execute(sql.replace("{where}", ""), [plan_id])
+        cursor.execute(sql.replace("{where}", ""), params)
     else:
         cursor.execute(
             sql.replace("{where}", f"AND p.prefix IN ({_marks(prefixes)})"),
-            [plan_id, *prefixes],
+            [*params, *prefixes],
         )

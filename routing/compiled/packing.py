@@ -15,14 +15,16 @@ from array import array
 from bisect import bisect_left
 
 from routing.rows import (
-    Kind,
+    PROFILE_NAMES,
     RouteRow,
-    TargetLink,
-    columns,
     names,
     normaliser,
     packed_route_columns,
+    parse_ids,
+    parse_profile,
 )
+
+__all__ = ["PROFILE_NAMES", "Entry", "Pools", "PrefixTable", "entry_of"]
 
 # Prefixes of at most this many digits are keyed by int("1" + prefix), which fits
 # a signed 64-bit array item; longer ones (rare) live in a dict.
@@ -38,11 +40,6 @@ _PACKED_NAMES = tuple(spec.name for spec in _PACKED)
 _PACKED_AT = tuple(_ROUTE_NAMES.index(name) for name in _PACKED_NAMES)
 _IDS, _PROFILE = len(_ROUTE_NAMES), len(_ROUTE_NAMES) + 1
 
-# A target's profile: every TargetLink column but its id (trunk, priority, weight,
-# schedule). All are integers; a NULL (no schedule) is packed as 0 (loading._PROFILE).
-PROFILE_NAMES = tuple(name for name in names(TargetLink) if name != "id")
-assert all(spec.kind is Kind.INT for spec in columns(TargetLink))
-
 Profile = tuple[tuple[int, ...], ...]
 Targets = tuple[tuple[int, tuple[int, ...]], ...]  # (target id, profile item) per target
 Entry = tuple[RouteRow, Targets]
@@ -57,16 +54,6 @@ def _odd_at_least(value: int) -> int:
 
 def _key(prefix: str) -> int:
     return int("1" + prefix)
-
-
-def parse_profile(text: str | None) -> Profile:
-    if not text:
-        return ()
-    return tuple(tuple(int(part) for part in item.split(":")) for item in text.split(","))
-
-
-def parse_ids(text: str | None) -> list[int]:
-    return [int(part) for part in text.split(",")] if text else []
 
 
 # How each packed value is normalised (SQLite gives booleans as 0/1, decimals as
@@ -142,7 +129,10 @@ class PrefixTable:
         self.shapes = self.pools.shapes
         self.texts = self.pools.texts
         self.profiles = self.pools.profiles
-        self.overlay: dict[str, Entries] = {}
+        # The version of the plan's routes the table holds (None: as saved) and the
+        # overlay, in one tuple that note() replaces whole: a reader that takes it
+        # once sees one version's routes, never a half-applied publish.
+        self.state: tuple[int | None, dict[str, Entries]] = (None, {})
         self.longest = 0  # digits of the longest prefix: longer candidates cannot match
         self.size1 = self.size2 = 1
         self.filter1 = self.filter2 = bytearray(1)  # see _build_filter()
@@ -150,6 +140,14 @@ class PrefixTable:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def version(self) -> int | None:
+        return self.state[0]
+
+    @property
+    def overlay(self) -> dict[str, Entries]:
+        return self.state[1]
 
     def append(self, values) -> None:
         """Add one loaded row; rows come in key order (checked in finish()). A prefix
@@ -211,9 +209,14 @@ class PrefixTable:
             i += 1
         return found
 
-    def find_all(self, candidates: list[str]) -> list[Entry]:
-        """The entries of those `candidates` that are in the table (the hot path)."""
-        overlay, keys, longest = self.overlay, self.keys, self.longest
+    def find_all(
+        self, candidates: list[str], overlay: dict[str, Entries] | None = None
+    ) -> list[Entry]:
+        """The entries of those `candidates` that are in the table (the hot path), with
+        the overlay of the state the caller read (default: the current one)."""
+        if overlay is None:
+            overlay = self.state[1]
+        keys, longest = self.keys, self.longest
         filter1, filter2, size1, size2 = self.filter1, self.filter2, self.size1, self.size2
         size = len(keys)
         found = []
@@ -251,10 +254,11 @@ class PrefixTable:
             self.filter1[key % self.size1] = 1
             self.filter2[key % self.size2] = 1
 
-    def note(self, changed: dict[str, Entries]) -> None:
-        """Put reloaded prefixes' routes (an empty tuple: all deleted) in the overlay."""
-        self.overlay.update(changed)
+    def note(self, changed: dict[str, Entries], version: int | None) -> None:
+        """Put reloaded prefixes' routes (an empty tuple: all deleted) in the overlay, as
+        of `version`; the new state replaces the old in one assignment."""
         self.longest = max([self.longest, *(len(k) for k, v in changed.items() if v)])
+        self.state = (version, {**self.state[1], **changed})
 
     def lookup(self, prefix: str) -> Entries:
         """Every route of `prefix` (one per caller prefix and schedule)."""

@@ -173,7 +173,7 @@ class FailingTable(DatabaseRouteTable):
         super().__init__()
         self.error = error
 
-    def routes(self, tenant_id: int, candidates: list[str]):
+    def routes(self, tenant_id: int, candidates: list[str], version):
         raise self.error
 
 

@@ -323,10 +323,10 @@ def test_a_framing_error_resets_the_connection_after_answering_what_came_before(
 class SlowTable(DatabaseRouteTable):
     """The real route table, one second slow for numbers starting with 999 (a slow query)."""
 
-    def routes(self, tenant_id: int, candidates: list[str]):
+    def routes(self, tenant_id: int, candidates: list[str], version):
         if candidates[0].startswith("999"):
             time.sleep(1.0)
-        return super().routes(tenant_id, candidates)
+        return super().routes(tenant_id, candidates, version)
 
 
 def test_a_slow_decision_does_not_hold_back_the_next_events(kamailio, route_a):

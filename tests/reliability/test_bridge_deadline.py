@@ -25,10 +25,10 @@ class HungTable(DatabaseRouteTable):
 
     decided = 0
 
-    def routes(self, tenant_id: int, candidates: list[str]):
+    def routes(self, tenant_id: int, candidates: list[str], version):
         RELEASE.wait(10)
         HungTable.decided += 1
-        return super().routes(tenant_id, candidates)
+        return super().routes(tenant_id, candidates, version)
 
 
 def test_every_event_is_answered_once_by_its_deadline_while_every_worker_hangs(kamailio, route_a):

@@ -237,8 +237,8 @@ def test_both_tables_read_the_same_health(route_a, trunks_a):
     sicken(trunks_a[0], until=T0 + 60)
     compiled = CompiledRouteTable(background=False, poll_interval=0)
     compiled.refresh()
-    mine = compiled.routes(route_a.plan_id, ["33"])[0][1]
-    theirs = DatabaseRouteTable().routes(route_a.plan_id, ["33"])[0][1]
+    mine = compiled.routes(route_a.plan_id, ["33"], None)[0][1]
+    theirs = DatabaseRouteTable().routes(route_a.plan_id, ["33"], None)[0][1]
     assert {t.trunk for t in mine} == {t.trunk for t in theirs}
     sick = next(t.trunk for t in mine if t.trunk.id == trunks_a[0].pk)
     assert (sick.health_state, sick.health_since, sick.health_until) == (UNHEALTHY, T0, T0 + 60)

@@ -78,7 +78,7 @@ class TableBeforePlans(DatabaseRouteTable):
             )
         ]
 
-    def routes(self, plan_id, candidates):  # plan_id is the tenant's id here
+    def routes(self, plan_id, candidates, version):  # plan_id is the tenant's id here
         link, trunk = builder(TargetLink), builder(TrunkRow)
         marks = ", ".join(["%s"] * len(candidates))
         found = []

@@ -549,8 +549,9 @@ class ReversedTargets(DatabaseRouteTable):
     """The database table giving each route's targets in the opposite order, as another
     table (the compiled one) may."""
 
-    def routes(self, plan_id, candidates):
-        return [(row, targets[::-1]) for row, targets in super().routes(plan_id, candidates)]
+    def routes(self, plan_id, candidates, version):
+        found = super().routes(plan_id, candidates, version)
+        return [(row, targets[::-1]) for row, targets in found]
 
 
 @pytestmark_db

@@ -1,0 +1,60 @@
+"""Which version of a plan's routes a simulation, a route test or a replay reads.
+
+Each function returns a routing.simulation.Pin: given a plan's id and the version
+calls use, the version to read (None: the draft, the routes as saved).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from routing.models import RoutingPlan
+from routing.simulation import Pin, SimulationRefused
+from versions.models import PlanVersion
+
+
+def draft(plan_id: int) -> Pin:
+    """That plan's draft; every other plan as calls have it."""
+    return lambda pinned, live: None if pinned == plan_id else live
+
+
+def version(plan_id: int, number: int) -> Pin:
+    """That plan's kept version `number`; every other plan as calls have it."""
+
+    def pin(pinned: int, live: int | None) -> int | None:
+        if pinned != plan_id:
+            return live
+        if not PlanVersion.objects.filter(plan_id=plan_id, number=number).exists():
+            raise SimulationRefused(_not_kept(plan_id, f"version {number}"))
+        return number
+
+    return pin
+
+
+def as_of(when: datetime) -> Pin:
+    """Every staged plan as published at `when` (the version in force then)."""
+
+    def pin(plan_id: int, live: int | None) -> int | None:
+        if live is None:
+            return None  # not staged: its routes as saved are all there is
+        found = (
+            PlanVersion.objects.filter(plan_id=plan_id, published_at__lte=when)
+            .order_by("-number")
+            .values_list("number", flat=True)
+            .first()
+        )
+        if found is None:
+            raise SimulationRefused(
+                _not_kept(plan_id, f"the version in force at {when:%Y-%m-%d %H:%M %Z}")
+            )
+        return found
+
+    return pin
+
+
+def _not_kept(plan_id: int, what: str) -> str:
+    numbers = list(PlanVersion.objects.filter(plan_id=plan_id).values_list("number", flat=True))
+    plan = RoutingPlan.objects.filter(pk=plan_id).first()
+    if not numbers:
+        return f"Plan {plan} has no published version: simulate its live routes instead."
+    return f"Plan {plan} has no {what} kept (kept: versions {min(numbers)} to {max(numbers)})."

@@ -1,0 +1,642 @@
+"""Staged routing plans: the draft, diffs, publishing, rollback and retention.
+
+A plan is staged from its first publish. From then on its saved routes (DialPrefix
+and RouteTarget, whatever writes them: the admin, the API, an import) are its draft,
+and calls use the routes of its published version (RoutingPlan.published_version),
+stored as routing.models.PublishedRoute rows that each span the versions from
+`since` to before `until`. So:
+
+- a publish compares the draft with the published version, closes the rows of the
+  routes that changed or went (`until` = the new version) and inserts the new ones
+  (`since` = the new version), in one transaction with the version bump, the
+  PlanVersion record and the change log entries that tell every process;
+- a version therefore costs the rows it changed, not a copy of the table;
+- a rollback is a publish whose routes are an older version's, written the same way
+  from the rows that differ between the two versions;
+- a diff between two versions reads only the rows touched between them; a diff with
+  the draft compares both tables in one ordered pass (constant memory).
+
+A route's identity across versions is its plan, prefix, caller prefix or pattern and
+schedule (what the database keeps unique); its content is every other column and its
+targets (trunk, priority, weight, schedule each, in order). The routes' own ids and
+target ids are not content: a re-import that writes the same routes with new ids
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+
+from routing import changes
+from routing.compiled import loading
+from routing.models import PublishedRoute, RoutingPlan, Trunk
+from routing.rows import PROFILE_NAMES, RouteRow, names, parse_profile
+from versions import route_tests
+from versions.models import PlanVersion
+
+DRAFT = None  # a view of a plan: None is its saved routes, a number a published version
+# A publish that changes at most this many prefixes tells other processes which ones
+# (each reloads just those); a larger one has them rebuild the plan's compiled table,
+# answering from the database meanwhile (at the new version already).
+PER_PREFIX_CHANGES = 2_000
+_CHUNK = 500
+
+_NAMES = names(RouteRow)
+_PREFIX = _NAMES.index("prefix")
+_KEY_AT = tuple(
+    _NAMES.index(n) for n in ("prefix", "caller_prefix", "caller_pattern", "schedule_id")
+)
+_CONTENT_AT = tuple(i for i, name in enumerate(_NAMES) if name != "id")
+_WIDTH = len(_NAMES)
+# PublishedRoute columns in the order of a route query's values (loading.routes_query).
+_INSERT_COLUMNS = ", ".join(["route_id", *_NAMES[1:], "target_ids", "targets", "plan_id", "since"])
+_COPY_COLUMNS = ", ".join(
+    ["p.route_id", *(f"p.{n}" for n in _NAMES[1:]), "p.target_ids", "p.targets", "p.plan_id"]
+)
+_TRUNK_AT, _PRIORITY_AT, _WEIGHT_AT = (
+    PROFILE_NAMES.index(n) for n in ("trunk_id", "priority", "weight")
+)
+
+
+class PublishRefused(Exception):
+    """A publish or rollback that cannot be done as asked; the message says why.
+
+    Nothing of it was written.
+    """
+
+
+class RouteTestsFailed(PublishRefused):
+    """Route tests failed, and the publish was not forced."""
+
+    def __init__(self, message: str, results: list) -> None:
+        super().__init__(message)
+        self.results = results
+
+
+@dataclass(frozen=True, slots=True)
+class RouteVersion:
+    """A route as one side of a diff has it: its values (RouteRow order) and targets."""
+
+    values: tuple
+    target_ids: str | None
+    targets: str | None
+    row_id: int  # the draft route's id, or the PublishedRoute row's
+
+    @property
+    def key(self) -> tuple:
+        return tuple(self.values[i] for i in _KEY_AT)
+
+    @property
+    def content(self) -> tuple:
+        return (*(self.values[i] for i in _CONTENT_AT), self.targets or "")
+
+    def value(self, name: str):
+        return self.values[_NAMES.index(name)]
+
+    def target_items(self) -> list[tuple[int, int, int]]:
+        """(trunk id, priority, weight) per target, in order."""
+        return [
+            (item[_TRUNK_AT], item[_PRIORITY_AT], item[_WEIGHT_AT])
+            for item in parse_profile(self.targets)
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class DiffRow:
+    """One route that differs between two views of a plan."""
+
+    change: str  # "added", "removed" or "changed"
+    old: RouteVersion | None
+    new: RouteVersion | None
+
+    @property
+    def route(self) -> RouteVersion:
+        return self.new or self.old  # type: ignore[return-value]
+
+    @property
+    def prefix(self) -> str:
+        return self.route.values[_PREFIX]
+
+    def changed_columns(self) -> list[str]:
+        """The columns (and "targets") whose values differ, for a changed route."""
+        if self.old is None or self.new is None:
+            return []
+        found = [
+            _NAMES[i]
+            for i in _CONTENT_AT
+            if _normal(self.old.values[i]) != _normal(self.new.values[i])
+        ]
+        if (self.old.targets or "") != (self.new.targets or ""):
+            found.append("targets")
+        return found
+
+
+@dataclass
+class Diff:
+    """How two views of a plan differ: counts, and the first `limit` rows in prefix order."""
+
+    plan: RoutingPlan
+    old: int | None
+    new: int | None
+    added: int = 0
+    removed: int = 0
+    changed: int = 0
+    rows: list[DiffRow] = field(default_factory=list)
+    truncated: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.added + self.removed + self.changed
+
+    @property
+    def empty(self) -> bool:
+        return self.total == 0
+
+
+def label(version: int | None) -> str:
+    return "the draft" if version is None else f"version {version}"
+
+
+def _normal(value):
+    """SQLite gives booleans as 0/1 and decimals as floats: compare them as such."""
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+# --- Reading views of a plan --------------------------------------------------------
+
+
+def _stream(plan_id: int, version: int | None, using: str) -> Iterator[RouteVersion]:
+    """A view's routes in key order (length, then digits of the prefix), streamed."""
+    connection = connections[using]
+    sql, params = loading.routes_query(connection.vendor, plan_id, version)
+    if version is not None:
+        sql = sql.replace("SELECT ", "SELECT p.id, ", 1)
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql.replace("{where}", ""), params)
+        while rows := cursor.fetchmany(5_000):
+            for row in rows:
+                if version is None:
+                    values = tuple(row[:_WIDTH])
+                    yield RouteVersion(values, row[_WIDTH], row[_WIDTH + 1], values[0])
+                else:
+                    values = tuple(row[1 : _WIDTH + 1])
+                    yield RouteVersion(values, row[_WIDTH + 1], row[_WIDTH + 2], row[0])
+
+
+def _groups(routes: Iterable[RouteVersion]) -> Iterator[tuple[tuple, dict[tuple, RouteVersion]]]:
+    """Routes grouped by prefix: ((length, prefix), {key: route}) in key order."""
+    current: tuple | None = None
+    group: dict[tuple, RouteVersion] = {}
+    for route in routes:
+        prefix = route.values[_PREFIX]
+        order = (len(prefix), prefix)
+        if order != current:
+            if current is not None:
+                yield current, group
+            current, group = order, {}
+        group[route.key] = route
+    if current is not None:
+        yield current, group
+
+
+def _compare(old: dict, new: dict) -> Iterator[DiffRow]:
+    for key in sorted(set(old) | set(new), key=lambda k: tuple(str(x) for x in k)):
+        before, after = old.get(key), new.get(key)
+        if before is None:
+            yield DiffRow("added", None, after)
+        elif after is None:
+            yield DiffRow("removed", before, None)
+        elif tuple(map(_normal, before.content)) != tuple(map(_normal, after.content)):
+            yield DiffRow("changed", before, after)
+
+
+def _merge(old: Iterable[RouteVersion], new: Iterable[RouteVersion]) -> Iterator[DiffRow]:
+    """The differences of two views read in key order, in one pass."""
+    end = (10**9, "")
+    old_groups, new_groups = _groups(old), _groups(new)
+    a, b = next(old_groups, (end, {})), next(new_groups, (end, {}))
+    while a[0] != end or b[0] != end:
+        if a[0] == b[0]:
+            yield from _compare(a[1], b[1])
+            a, b = next(old_groups, (end, {})), next(new_groups, (end, {}))
+        elif a[0] < b[0]:
+            yield from _compare(a[1], {})
+            a = next(old_groups, (end, {}))
+        else:
+            yield from _compare({}, b[1])
+            b = next(new_groups, (end, {}))
+
+
+def _touched(plan_id: int, low: int, high: int, using: str) -> Iterator[DiffRow]:
+    """The differences between published versions low < high, from the rows written
+    between them only (a row is in version v when since <= v < until)."""
+    connection = connections[using]
+    sql, _ = loading.routes_query(connection.vendor, plan_id, 0)
+    sql = sql.replace("SELECT ", "SELECT p.id, p.since, p.until, ", 1)
+    # routes_query's version condition, replaced by "touched between low and high".
+    where = "p.since <= %s AND (p.until IS NULL OR p.until > %s)"
+    assert where in sql
+    sql = sql.replace(
+        where, "((p.since > %s AND p.since <= %s) OR (p.until > %s AND p.until <= %s))"
+    ).replace("{where}", "")
+    old: dict[tuple, dict] = {}
+    new: dict[tuple, dict] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [plan_id, low, high, low, high])
+        for row in cursor.fetchall():
+            row_id, since, until = row[0], row[1], row[2]
+            values = tuple(row[3 : _WIDTH + 3])
+            route = RouteVersion(values, row[_WIDTH + 3], row[_WIDTH + 4], row_id)
+            order = (len(route.values[_PREFIX]), route.values[_PREFIX])
+            if since <= low and (until is None or until > low):
+                old.setdefault(order, {})[route.key] = route
+            if since <= high and (until is None or until > high):
+                new.setdefault(order, {})[route.key] = route
+    for order in sorted(set(old) | set(new)):
+        yield from _compare(old.get(order, {}), new.get(order, {}))
+
+
+def differences(
+    plan: RoutingPlan, old: int | None, new: int | None, *, using: str = "default"
+) -> Iterator[DiffRow]:
+    """Every route that differs from view `old` to view `new` (a version, or the draft)."""
+    if old is not None and new is not None:
+        if old == new:
+            return iter(())
+        if old < new:
+            return _touched(plan.pk, old, new, using)
+        return (_reverse(row) for row in _touched(plan.pk, new, old, using))
+    return _merge(_view(plan.pk, old, using), _view(plan.pk, new, using))
+
+
+def _view(plan_id: int, version: int | None, using: str) -> Iterator[RouteVersion]:
+    return _stream(plan_id, version, using)
+
+
+def _reverse(row: DiffRow) -> DiffRow:
+    change = {"added": "removed", "removed": "added"}.get(row.change, row.change)
+    return DiffRow(change, row.new, row.old)
+
+
+def diff(
+    plan: RoutingPlan,
+    old: int | None,
+    new: int | None,
+    *,
+    limit: int | None = 1000,
+    using: str = "default",
+) -> Diff:
+    """How view `new` differs from view `old`: counts, and the first `limit` rows
+    (None: all). Versions must be kept (check_kept)."""
+    for version in (old, new):
+        if version is not None:
+            check_kept(plan, version, using=using)
+    result = Diff(plan=plan, old=old, new=new)
+    with transaction.atomic(using=using):  # one snapshot; a server-side cursor on PostgreSQL
+        for row in differences(plan, old, new, using=using):
+            setattr(result, row.change, getattr(result, row.change) + 1)
+            if limit is None or len(result.rows) < limit:
+                result.rows.append(row)
+            else:
+                result.truncated = True
+    return result
+
+
+def check_kept(plan: RoutingPlan, version: int, *, using: str = "default") -> PlanVersion:
+    """The kept version `version` of the plan, or PublishRefused saying why not."""
+    found = PlanVersion.objects.using(using).filter(plan=plan, number=version).first()
+    if found is not None:
+        return found
+    numbers = PlanVersion.objects.using(using).filter(plan=plan).values_list("number", flat=True)
+    if not numbers:
+        raise PublishRefused(f"Plan {plan} has no published version yet.")
+    oldest, latest = min(numbers), max(numbers)
+    if 0 < version < oldest:
+        raise PublishRefused(
+            f"Version {version} of plan {plan} is past retention: the last "
+            f"{settings.ROUTING_VERSIONS_KEEP} versions are kept ({oldest} to {latest})."
+        )
+    raise PublishRefused(f"Plan {plan} has no version {version} (kept: {oldest} to {latest}).")
+
+
+# --- Publishing ---------------------------------------------------------------------
+
+
+@dataclass
+class Published:
+    """What a publish or rollback did."""
+
+    version: PlanVersion
+    diff: Diff
+    test_results: list = field(default_factory=list)
+
+
+def _locked(plan: RoutingPlan, using: str) -> RoutingPlan:
+    return RoutingPlan.objects.using(using).select_for_update().get(pk=plan.pk)
+
+
+def _check_expected(plan: RoutingPlan, expected: int | None, using: str) -> None:
+    """Refuse when someone published since the operator looked (their diff is stale)."""
+    if expected is None or plan.published_version == expected:
+        return
+    latest = PlanVersion.objects.using(using).filter(plan=plan).order_by("-number").first()
+    who = ""
+    if latest is not None:
+        when = timezone.localtime(latest.published_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+        who = f" by {latest.published_by_name or 'someone'} at {when}"
+    raise PublishRefused(
+        f"Plan {plan} is at {label(plan.published_version)} now: it was published{who} "
+        f"while you were looking at {label(expected)}. Review the differences again."
+    )
+
+
+def publish(
+    plan: RoutingPlan,
+    *,
+    user=None,
+    comment: str = "",
+    expected: int | None = None,
+    force: bool = False,
+    using: str = "default",
+) -> Published:
+    """Publish the plan's draft as its next version, after its route tests.
+
+    `expected` is the version the operator reviewed the draft against (refused if
+    another was published since). Failing route tests refuse the publish unless
+    `force` is given by a user with the force permission; it is then recorded.
+    """
+    started = time.monotonic()
+    with transaction.atomic(using=using):
+        plan = _locked(plan, using)
+        _check_expected(plan, expected, using)
+        results = route_tests.run_for_publish(plan, using=using)
+        failed = [result for result in results if not result.passed]
+        if failed:
+            names_failed = ", ".join(result.test.name for result in failed)
+            if not force:
+                raise RouteTestsFailed(
+                    f"{len(failed)} route test{'s' if len(failed) != 1 else ''} of plan {plan} "
+                    f"failed against the draft ({names_failed}): fix the draft or the tests, "
+                    "or force the publish.",
+                    results,
+                )
+            if user is None or not user.has_perm("versions.force_publish_planversion"):
+                raise PublishRefused(
+                    f"Route tests failed ({names_failed}) and you may not force a publish: "
+                    "ask a user with the 'Can publish although route tests fail' permission."
+                )
+        current = plan.published_version
+        if current is None:  # the first publish: every route is new
+            rows = _Collected(_merge(iter(()), _view(plan.pk, DRAFT, using)))
+        else:
+            rows = _Collected(differences(plan, current, DRAFT, using=using))
+        if not rows.total and current is not None:
+            raise PublishRefused(
+                f"Nothing to publish: the draft of plan {plan} is the same as version {current}."
+            )
+        version = _write(
+            plan,
+            rows,
+            kind=PlanVersion.Kind.PUBLISH,
+            source=None,
+            user=user,
+            comment=comment,
+            using=using,
+        )
+        if failed:
+            version.forced = True
+            version.failed_tests = "\n".join(
+                f"{result.test.name}: {result.message}" for result in failed
+            )
+        version.seconds = time.monotonic() - started
+        version.save(using=using)
+    return Published(
+        version=version, diff=rows.diff(plan, current, version.number), test_results=results
+    )
+
+
+def rollback(
+    plan: RoutingPlan,
+    to: int,
+    *,
+    user=None,
+    comment: str = "",
+    expected: int | None = None,
+    using: str = "default",
+) -> Published:
+    """Publish the routes of kept version `to` as the plan's next version.
+
+    An emergency path: it does not wait for route tests (the next publish of the
+    draft runs them), and it leaves the draft as it is.
+    """
+    started = time.monotonic()
+    with transaction.atomic(using=using):
+        plan = _locked(plan, using)
+        _check_expected(plan, expected, using)
+        current = plan.published_version
+        if current is None:
+            raise PublishRefused(f"Plan {plan} has no published version to roll back.")
+        check_kept(plan, to, using=using)
+        if to == current:
+            raise PublishRefused(f"Plan {plan} is at version {to} already.")
+        rows = _Collected(differences(plan, current, to, using=using))
+        if not rows.total:
+            raise PublishRefused(
+                f"Nothing to roll back: version {to} of plan {plan} has the same routes as "
+                f"version {current}."
+            )
+        version = _write(
+            plan,
+            rows,
+            kind=PlanVersion.Kind.ROLLBACK,
+            source=to,
+            user=user,
+            comment=comment or f"rollback to version {to}",
+            using=using,
+        )
+        version.seconds = time.monotonic() - started
+        version.save(using=using)
+    return Published(version=version, diff=rows.diff(plan, current, version.number))
+
+
+class _Collected:
+    """What a publish needs of a diff, without holding a million rows: the published rows
+    to close, the routes to insert, the changed prefixes (while few), counts, a sample."""
+
+    SAMPLE = 1000
+
+    def __init__(self, rows: Iterable[DiffRow]) -> None:
+        self.close: list[int] = []
+        self.fresh: list[int] = []
+        self.prefixes: set[str] | None = set()
+        self.counts = {"added": 0, "removed": 0, "changed": 0}
+        self.sample: list[DiffRow] = []
+        for row in rows:
+            self.counts[row.change] += 1
+            if row.old is not None:
+                self.close.append(row.old.row_id)
+            if row.new is not None:
+                self.fresh.append(row.new.row_id)
+            if self.prefixes is not None:
+                self.prefixes.add(row.prefix)
+                if len(self.prefixes) > PER_PREFIX_CHANGES:
+                    self.prefixes = None  # too many: the plan is reloaded whole
+            if len(self.sample) < self.SAMPLE:
+                self.sample.append(row)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def diff(self, plan: RoutingPlan, old: int | None, new: int) -> Diff:
+        return Diff(
+            plan=plan,
+            old=old,
+            new=new,
+            rows=self.sample,
+            truncated=self.total > len(self.sample),
+            **self.counts,
+        )
+
+
+def _write(
+    plan: RoutingPlan,
+    rows: _Collected,
+    *,
+    kind: str,
+    source: int | None,
+    user,
+    comment: str,
+    using: str,
+) -> PlanVersion:
+    """Write version N+1 from the rows that differ from version N (N: None at first)."""
+    connection = connections[using]
+    current = plan.published_version
+    number = (current or 0) + 1
+    close, fresh = rows.close, rows.fresh
+    with connection.cursor() as cursor:
+        for start in range(0, len(close), _CHUNK):
+            chunk = close[start : start + _CHUNK]
+            cursor.execute(
+                "UPDATE routing_publishedroute SET until = %s "  # noqa: S608
+                f"WHERE id IN ({', '.join(['%s'] * len(chunk))})",
+                [number, *chunk],
+            )
+        if source is None:
+            _insert_from_draft(cursor, connection.vendor, plan.pk, number, fresh)
+        else:
+            for start in range(0, len(fresh), _CHUNK):
+                chunk = fresh[start : start + _CHUNK]
+                cursor.execute(
+                    f"INSERT INTO routing_publishedroute ({_INSERT_COLUMNS}) "  # noqa: S608
+                    f"SELECT {_COPY_COLUMNS}, %s FROM routing_publishedroute p "
+                    f"WHERE p.id IN ({', '.join(['%s'] * len(chunk))})",
+                    [number, *chunk],
+                )
+    previous = (
+        PlanVersion.objects.using(using).filter(plan=plan, number=current).first()
+        if current is not None
+        else None
+    )
+    counts = rows.counts
+    version = PlanVersion.objects.using(using).create(
+        plan=plan,
+        number=number,
+        kind=kind,
+        source=source,
+        published_by=user if user is not None and user.is_authenticated else None,
+        published_by_name=user.get_username() if user is not None and user.is_authenticated else "",
+        comment=comment,
+        routes=(previous.routes if previous else 0) + counts["added"] - counts["removed"],
+        **counts,
+    )
+    RoutingPlan.objects.using(using).filter(pk=plan.pk).update(published_version=number)
+    plan.published_version = number
+    if current is None or rows.prefixes is None:
+        changes.record_change(
+            changes.PUBLISHED, tenant_id=plan.tenant_id, key=str(plan.pk), using=using
+        )
+    else:
+        changes.record_changes(
+            changes.PUBLISHED,
+            [f"{plan.pk}:{prefix}" for prefix in sorted(rows.prefixes)],
+            tenant_id=plan.tenant_id,
+            using=using,
+        )
+    prune(plan, number, using=using)
+    return version
+
+
+def _insert_from_draft(
+    cursor, vendor: str, plan_id: int, number: int, route_ids: list[int]
+) -> None:
+    """Copy these draft routes, with their targets, into published rows of version `number`."""
+    sql, params = loading.routes_query(vendor, plan_id, None)
+    insert = (
+        f"INSERT INTO routing_publishedroute ({_INSERT_COLUMNS}) "  # noqa: S608
+        f"SELECT q.*, %s, %s FROM ({{query}}) q"
+    )
+    total = _count_draft(cursor, plan_id)
+    if len(route_ids) == total:  # every route (a first publish, a whole new table)
+        cursor.execute(
+            insert.replace("{query}", sql.replace("{where}", "")), [plan_id, number, *params]
+        )
+        return
+    for start in range(0, len(route_ids), _CHUNK):
+        chunk = route_ids[start : start + _CHUNK]
+        where = f"AND p.id IN ({', '.join(['%s'] * len(chunk))})"
+        cursor.execute(
+            insert.replace("{query}", sql.replace("{where}", where)),
+            [plan_id, number, *params, *chunk],
+        )
+
+
+def _count_draft(cursor, plan_id: int) -> int:
+    cursor.execute("SELECT COUNT(*) FROM routing_dialprefix WHERE plan_id = %s", [plan_id])
+    return int(cursor.fetchone()[0])
+
+
+def prune(plan: RoutingPlan, latest: int, *, using: str = "default") -> int:
+    """Forget the versions beyond retention and the rows only they had; returns how many
+    versions went."""
+    oldest_kept = latest - settings.ROUTING_VERSIONS_KEEP + 1
+    if oldest_kept <= 1:
+        return 0
+    gone, _ = PlanVersion.objects.using(using).filter(plan=plan, number__lt=oldest_kept).delete()
+    PublishedRoute.objects.using(using).filter(plan=plan, until__lte=oldest_kept).delete()
+    return gone
+
+
+# --- Reading for people -------------------------------------------------------------
+
+
+def trunk_names(tenant_id: int, *, using: str = "default") -> dict[int, str]:
+    """Trunk ids to "carrier/trunk" names, for describing targets."""
+    return {
+        pk: f"{carrier}/{name}"
+        for pk, carrier, name in Trunk.objects.using(using)
+        .filter(carrier__tenant_id=tenant_id)
+        .values_list("pk", "carrier__name", "name")
+    }
+
+
+def describe_targets(route: RouteVersion | None, names_by_id: dict[int, str]) -> str:
+    """A route's targets as an operator reads them: "A/t1 (1, 100) → B/t2 (2, 100)"."""
+    if route is None:
+        return ""
+    if route.value("action") != "route":
+        code = route.value("reject_code")
+        return f"{route.value('action')} {code or ''}".strip()
+    parts = [
+        f"{names_by_id.get(trunk, f'trunk #{trunk} (deleted)')} ({priority}, {weight})"
+        for trunk, priority, weight in route.target_items()
+    ]
+    return " → ".join(parts) or "(no targets)"
