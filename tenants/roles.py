@@ -20,6 +20,11 @@ _OPERATOR_PERMISSIONS = [
     ("rating", "rate", ("view",)),
     ("blocklists", "blocklist", ("view", "add", "change", "delete")),
     ("blocklists", "blocklistentry", ("view", "add", "change", "delete")),
+    # Operators publish and roll back their plans; forcing a publish past failing route
+    # tests ("force_publish_planversion") is for the users a tenant trusts with it.
+    ("versions", "planversion", ("view", "publish")),
+    ("versions", "routetest", ("view", "add", "change", "delete")),
+    ("versions", "decisionsample", ("view",)),
     ("tenants", "tenant", ("view",)),
     ("tenants", "tenantsource", ("view",)),
 ]
