@@ -89,8 +89,9 @@ def sample_of(
 class DecisionLog:
     """One process's sample queue and its writer thread (started on the first sample)."""
 
-    def __init__(self, *, percent: float, retention_hours: int) -> None:
+    def __init__(self, *, percent: float, retention_hours: int, background: bool = True) -> None:
         self.percent = percent
+        self.background = background  # False: flush() is called by hand (tests)
         self.retention_hours = retention_hours
         self._queue: collections.deque = collections.deque(maxlen=QUEUE_LIMIT)
         self._lock = threading.Lock()
@@ -107,7 +108,7 @@ class DecisionLog:
         if len(self._queue) == QUEUE_LIMIT:
             self.dropped += 1
         self._queue.append((time.time(), request, decision, transport))
-        if self._thread is None:
+        if self._thread is None and self.background:
             self._start()
 
     def _start(self) -> None:
@@ -157,7 +158,9 @@ class DecisionLog:
             while not self._stopping.wait(FLUSH_SECONDS):
                 try:
                     close_old_connections()
-                    self.flush()
+                    if not self.flush():
+                        # Idle: hold no connection (a bridge's workers count theirs).
+                        connections.close_all()
                     self.prune_if_due()
                 except Exception:
                     logger.exception("decision log: writing failed; retrying")
