@@ -32,3 +32,8 @@ KAMAILIO_TOKEN_CACHE_SECONDS = 0
 
 # Tests flush the outcome aggregator themselves, inside their transaction.
 OUTCOMES_FLUSH_SECONDS = 0.0
+
+# The decision log samples nothing unless a test asks for it (the `settings` fixture,
+# before the log is first used): its writer thread would otherwise race the flush of
+# the test database between tests. Servers started by the e2e suite keep the default.
+ROUTING_DECISION_SAMPLE_PERCENT = 0.0

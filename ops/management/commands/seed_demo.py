@@ -8,13 +8,14 @@ from outcomes.demo import seed_traffic
 from rating.demo import seed_rates
 from routing.demo import seed_demo
 from tenants.models import Tenant
+from versions.demo import seed_versions
 
 
 class Command(BaseCommand):
     help = (
         "Create or refresh the demo tenants, carriers, plans, customers, prefixes, rate "
-        "decks and users, and three hours of made-up call outcomes for the live traffic page "
-        "(idempotent)."
+        "decks and users, three hours of made-up call outcomes for the live traffic page, and "
+        "a staged plan with route tests, sampled decisions and a draft change (idempotent)."
     )
 
     def add_arguments(self, parser):
@@ -31,9 +32,11 @@ class Command(BaseCommand):
         result = seed_demo(admin_password=admin_password, operator_password=operator_password)
         seed_rates(Tenant.objects.get(slug="globex"))
         events = sum(seed_traffic(tenant) for tenant in Tenant.objects.order_by("pk"))
+        samples = seed_versions(Tenant.objects.get(slug="globex"))
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo ready: {result.tenants} tenants, {result.prefixes} prefixes, "
-                f"{events} outcome events, users {', '.join(result.users)}."
+                f"{events} outcome events, {samples} sampled decisions, users "
+                f"{', '.join(result.users)}."
             )
         )
