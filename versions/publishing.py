@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from routing import changes
 from routing.compiled import loading
-from routing.models import PublishedRoute, RoutingPlan, Trunk
+from routing.models import DialPrefix, PublishedRoute, RouteTarget, RoutingPlan, Schedule, Trunk
 from routing.rows import PROFILE_NAMES, RouteRow, names, parse_profile
 from versions import route_tests
 from versions.models import PlanVersion
@@ -59,8 +59,8 @@ _INSERT_COLUMNS = ", ".join(["route_id", *_NAMES[1:], "target_ids", "targets", "
 _COPY_COLUMNS = ", ".join(
     ["p.route_id", *(f"p.{n}" for n in _NAMES[1:]), "p.target_ids", "p.targets", "p.plan_id"]
 )
-_TRUNK_AT, _PRIORITY_AT, _WEIGHT_AT = (
-    PROFILE_NAMES.index(n) for n in ("trunk_id", "priority", "weight")
+_TRUNK_AT, _PRIORITY_AT, _WEIGHT_AT, _SCHEDULE_AT = (
+    PROFILE_NAMES.index(n) for n in ("trunk_id", "priority", "weight", "schedule_id")
 )
 
 
@@ -613,6 +613,96 @@ def prune(plan: RoutingPlan, latest: int, *, using: str = "default") -> int:
     gone, _ = PlanVersion.objects.using(using).filter(plan=plan, number__lt=oldest_kept).delete()
     PublishedRoute.objects.using(using).filter(plan=plan, until__lte=oldest_kept).delete()
     return gone
+
+
+@dataclass
+class Discarded:
+    """What discarding a draft did: the routes rewritten, and targets that could not be."""
+
+    diff: Diff
+    skipped: list[str] = field(default_factory=list)
+
+
+def discard_draft(plan: RoutingPlan, *, using: str = "default") -> Discarded:
+    """Make the plan's draft the live version again (the draft's changes are lost).
+
+    Only the routes that differ are rewritten, in one transaction. A route or target
+    whose trunk or schedule was deleted since cannot come back (the live version
+    never uses it either): it is left out and named.
+    """
+    with transaction.atomic(using=using):
+        plan = _locked(plan, using)
+        current = plan.published_version
+        if current is None:
+            raise PublishRefused(
+                f"Plan {plan} is not staged: its saved routes are what calls use, so there "
+                "is no draft to discard."
+            )
+        rows = _Collected(differences(plan, current, DRAFT, using=using))
+        if not rows.total:
+            raise PublishRefused(
+                f"Nothing to discard: the draft of plan {plan} is the same as version {current}."
+            )
+        for start in range(0, len(rows.fresh), _CHUNK):
+            chunk = rows.fresh[start : start + _CHUNK]
+            DialPrefix.objects.using(using).filter(pk__in=chunk).delete()
+        restore = _Restorer(plan, using)
+        for start in range(0, len(rows.close), _CHUNK):
+            chunk = rows.close[start : start + _CHUNK]
+            for published in PublishedRoute.objects.using(using).filter(pk__in=chunk):
+                restore(published)
+    # The differences the draft had from the live version, now gone.
+    return Discarded(diff=rows.diff(plan, current, DRAFT), skipped=restore.skipped)
+
+
+class _Restorer:
+    """Writes published routes back into a plan's draft, with their targets."""
+
+    _COLUMNS = tuple(name for name in _NAMES if name not in ("id", "schedule_id"))
+
+    def __init__(self, plan: RoutingPlan, using: str) -> None:
+        self.plan, self.using = plan, using
+        tenant = plan.tenant_id
+        self.trunks = set(
+            Trunk.objects.using(using)
+            .filter(carrier__tenant_id=tenant)
+            .values_list("pk", flat=True)
+        )
+        self.schedules = set(
+            Schedule.objects.using(using).filter(tenant_id=tenant).values_list("pk", flat=True)
+        )
+        self.skipped: list[str] = []
+
+    def __call__(self, published: PublishedRoute) -> None:
+        schedule = published.schedule_id
+        if schedule is not None and schedule not in self.schedules:
+            self.skipped.append(f"route {published}: its schedule #{schedule} was deleted since")
+            return
+        route = DialPrefix.objects.using(self.using).create(
+            tenant_id=self.plan.tenant_id,
+            plan=self.plan,
+            schedule_id=schedule,
+            **{name: getattr(published, name) for name in self._COLUMNS},
+        )
+        for item in parse_profile(published.targets):
+            trunk, target_schedule = item[_TRUNK_AT], item[_SCHEDULE_AT] or None
+            gone = (
+                f"trunk #{trunk}"
+                if trunk not in self.trunks
+                else f"schedule #{target_schedule}"
+                if target_schedule is not None and target_schedule not in self.schedules
+                else ""
+            )
+            if gone:
+                self.skipped.append(f"route {route}: a target's {gone} was deleted since")
+                continue
+            RouteTarget.objects.using(self.using).create(
+                prefix=route,
+                trunk_id=trunk,
+                priority=item[_PRIORITY_AT],
+                weight=item[_WEIGHT_AT],
+                schedule_id=target_schedule,
+            )
 
 
 # --- Reading for people -------------------------------------------------------------

@@ -19,6 +19,7 @@ from versions.publishing import (
     PublishRefused,
     RouteTestsFailed,
     diff,
+    discard_draft,
     publish,
     rollback,
 )
@@ -297,3 +298,35 @@ def test_an_outsiders_plan_is_untouched_by_a_publish(staged, tenant_b, route_b):
     trunk = make_trunk(tenant_b, "b-third")
     RouteTarget.objects.create(prefix=route_b, trunk=trunk, priority=9, weight=100)
     assert diff(staged, 1, DRAFT).empty
+
+
+def test_discarding_the_draft_brings_back_the_live_routes(staged, route_a, tenant_a, trunks_a):
+    swap_targets(route_a)
+    make_route(tenant_a, "44", trunks_a[0])
+    discarded = discard_draft(staged)
+    assert (discarded.diff.added, discarded.diff.changed) == (1, 1)
+    assert discarded.skipped == []
+    assert diff(staged, 1, DRAFT).empty
+    restored = DialPrefix.objects.get(plan=staged, prefix="33")
+    assert [t.trunk.name for t in restored.targets.order_by("priority")] == [
+        "a-primary",
+        "a-backup",
+    ]
+    assert not DialPrefix.objects.filter(plan=staged, prefix="44").exists()
+    with pytest.raises(PublishRefused, match="Nothing to discard"):
+        discard_draft(staged)
+
+
+def test_discarding_names_the_targets_whose_trunk_is_gone(staged, route_a, trunks_a):
+    gone = trunks_a[1].pk
+    route_a.delete()
+    trunks_a[1].delete()
+    discarded = discard_draft(staged)
+    assert discarded.skipped == [f"route 33: a target's trunk #{gone} was deleted since"]
+    restored = DialPrefix.objects.get(plan=staged, prefix="33")
+    assert [t.trunk.name for t in restored.targets.all()] == ["a-primary"]
+
+
+def test_a_plan_that_is_not_staged_has_no_draft_to_discard(tenant_a, route_a):
+    with pytest.raises(PublishRefused, match="is not staged"):
+        discard_draft(default_plan(tenant_a))
