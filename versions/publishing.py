@@ -170,44 +170,11 @@ def _normal(value):
     return value
 
 
-# --- Reading views of a plan --------------------------------------------------------
-
-
-def _stream(plan_id: int, version: int | None, using: str) -> Iterator[RouteVersion]:
-    """A view's routes in key order (length, then digits of the prefix), streamed."""
-    connection = connections[using]
-    sql, params = loading.routes_query(connection.vendor, plan_id, version)
-    if version is not None:
-        sql = sql.replace("SELECT ", "SELECT p.id, ", 1)
-    with connection.chunked_cursor() as cursor:
-        cursor.execute(sql.replace("{where}", ""), params)
-        while rows := cursor.fetchmany(5_000):
-            for row in rows:
-                if version is None:
-                    values = tuple(row[:_WIDTH])
-                    yield RouteVersion(values, row[_WIDTH], row[_WIDTH + 1], values[0])
-                else:
-                    values = tuple(row[1 : _WIDTH + 1])
-                    yield RouteVersion(values, row[_WIDTH + 1], row[_WIDTH + 2], row[0])
-
-
-def _groups(routes: Iterable[RouteVersion]) -> Iterator[tuple[tuple, dict[tuple, RouteVersion]]]:
-    """Routes grouped by prefix: ((length, prefix), {key: route}) in key order."""
-    current: tuple | None = None
-    group: dict[tuple, RouteVersion] = {}
-    for route in routes:
-        prefix = route.values[_PREFIX]
-        order = (len(prefix), prefix)
-        if order != current:
-            if current is not None:
-                yield current, group
-            current, group = order, {}
-        group[route.key] = route
-    if current is not None:
-        yield current, group
+# --- Comparing views of a plan ---
 
 
 def _compare(old: dict, new: dict) -> Iterator[DiffRow]:
+    """The differences of one prefix's routes, by key (few: one per caller and schedule)."""
     for key in sorted(set(old) | set(new), key=lambda k: tuple(str(x) for x in k)):
         before, after = old.get(key), new.get(key)
         if before is None:
@@ -216,23 +183,6 @@ def _compare(old: dict, new: dict) -> Iterator[DiffRow]:
             yield DiffRow("removed", before, None)
         elif tuple(map(_normal, before.content)) != tuple(map(_normal, after.content)):
             yield DiffRow("changed", before, after)
-
-
-def _merge(old: Iterable[RouteVersion], new: Iterable[RouteVersion]) -> Iterator[DiffRow]:
-    """The differences of two views read in key order, in one pass."""
-    end = (10**9, "")
-    old_groups, new_groups = _groups(old), _groups(new)
-    a, b = next(old_groups, (end, {})), next(new_groups, (end, {}))
-    while a[0] != end or b[0] != end:
-        if a[0] == b[0]:
-            yield from _compare(a[1], b[1])
-            a, b = next(old_groups, (end, {})), next(new_groups, (end, {}))
-        elif a[0] < b[0]:
-            yield from _compare(a[1], {})
-            a = next(old_groups, (end, {}))
-        else:
-            yield from _compare({}, b[1])
-            b = next(new_groups, (end, {}))
 
 
 def _touched(plan_id: int, low: int, high: int, using: str) -> Iterator[DiffRow]:
@@ -274,11 +224,55 @@ def differences(
         if old < new:
             return _touched(plan.pk, old, new, using)
         return (_reverse(row) for row in _touched(plan.pk, new, old, using))
-    return _merge(_view(plan.pk, old, using), _view(plan.pk, new, using))
+    if old is None and new is None:
+        return iter(())
+    if new is None:
+        return _joined(plan.pk, old, using)
+    return (_reverse(row) for row in _joined(plan.pk, new, using))
 
 
-def _view(plan_id: int, version: int | None, using: str) -> Iterator[RouteVersion]:
-    return _stream(plan_id, version, using)
+_SIDE_COLUMNS = ", ".join([*_NAMES, "target_ids", "targets"])
+_KEY_NAMES = ("prefix", "caller_prefix", "caller_pattern", "schedule_id")
+
+
+def _joined(plan_id: int, version: int, using: str) -> Iterator[DiffRow]:
+    """The differences from published `version` (0: nothing) to the draft, compared by
+    the database in one join of the two (only the routes that differ come back)."""
+    connection = connections[using]
+    vendor = connection.vendor
+    draft, draft_params = loading.routes_query(vendor, plan_id, None, ordered=False)
+    live, live_params = loading.routes_query(vendor, plan_id, version, ordered=False)
+    live = live.replace("SELECT ", "SELECT p.id, ", 1)
+    distinct = "IS DISTINCT FROM"
+    # Equalities only (PostgreSQL hashes or merges a full join on nothing else); the
+    # key's texts are never NULL, and no schedule is 0.
+    same_key = " AND ".join(
+        f"coalesce(d.{n}, 0) = coalesce(v.{n}, 0)" if n == "schedule_id" else f"d.{n} = v.{n}"
+        for n in _KEY_NAMES
+    )
+    differs = " OR ".join(
+        f"d.{n} {distinct} v.{n}" for n in (*_NAMES[1:], "targets") if n not in _KEY_NAMES
+    )
+    sql = (
+        f"WITH d({_SIDE_COLUMNS}) AS ({draft.replace('{where}', '')}), "  # noqa: S608
+        f"v(row_id, {_SIDE_COLUMNS}) AS ({live.replace('{where}', '')}) "
+        f"SELECT d.*, v.* FROM d FULL OUTER JOIN v ON {same_key} "
+        f"WHERE d.id IS NULL OR v.row_id IS NULL OR {differs} "
+        "ORDER BY length(coalesce(d.prefix, v.prefix)), coalesce(d.prefix, v.prefix)"
+    )
+    width = _WIDTH + 2
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, [*draft_params, *live_params])
+        while rows := cursor.fetchmany(5_000):
+            for row in rows:
+                new = old = None
+                if row[0] is not None:
+                    new = RouteVersion(tuple(row[:_WIDTH]), row[_WIDTH], row[_WIDTH + 1], row[0])
+                if row[width] is not None:
+                    values = tuple(row[width + 1 : width + 1 + _WIDTH])
+                    old = RouteVersion(values, row[-2], row[-1], row[width])
+                change = "added" if old is None else "removed" if new is None else "changed"
+                yield DiffRow(change, old, new)
 
 
 def _reverse(row: DiffRow) -> DiffRow:
@@ -394,10 +388,8 @@ def publish(
                     "ask a user with the 'Can publish although route tests fail' permission."
                 )
         current = plan.published_version
-        if current is None:  # the first publish: every route is new
-            rows = _Collected(_merge(iter(()), _view(plan.pk, DRAFT, using)))
-        else:
-            rows = _Collected(differences(plan, current, DRAFT, using=using))
+        # The first publish compares the draft with nothing (version 0).
+        rows = _Collected(differences(plan, current or 0, DRAFT, using=using))
         if not rows.total and current is not None:
             raise PublishRefused(
                 f"Nothing to publish: the draft of plan {plan} is the same as version {current}."

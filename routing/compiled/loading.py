@@ -170,14 +170,21 @@ def trunks(cursor, carrier_ids: set[int] | None, trunk_ids: set[int] | None) -> 
     return {row.id: row for row in map(_trunk, cursor.fetchall())}
 
 
-def routes_query(vendor: str, plan_id: int, version: int | None) -> tuple[str, list]:
-    """The query of a plan's routes in key order, with "{where}" for more conditions on
-    `p` (the route): as saved (the draft) when `version` is None, else as published in
-    it. Each row is the route's values (rows.RouteRow order), target ids, profile."""
+def routes_query(
+    vendor: str, plan_id: int, version: int | None, *, ordered: bool = True
+) -> tuple[str, list]:
+    """The query of a plan's routes in key order (unless not `ordered`), with "{where}"
+    for more conditions on `p` (the route): as saved (the draft) when `version` is None,
+    else as published in it. Each row is the route's values (rows.RouteRow order),
+    target ids, profile."""
     if version is None:
-        return _PREFIX_SQL.get(vendor, _PREFIX_SQL["sqlite"]), [plan_id]
-    collate = 'COLLATE "C"' if vendor == "postgresql" else ""
-    return PUBLISHED_SQL.replace("{collate}", collate), [plan_id, version, version]
+        sql, params = _PREFIX_SQL.get(vendor, _PREFIX_SQL["sqlite"]), [plan_id]
+    else:
+        collate = 'COLLATE "C"' if vendor == "postgresql" else ""
+        sql, params = PUBLISHED_SQL.replace("{collate}", collate), [plan_id, version, version]
+    if not ordered:
+        sql = sql.partition("\nORDER BY length(p.prefix)")[0]
+    return sql, params
 
 
 def select_routes(
