@@ -418,3 +418,17 @@ class TestTheSimulatorsRoutesChoice:
         assert "pick the routing plan or the customer" in str(
             response.context["form"].non_field_errors()
         )
+
+
+def test_the_plan_list_change_page_and_index_link_to_the_versions_pages(client, operator_a, staged):
+    client.force_login(operator_a)
+    url = versions_url(staged)
+    listing = client.get(reverse("admin:routing_routingplan_changelist")).content.decode()
+    assert f'<a href="{url}">live: version 1</a>' in listing
+    change = client.get(reverse("admin:routing_routingplan_change", args=[staged.pk]))
+    assert f'href="{url}" class="versionslink"' in change.content.decode()
+    index = client.get(reverse("admin:index")).content.decode()
+    assert reverse("admin:routing_routingplan_overview") in index
+    assert reverse("ops:decision-lookup") in index
+    overview = client.get(reverse("admin:routing_routingplan_overview")).content.decode()
+    assert url in overview
