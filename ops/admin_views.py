@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from kamailio.rtjson import to_rtjson
 from ops.history import kinds_choices, recent_changes
 from ops.simulator import SimulatorForm
-from routing.simulation import simulate
+from routing.simulation import SimulationRefused, simulate
 from tenants.models import Tenant
 from tenants.scoping import EVERYTHING, user_scope
 
@@ -38,7 +38,12 @@ def simulator(request: HttpRequest) -> HttpResponse:
     form = SimulatorForm(
         request.GET if bound else None, initial=request.GET.dict(), user=request.user
     )
-    result = simulate(form.call_request(), user=request.user) if bound and form.is_valid() else None
+    result = None
+    if bound and form.is_valid():
+        try:
+            result = simulate(form.call_request(), user=request.user, pin=form.pin)
+        except SimulationRefused as refused:  # a version that is not kept, say
+            form.add_error(None, str(refused))
     context = {
         **admin.site.each_context(request),
         "title": "Route simulator",

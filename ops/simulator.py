@@ -10,9 +10,22 @@ from django.utils.http import urlencode
 
 from routing.models import Customer, RoutingPlan
 from routing.resolver import CallRequest
-from routing.simulation import SimulationRefused, simulation_target
+from routing.simulation import Pin, SimulationRefused, simulation_target
 from tenants.models import Tenant
 from tenants.scoping import EVERYTHING, scope_queryset, user_scope
+from versions import pins
+
+ROUTES_CHOICES = [
+    ("live", "live: what calls get now"),
+    ("draft", "draft: the routes as saved, before a publish"),
+    ("version", "a kept version (number below)"),
+    ("as_of", "as of a date and time (below)"),
+]
+
+
+def every_draft(plan_id: int, live: int | None) -> int | None:
+    """Every plan's draft (the routes as saved): the call's plan is not known before."""
+    return None
 
 
 class OwnedChoice(forms.ModelChoiceField):
@@ -81,6 +94,24 @@ class SimulatorForm(forms.Form):
         help_text="Optional. It seeds the weighted order of equal-priority trunks; without "
         "it the order is seeded by caller and callee.",
     )
+    routes = forms.ChoiceField(
+        required=False,
+        choices=ROUTES_CHOICES,
+        initial="live",
+        help_text="Which routes of a staged plan answer: live (default), its draft, a kept "
+        "version, or the version in force at a past time.",
+    )
+    routes_version = forms.IntegerField(
+        required=False,
+        min_value=1,
+        label="Version",
+        help_text="With 'a kept version': its number (pick the routing plan or customer).",
+    )
+    routes_as_of = forms.DateTimeField(
+        required=False,
+        label="As of",
+        help_text="With 'as of': e.g. 2026-06-01 21:30 (UTC) or 2026-06-01T21:30+02:00.",
+    )
 
     def __init__(self, *args: Any, user, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -107,7 +138,29 @@ class SimulatorForm(forms.Form):
             )
         except SimulationRefused as exc:
             raise forms.ValidationError(str(exc)) from None
+        self.pin = self._pin(data)
         return data
+
+    def _pin(self, data: dict[str, Any]) -> Pin | None:
+        """The versions.pins pin the "Routes" choice asks for (None: live)."""
+        routes = data.get("routes") or "live"
+        plan = data.get("plan") or getattr(data.get("customer"), "plan", None)
+        if routes == "draft":
+            return pins.draft(plan.pk) if plan is not None else every_draft
+        if routes == "version":
+            if data.get("routes_version") is None:
+                raise forms.ValidationError({"routes_version": "Give the version's number."})
+            if plan is None:
+                raise forms.ValidationError(
+                    "To simulate a kept version, pick the routing plan or the customer: "
+                    "version numbers are a plan's own."
+                )
+            return pins.version(plan.pk, data["routes_version"])
+        if routes == "as_of":
+            if data.get("routes_as_of") is None:
+                raise forms.ValidationError({"routes_as_of": "Give the date and time."})
+            return pins.as_of(data["routes_as_of"])
+        return None
 
     def call_request(self) -> CallRequest:
         data, target = self.cleaned_data, self.target

@@ -1,11 +1,12 @@
 """URLs of the operations pages: health, metrics, and the admin's simulator, changes and
-live traffic."""
+live traffic, and the decision lookup."""
 
 from django.contrib import admin
 from django.urls import path
 
 from ops import admin_views, views
 from ops.admin.traffic import traffic_view
+from ops.admin.versions import decision_lookup_view
 
 app_name = "ops"
 
@@ -19,4 +20,9 @@ urlpatterns = [
         name="recent-changes",
     ),
     path("admin/traffic/", admin.site.admin_view(traffic_view), name="traffic"),
+    path(
+        "admin/decision-lookup/",
+        admin.site.admin_view(decision_lookup_view),
+        name="decision-lookup",
+    ),
 ]

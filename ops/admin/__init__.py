@@ -8,9 +8,10 @@ the pages built on them.
 - `scoping`: the admin side of the one tenant-scoping rule (tenants.scoping);
 - `help`: operator wording (help texts, empty states);
 - `tenants`, `routing`, `rating`, `blocklists`: the ModelAdmins; `imports`: CSV import
-  and export pages.
+  and export pages; `versions`: staged plans (Versions, diff, rollback), route tests and
+  the decision log.
 """
 
-from ops.admin import blocklists, rating, routing, tenants
+from ops.admin import blocklists, rating, routing, tenants, versions
 
-__all__ = ["blocklists", "rating", "routing", "tenants"]
+__all__ = ["blocklists", "rating", "routing", "tenants", "versions"]

@@ -21,6 +21,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from ops.admin.help import OperatorHelpMixin
 from ops.admin.imports import PrefixImportAdminMixin
 from ops.admin.scoping import TenantScopedMixin
+from ops.admin.versions import PlanVersionsMixin
 from ops.admin.writes import RouteWritesMixin, ServiceWritesMixin
 from ops.history import TenantHistoryMixin
 from routing import health, services
@@ -544,13 +545,21 @@ class CustomerSourceInline(OperatorHelpMixin, TenantScopedMixin, admin.TabularIn
 
 @admin.register(RoutingPlan)
 class RoutingPlanAdmin(
+    PlanVersionsMixin,
     ServiceWritesMixin,
     OperatorHelpMixin,
     TenantScopedMixin,
     TenantHistoryMixin,
     SimpleHistoryAdmin,
 ):
-    list_display = ["name", "tenant", "prefix_count", "customer_list", "description"]
+    list_display = [
+        "name",
+        "tenant",
+        "prefix_count",
+        "customer_list",
+        "versions_link",
+        "description",
+    ]
     list_filter = ["tenant"]
     search_fields = ["name", "description"]
     list_select_related = ["tenant"]
