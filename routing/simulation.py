@@ -139,6 +139,7 @@ class OwnTenantTable:
 # version calls use (None: not staged), the version to read (None: the saved routes,
 # the draft). It may raise SimulationRefused (a version that is not kept).
 Pin = Callable[[int, int | None], int | None]
+UNAVAILABLE = -1  # a plan's pinned version that the pin refused (no version is negative)
 
 
 class PinnedTable:
@@ -153,11 +154,18 @@ class PinnedTable:
         self.inner = inner
         self.pin = pin
         self._pinned: dict[tuple[int, int | None], int | None] = {}
+        self._refused: dict[int, SimulationRefused] = {}
 
     def _version(self, plan_id: int, live: int | None) -> int | None:
         key = (plan_id, live)
         if key not in self._pinned:
-            self._pinned[key] = self.pin(plan_id, live)
+            try:
+                self._pinned[key] = self.pin(plan_id, live)
+            except SimulationRefused as refused:
+                # Refused only if the call gets to this plan: another candidate
+                # customer's plan may have no such version and not matter.
+                self._refused[plan_id] = refused
+                self._pinned[key] = UNAVAILABLE
         return self._pinned[key]
 
     def _customer(self, row: CustomerRow | None) -> CustomerRow | None:
@@ -191,6 +199,8 @@ class PinnedTable:
         return self.inner.trunks(tenant_id)
 
     def routes(self, plan_id: int, candidates: list[str], version: int | None) -> list[RouteEntry]:
+        if version == UNAVAILABLE:
+            raise self._refused[plan_id]
         return self.inner.routes(plan_id, candidates, version)
 
     def schedules(self, tenant_id: int, ids: set[int]) -> dict[int, Schedule]:

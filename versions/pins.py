@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.utils import timezone
+
 from routing.models import RoutingPlan
 from routing.simulation import Pin, SimulationRefused
 from versions.models import PlanVersion
@@ -25,7 +27,7 @@ def version(plan_id: int, number: int) -> Pin:
         if pinned != plan_id:
             return live
         if not PlanVersion.objects.filter(plan_id=plan_id, number=number).exists():
-            raise SimulationRefused(_not_kept(plan_id, f"version {number}"))
+            raise SimulationRefused(_not_kept(plan_id, f"version {number} kept"))
         return number
 
     return pin
@@ -44,17 +46,23 @@ def as_of(when: datetime) -> Pin:
             .first()
         )
         if found is None:
-            raise SimulationRefused(
-                _not_kept(plan_id, f"the version in force at {when:%Y-%m-%d %H:%M %Z}")
-            )
+            raise SimulationRefused(_not_kept(plan_id, f"version in force at {_moment(when)}"))
         return found
 
     return pin
 
 
-def _not_kept(plan_id: int, what: str) -> str:
-    numbers = list(PlanVersion.objects.filter(plan_id=plan_id).values_list("number", flat=True))
+def _moment(when: datetime) -> str:
+    return timezone.localtime(when).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _not_kept(plan_id: int, wanted: str) -> str:
+    kept = PlanVersion.objects.filter(plan_id=plan_id).order_by("number")
+    oldest, latest = kept.first(), kept.last()
     plan = RoutingPlan.objects.filter(pk=plan_id).first()
-    if not numbers:
+    if oldest is None:
         return f"Plan {plan} has no published version: simulate its live routes instead."
-    return f"Plan {plan} has no {what} kept (kept: versions {min(numbers)} to {max(numbers)})."
+    return (
+        f"Plan {plan} has no {wanted} (kept: versions {oldest.number} to {latest.number}, "
+        f"the oldest published {_moment(oldest.published_at)})."
+    )

@@ -717,8 +717,10 @@ def describe_targets(route: RouteVersion | None, names_by_id: dict[int, str]) ->
     if route.value("action") != "route":
         code = route.value("reject_code")
         return f"{route.value('action')} {code or ''}".strip()
+    # In the order calls try them: by priority, the heavier weight first among equals.
+    items = sorted(route.target_items(), key=lambda item: (item[1], -item[2]))
     parts = [
         f"{names_by_id.get(trunk, f'trunk #{trunk} (deleted)')} ({priority}, {weight})"
-        for trunk, priority, weight in route.target_items()
+        for trunk, priority, weight in items
     ]
     return " → ".join(parts) or "(no targets)"

@@ -94,7 +94,7 @@ def test_the_page_shows_the_drafts_differences_with_trunk_names(
     assert response.context["diff"].changed == 1
     assert 'calls use <strong id="live-version">version 1' in html
     assert "Carrier A/a-primary (1, 100) → Carrier A/a-backup (2, 100)" in html
-    assert "Carrier A/a-primary (2, 100) → Carrier A/a-backup (1, 100)" in html
+    assert "Carrier A/a-backup (1, 100) → Carrier A/a-primary (2, 100)" in html  # tried first
     assert "targets" in response.context["diff_lines"][0].columns
     assert "any caller, always" in html
     assert 'name="expected" value="1"' in html

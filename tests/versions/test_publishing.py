@@ -330,3 +330,22 @@ def test_discarding_names_the_targets_whose_trunk_is_gone(staged, route_a, trunk
 def test_a_plan_that_is_not_staged_has_no_draft_to_discard(tenant_a, route_a):
     with pytest.raises(PublishRefused, match="is not staged"):
         discard_draft(default_plan(tenant_a))
+
+
+def test_as_of_refuses_only_when_the_call_reaches_a_plan_without_that_version(
+    staged, tenant_a, trunks_a
+):
+    from routing.models import Customer, CustomerSource, RoutingPlan
+
+    other = RoutingPlan.objects.create(tenant=tenant_a, name="Later")
+    make_route(tenant_a, "33", trunks_a[1], plan=other)
+    vip = Customer.objects.create(tenant=tenant_a, name="VIP", plan=other)
+    CustomerSource.objects.create(customer=vip, network="192.0.2.99/32")
+    first = PlanVersion.objects.get(plan=staged, number=1)
+    publish(other)  # published after `first`: it had no version then
+    database = DatabaseRouteTable()
+    # The default customer's call: VIP's plan is a candidate that does not matter.
+    assert call(table=PinnedTable(database, pins.as_of(first.published_at))).plan_version == 1
+    vip_call = CallRequest(callee="33123", source_ip="192.0.2.99")
+    with pytest.raises(SimulationRefused, match="Plan Later has no version in force at "):
+        decide(vip_call, table=PinnedTable(database, pins.as_of(first.published_at)))
