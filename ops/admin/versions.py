@@ -39,6 +39,7 @@ from versions.publishing import (
     RouteTestsFailed,
     describe_targets,
     diff,
+    discard_draft,
     label,
     publish,
     rollback,
@@ -161,6 +162,11 @@ class PlanVersionsMixin:
                 name="routing_routingplan_publish",
             ),
             path(
+                "<path:object_id>/versions/discard/",
+                wrap(require_POST(self.discard_view)),
+                name="routing_routingplan_discard",
+            ),
+            path(
                 "<path:object_id>/versions/<int:number>/rollback/",
                 wrap(self.rollback_view),
                 name="routing_routingplan_rollback",
@@ -248,6 +254,7 @@ class PlanVersionsMixin:
             for version in kept
         ]
         context["publish_url"] = reverse("admin:routing_routingplan_publish", args=[plan.pk])
+        context["discard_url"] = reverse("admin:routing_routingplan_discard", args=[plan.pk])
         context["next_version"] = (live or 0) + 1
         return TemplateResponse(request, "admin/versions/plan.html", context)
 
@@ -282,6 +289,29 @@ class PlanVersionsMixin:
             f"{version.removed} removed, {version.changed} changed"
             + (" (forced past failing route tests)." if version.forced else "."),
         )
+        return HttpResponseRedirect(versions_url(plan))
+
+    def discard_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: make the draft the live version again (the form asks to confirm)."""
+        plan = self._plan(request, object_id)
+        if not request.user.has_perm(PUBLISH_PERMISSION):
+            raise PermissionDenied
+        if not request.POST.get("confirm"):
+            messages.error(request, "Tick the box to confirm that the draft's changes are lost.")
+            return HttpResponseRedirect(versions_url(plan))
+        try:
+            done = discard_draft(plan)
+        except PublishRefused as refused:
+            messages.error(request, str(refused))
+            return HttpResponseRedirect(versions_url(plan))
+        diff = done.diff
+        messages.success(
+            request,
+            f"Discarded the draft: {diff.total} route{'s' if diff.total != 1 else ''} back as in "
+            f"version {plan.published_version}.",
+        )
+        for line in done.skipped:
+            messages.warning(request, f"Not restored: {line}.")
         return HttpResponseRedirect(versions_url(plan))
 
     def rollback_view(self, request: HttpRequest, object_id: str, number: int) -> HttpResponse:

@@ -15,7 +15,7 @@ from routing.resolver import CallRequest
 from routing.service import decide
 from tests.factories import default_plan, make_operator
 from versions.models import DecisionSample, PlanVersion, RouteTest
-from versions.publishing import publish
+from versions.publishing import DRAFT, diff, publish
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -432,3 +432,26 @@ def test_the_plan_list_change_page_and_index_link_to_the_versions_pages(client, 
     assert reverse("ops:decision-lookup") in index
     overview = client.get(reverse("admin:routing_routingplan_overview")).content.decode()
     assert url in overview
+
+
+def test_discarding_the_draft_from_the_page_needs_the_confirmation(
+    client, operator_a, staged, route_a
+):
+    swap_targets(route_a)
+    client.force_login(operator_a)
+    page = client.get(versions_url(staged)).content.decode()
+    assert 'id="discard-form"' in page
+    url = f"{versions_url(staged)}discard/"
+    refused = client.post(url, follow=True)
+    assert "Tick the box" in refused.content.decode()
+    assert diff(staged, 1, DRAFT).changed == 1
+    done = client.post(url, {"confirm": "1"}, follow=True)
+    assert "Discarded the draft: 1 route back as in version 1." in done.content.decode()
+    assert diff(staged, 1, DRAFT).empty
+
+
+def test_an_outsider_cannot_discard_another_tenants_draft(client, outsider, staged, route_a):
+    swap_targets(route_a)
+    client.force_login(outsider)
+    assert client.post(f"{versions_url(staged)}discard/", {"confirm": "1"}).status_code == 404
+    assert diff(staged, 1, DRAFT).changed == 1
