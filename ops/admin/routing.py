@@ -22,7 +22,7 @@ from ops.admin.help import OperatorHelpMixin
 from ops.admin.imports import PrefixImportAdminMixin
 from ops.admin.scoping import TenantScopedMixin
 from ops.admin.writes import RouteWritesMixin, ServiceWritesMixin
-from ops.history import TenantHistoryMixin
+from ops.history import RouteHistoryMixin, TenantHistoryMixin
 from routing import health, services
 from routing.models import (
     Carrier,
@@ -361,6 +361,7 @@ class DialPrefixAdmin(
     PrefixImportAdminMixin,
     OperatorHelpMixin,
     TenantScopedMixin,
+    RouteHistoryMixin,
     TenantHistoryMixin,
     SimpleHistoryAdmin,
 ):
