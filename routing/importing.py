@@ -738,9 +738,10 @@ def _stage_postgresql(
     """Check the rows and COPY the good ones into the temporary table routing_import
     (dropped at the end of the transaction); ImportFailed on bad rows."""
     result = ImportResult()
+    # First: waiting for another import of the plan is bound by it too.
+    cursor.execute(f"SET LOCAL statement_timeout = {IMPORT_TIMEOUT_MS}")
     # One import per plan at a time; other plans' imports run alongside.
     cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [6, plan.pk])
-    cursor.execute(f"SET LOCAL statement_timeout = {IMPORT_TIMEOUT_MS}")
     cursor.execute("DROP TABLE IF EXISTS pg_temp.routing_import")  # an earlier import
     cursor.execute(_STAGE_SQL)
     with (
