@@ -208,6 +208,8 @@ class Change:
 
 ACTIONS = {"+": "created", "~": "changed", "-": "deleted"}
 IMPORT_KIND = "import"
+# Bookkeeping columns that are not a change of their own (shown as entries instead).
+NOT_DIFFED: dict[type[Model], tuple[str, ...]] = {DialPrefix: ("last_import",)}
 # How the historical rows of a route's parts name their prefix.
 ROUTE_PARTS: dict[type[Model], str] = {DialPrefix: "id", RouteTarget: "prefix_id"}
 
@@ -306,9 +308,18 @@ def _previous_versions(model: type[Model], records: list) -> dict[Any, Any]:
 
 def _describe(record, model: type[Model], instance: Model, *, previous, object_url: str) -> Change:
     details: list[dict[str, Any]] = []
+    reason = record.history_change_reason or ""
     if record.history_type == "~" and previous is not None:
-        delta = record.diff_against(previous, foreign_keys_are_objs=True)
+        delta = record.diff_against(
+            previous, foreign_keys_are_objs=True, excluded_fields=NOT_DIFFED.get(model, ())
+        )
         details = HistoricalRecordContextHelper(model, record).context_for_delta_changes(delta)
+        imported = getattr(record, "last_import_id", None)
+        if imported and imported != previous.last_import_id:
+            # the import wrote the route between the two versions, without a version
+            reason = " ".join(
+                filter(None, [reason, f"(these changes include those of import #{imported})"])
+            )
     return Change(
         when=record.history_date,
         who=str(record.history_user) if record.history_user else "(system)",
@@ -317,7 +328,7 @@ def _describe(record, model: type[Model], instance: Model, *, previous, object_u
         action=ACTIONS.get(record.history_type, record.history_type),
         tenant_id=_tenant_id(instance),
         changes=details,
-        reason=record.history_change_reason or "",
+        reason=reason,
         object_url=object_url,
         history_url=_admin_url(model, "history", record.id),
     )

@@ -108,6 +108,8 @@ def test_an_edit_after_the_import_is_the_current_state_again(client, operator_a,
     client.force_login(operator_a)
     found = entries(client.get(history_of(route.pk)))
     assert (found[0].kind, found[0].action) == ("dial prefix", "changed")
+    assert found[0].reason == f"(these changes include those of import #{route.last_import_id})"
+    assert [d["field"] for d in found[0].changes] == ["Description"]  # no "last import"
     assert found[1].kind == "import"
     assert "what it wrote is not kept" in found[1].reason
 
