@@ -3,13 +3,17 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+from routing.migrations import _change_triggers
+from routing.migrations._triggers import sqlite_triggers_lifted
+
 
 class Migration(migrations.Migration):
     dependencies = [
         ("routing", "0015_published_routes"),
     ]
 
-    operations = [
+    # A FOREIGN KEY column makes SQLite rebuild routing_dialprefix: see _triggers.
+    operations = sqlite_triggers_lifted(
         migrations.AddField(
             model_name="dialprefix",
             name="last_import",
@@ -38,4 +42,5 @@ class Migration(migrations.Migration):
                 to="routing.importrecord",
             ),
         ),
-    ]
+        triggers=_change_triggers,
+    )
