@@ -146,8 +146,8 @@ class PreviewOutdated(ImportFailed):
 
     def __init__(self, expected: int, deleted: int) -> None:
         message = (
-            f"the plan changed since the preview: the import would now delete {deleted:,} "
-            f"routes, not {expected:,}; nothing was imported, check the preview again"
+            f"the plan changed since the preview: the import would now delete {routes(deleted)}, "
+            f"not {expected:,}; nothing was imported, check the preview again"
         )
         super().__init__([RowError(0, "", message)])
 
@@ -174,12 +174,17 @@ class ImportPreview:
         return self.plan.published_version is not None
 
     def summary(self) -> str:
-        """'plan Default: 1,002 routes deleted, 8 changed, 0 added (0 kept)'."""
-        deleted = f"{self.deleted:,} routes deleted, " if self.replace else ""
+        """'plan Default: 1,002 routes deleted, 8 changed, 0 added (0 kept unchanged; ...)'."""
+        deleted = f"{routes(self.deleted)} deleted, " if self.replace else ""
         return (
             f"plan {self.plan.name}: {deleted}{self.changed:,} changed, {self.added:,} added "
             f"({self.kept:,} kept unchanged; {self.rows:,} rows in the file)"
         )
+
+
+def routes(count: int) -> str:
+    """'1 route', '1,002 routes'."""
+    return f"{count:,} route{'' if count == 1 else 's'}"
 
 
 def where_it_goes(plan: RoutingPlan) -> str:

@@ -72,7 +72,7 @@ def test_the_preview_counts_what_a_replace_would_do_and_writes_nothing(table_a):
         1,
     )
     assert preview.summary() == (
-        "plan Default: 1 routes deleted, 2 changed, 1 added (1 kept unchanged; 4 rows in the file)"
+        "plan Default: 1 route deleted, 2 changed, 1 added (1 kept unchanged; 4 rows in the file)"
     )
     assert ids_of(table_a) == before
     assert not ImportRecord.objects.exists()
@@ -164,8 +164,8 @@ def run(path, *extra, stdin=None):
 def test_the_command_shows_the_preview_and_replaces_when_told_yes(table_a, file_a):
     out = run(file_a, "--replace", stdin=Terminal("yes\n"))
     assert "Plan Default is not staged: the import is live as soon as it is committed." in out
-    assert "Replacing with a.csv: plan Default: 1 routes deleted, 2 changed, 1 added" in out
-    assert "Type yes to replace (this deletes 1 routes): " in out
+    assert "Replacing with a.csv: plan Default: 1 route deleted, 2 changed, 1 added" in out
+    assert "Type yes to replace (this deletes 1 route): " in out
     assert "1 deleted" in out
     assert set(ids_of(table_a)) == {"33", "34", "35", "37"}
 

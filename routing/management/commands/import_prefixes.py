@@ -20,6 +20,7 @@ from routing.importing import (
     count_lines,
     import_prefixes,
     preview_import,
+    routes,
     where_it_goes,
 )
 from routing.progress import progress_bars
@@ -96,7 +97,7 @@ class Command(BaseCommand):
                 preview = preview_import(lambda: _open(path), **arguments)
                 self.stdout.write(f"Replacing with {path.name}: {preview.summary()}")
                 self.stdout.write(
-                    f"Type {CONFIRMATION} to replace (this deletes {preview.deleted:,} routes): ",
+                    f"Type {CONFIRMATION} to replace (this deletes {routes(preview.deleted)}): ",
                     ending="",
                 )
                 self.stdout.flush()
