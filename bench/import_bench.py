@@ -29,7 +29,7 @@ def main() -> None:
         write_tenant_csv(SPEC, ROWS, path)
     empty = DATA / "empty.csv"
     empty.write_text("prefix\n")
-    command = manage("import_prefixes", str(empty), "--tenant", SPEC.slug, "--replace")
+    command = manage("import_prefixes", str(empty), "--tenant", SPEC.slug, "--replace", "--yes")
     run_measured([*command, "--no-progress"])  # start from an empty tenant
     for label, source in (
         ("1M rows into an empty tenant", path),
@@ -37,7 +37,7 @@ def main() -> None:
         ("empty file with --replace (1M deleted)", empty),
     ):
         seconds, peak = run_measured(
-            manage("import_prefixes", str(source), "--tenant", SPEC.slug, "--replace")
+            manage("import_prefixes", str(source), "--tenant", SPEC.slug, "--replace", "--yes")
         )
         print(f"import {label}: {seconds:.1f} s, peak RSS {peak:.0f} MB")
 

@@ -91,7 +91,7 @@ def main() -> None:
     def run(job: tuple) -> tuple:
         slug, plan, count, path = job
         command = manage("import_prefixes", str(path), "--tenant", slug, "--plan", plan)
-        seconds, peak = run_measured([*command, "--replace", "--no-progress"])
+        seconds, peak = run_measured([*command, "--replace", "--yes", "--no-progress"])
         if count >= 20_000:
             print(f"import {slug} / {plan}: {count:,} rows in {seconds:.1f} s, peak {peak:.0f} MB")
         return slug, count, seconds, peak

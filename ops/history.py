@@ -10,6 +10,15 @@ deleted carrier still belongs to its tenant, and to no one else.
 Naming works the same way: before anything prints a historical object, its parents
 are attached by `attach_parents()`, live or as their own history last left them, so
 that trunk is still "Blue Line / bl-east", with a few queries per page, not per row.
+
+A route's history page (`route_history()`, RouteHistoryMixin) is its prefix's and its
+targets' changes together, and the CSV imports that wrote it. Imports write in bulk
+without historical rows: each route written points to its ImportRecord
+(DialPrefix.last_import, copied into every later historical row), and a replace
+import rewrites or deletes every route of its plan; so the page places each such
+import at its time, says what it changed when the route still is as the import left
+it, and shows targets an import replaced as removed by it. An edit an import
+overwrote is then never the latest entry.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db.models import ForeignKey, Model, OuterRef, QuerySet, Subquery
 from django.http import Http404
 from django.urls import NoReverseMatch, reverse
+from django.utils.text import capfirst
 from simple_history.template_utils import HistoricalRecordContextHelper
 
 from routing.models import Carrier, DialPrefix, ImportRecord, RouteTarget, Trunk
@@ -192,10 +202,14 @@ class Change:
     object_url: str = ""
     history_url: str = ""
     tenant_name: str = ""
+    anchor: str = ""  # the entry's id in a page, for links to it
+    version_url: str = ""  # one historical version's page, when it has one
 
 
 ACTIONS = {"+": "created", "~": "changed", "-": "deleted"}
 IMPORT_KIND = "import"
+# Bookkeeping columns that are not a change of their own (shown as entries instead).
+NOT_DIFFED: dict[type[Model], tuple[str, ...]] = {DialPrefix: ("last_import",)}
 # How the historical rows of a route's parts name their prefix.
 ROUTE_PARTS: dict[type[Model], str] = {DialPrefix: "id", RouteTarget: "prefix_id"}
 
@@ -294,9 +308,18 @@ def _previous_versions(model: type[Model], records: list) -> dict[Any, Any]:
 
 def _describe(record, model: type[Model], instance: Model, *, previous, object_url: str) -> Change:
     details: list[dict[str, Any]] = []
+    reason = record.history_change_reason or ""
     if record.history_type == "~" and previous is not None:
-        delta = record.diff_against(previous, foreign_keys_are_objs=True)
+        delta = record.diff_against(
+            previous, foreign_keys_are_objs=True, excluded_fields=NOT_DIFFED.get(model, ())
+        )
         details = HistoricalRecordContextHelper(model, record).context_for_delta_changes(delta)
+        imported = getattr(record, "last_import_id", None)
+        if imported and imported != previous.last_import_id:
+            # the import wrote the route between the two versions, without a version
+            reason = " ".join(
+                filter(None, [reason, f"(these changes include those of import #{imported})"])
+            )
     return Change(
         when=record.history_date,
         who=str(record.history_user) if record.history_user else "(system)",
@@ -305,7 +328,7 @@ def _describe(record, model: type[Model], instance: Model, *, previous, object_u
         action=ACTIONS.get(record.history_type, record.history_type),
         tenant_id=_tenant_id(instance),
         changes=details,
-        reason=record.history_change_reason or "",
+        reason=reason,
         object_url=object_url,
         history_url=_admin_url(model, "history", record.id),
     )
@@ -333,6 +356,7 @@ def _describe_import(record) -> Change:
         tenant_id=record.tenant_id,
         changes=counts,
         reason=f"{record.seconds:.1f} s",
+        anchor=f"import-{record.pk}",
     )
 
 
@@ -382,3 +406,258 @@ def _object_url(record, model: type[Model], live: set) -> str:
 def kinds_choices() -> list[tuple[str, str]]:
     kinds = [(m._meta.model_name, str(m._meta.verbose_name_plural)) for m in TRACKED_MODELS]
     return [*kinds, (IMPORT_KIND, "imports")]
+
+
+# --- One route's history ------------------------------------------------------------
+
+ROUTE_HISTORY_LIMIT = 500  # entries of each kind on a route's page
+
+
+def import_url(record: ImportRecord) -> str:
+    """Where an import is described: its entry in the recent changes' import list."""
+    return f"{reverse('ops:recent-changes')}?kind={IMPORT_KIND}#import-{record.pk}"
+
+
+def import_words(record: ImportRecord) -> str:
+    """'import #12 (table.csv, alice, 2026-11-30 02:10 UTC)'."""
+    who = str(record.user) if record.user_id and record.user else "the command line"
+    when = record.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"import #{record.pk} ({record.source}, {who}, {when})"
+
+
+def route_history(user, prefix_id: int) -> tuple[Model, list[Change]] | None:
+    """A route (live, or as its history last left it) and its life, newest first: its
+    prefix's versions, its targets' (deleted targets included) and the imports that
+    wrote it, interleaved by time. None when `user` may see no trace of it."""
+    live = scope_queryset(DialPrefix.objects.filter(pk=prefix_id), user).first()
+    own = list(
+        scope_history(DialPrefix.history.filter(id=prefix_id), DialPrefix, user)
+        .select_related("history_user")
+        .order_by("-history_date", "-history_id")[:ROUTE_HISTORY_LIMIT]
+    )
+    if live is None and not own:
+        return None
+    targets = list(
+        scope_history(RouteTarget.history.filter(prefix_id=prefix_id), RouteTarget, user)
+        .select_related("history_user")
+        .order_by("-history_date", "-history_id")[:ROUTE_HISTORY_LIMIT]
+    )
+    route = live if live is not None else own[0].instance
+    imports = _imports_of(user, live, own)
+    page = [(record, DialPrefix) for record in own] + [(r, RouteTarget) for r in targets]
+    page.sort(key=lambda item: _when(item[0]), reverse=True)
+    entries = _describe_page(page)
+    for entry, (record, model) in zip(entries, page, strict=True):
+        if model is DialPrefix:
+            entry.version_url = _version_url(record)
+    entries += _import_entries(imports, live, own, targets)
+    entries += _removed_targets(imports, targets)
+    if live is None and own and own[0].history_type != "-":
+        gone = next((i for i in imports if i.replace and i.created_at > own[0].history_date), None)
+        entries.append(
+            Change(
+                when=gone.created_at if gone else own[0].history_date,
+                who=(str(gone.user) if gone and gone.user else "(system)"),
+                kind="dial prefix",
+                label=str(route),
+                action="deleted",
+                tenant_id=route.tenant_id,
+                reason=(
+                    f"removed by {import_words(gone)}: not in the file of a replace"
+                    if gone
+                    else "removed without a history entry"
+                ),
+                object_url=import_url(gone) if gone else "",
+            )
+        )
+    # at one time (an import), the route's own entry before its targets'
+    entries.sort(key=lambda c: (c.when, c.kind != RouteTarget._meta.verbose_name), reverse=True)
+    return route, entries
+
+
+def _imports_of(user, live: DialPrefix | None, own: list) -> list[ImportRecord]:
+    """The imports that wrote the route, oldest first: those its rows point to, and every
+    replace import of its plan since it was first seen (a replace rewrites or deletes
+    every route of the plan)."""
+    ids = {record.last_import_id for record in own}
+    if live is not None:
+        ids.add(live.last_import_id)
+    ids.discard(None)
+    plan_id = live.plan_id if live is not None else own[0].plan_id
+    first_seen = own[-1].history_date if own else None
+    replaces = ImportRecord.objects.filter(plan_id=plan_id, replace=True)
+    if first_seen is not None:
+        replaces = replaces.filter(created_at__gte=first_seen)
+    elif live is not None and live.last_import_id:
+        replaces = replaces.filter(pk__gte=live.last_import_id)
+    else:
+        replaces = replaces.none()
+    if live is None and own:  # not after it was deleted
+        replaces = replaces.filter(created_at__lte=_deleted_by(own, replaces))
+    found = ImportRecord.objects.filter(pk__in=ids) | replaces
+    return list(
+        scope_queryset(found, user).select_related("user").order_by("created_at", "pk").distinct()
+    )
+
+
+def _deleted_by(own: list, replaces):
+    """The time of the first replace import after the route's last version (it deleted it)."""
+    if own[0].history_type == "-":
+        return own[0].history_date
+    first = replaces.filter(created_at__gt=own[0].history_date).order_by("created_at").first()
+    return first.created_at if first else own[0].history_date
+
+
+def _import_entries(
+    imports: list[ImportRecord], live: DialPrefix | None, own: list, targets: list
+) -> list[Change]:
+    entries = []
+    latest = own[0].history_date if own else None
+    for record in imports:
+        deleted_it = (  # a replace after the route's last version: see route_history
+            live is None
+            and own[0].history_type != "-"
+            and record.replace
+            and record.created_at > own[0].history_date
+        )
+        if deleted_it:
+            continue
+        details: list[dict[str, Any]] = []
+        current = (
+            live is not None
+            and live.last_import_id == record.pk
+            and (latest is None or record.created_at >= latest)
+        )
+        if current:
+            details = _import_delta(live, own[0] if own else None, targets, record)
+        note = (
+            "the route is as this import left it"
+            if current
+            else "what it wrote is not kept: the next version shows the changes since"
+        )
+        entries.append(
+            Change(
+                when=record.created_at,
+                who=str(record.user) if record.user else "(system)",
+                kind="import",
+                label=record.source,
+                action=f"written by {import_words(record)}",
+                tenant_id=record.tenant_id,
+                changes=details,
+                reason=("replaced the plan's table; " if record.replace else "") + note,
+                object_url=import_url(record),
+                anchor=f"import-{record.pk}",
+            )
+        )
+    return entries
+
+
+def _import_delta(live: DialPrefix, before, targets: list, record: ImportRecord) -> list[dict]:
+    """What the import changed: the live route against its last version before it."""
+    from routing.importing import WRITTEN_FIELDS
+
+    details = []
+    if before is not None:
+        for name in WRITTEN_FIELDS:
+            old, new = getattr(before, name), getattr(live, name)
+            if old != new:
+                label = DialPrefix._meta.get_field(name.removesuffix("_id")).verbose_name
+                details.append({"field": capfirst(label), "old": old, "new": new})
+    alive: dict[int, Any] = {}
+    for row in sorted(targets, key=lambda r: (r.history_date, r.history_id)):
+        if row.history_date <= record.created_at:
+            alive[row.id] = None if row.history_type == "-" else row
+    old_targets = [row.instance for row in alive.values() if row is not None]
+    new_targets = list(live.targets.select_related("trunk__carrier").order_by("id"))
+    attach_parents(old_targets, RouteTarget)
+    if _target_words(old_targets) != _target_words(new_targets):
+        details.append(
+            {
+                "field": "Targets",
+                "old": _target_words(old_targets) or "none",
+                "new": _target_words(new_targets) or "none",
+            }
+        )
+    return details
+
+
+def _target_words(targets: list) -> str:
+    return ", ".join(
+        f"{target.trunk} (priority {target.priority}, weight {target.weight})"
+        for target in sorted(targets, key=lambda t: (t.priority, -t.weight, t.id))
+    )
+
+
+def _removed_targets(imports: list[ImportRecord], targets: list) -> list[Change]:
+    """Targets whose history ends alive but that are gone: an import rewrote the route's
+    targets (it deletes and writes them in bulk, without historical rows)."""
+    last: dict[int, Any] = {}
+    for row in targets:  # newest first
+        last.setdefault(row.id, row)
+    candidates = [row for row in last.values() if row.history_type != "-"]
+    if not candidates:
+        return []
+    live = _live_ids(RouteTarget, {row.id for row in candidates})
+    entries = []
+    for row in candidates:
+        if row.id in live:
+            continue
+        by = next((i for i in imports if i.created_at > row.history_date), None)
+        instance = row.instance
+        attach_parents([instance], RouteTarget)
+        entries.append(
+            Change(
+                when=by.created_at if by else row.history_date,
+                who=str(by.user) if by and by.user else "(system)",
+                kind=str(RouteTarget._meta.verbose_name),
+                label=str(instance),
+                action="deleted",
+                tenant_id=by.tenant_id if by else None,
+                reason=f"replaced by {import_words(by)}"
+                if by
+                else "removed without a history entry",
+                object_url=import_url(by) if by else "",
+            )
+        )
+    return entries
+
+
+def _version_url(record) -> str:
+    try:
+        return reverse(
+            "admin:routing_dialprefix_simple_history", args=[record.id, record.history_id]
+        )
+    except NoReverseMatch:
+        return ""
+
+
+class RouteHistoryMixin:
+    """For DialPrefixAdmin, before TenantHistoryMixin: the history page is the route's
+    (route_history()), the prefix's and its targets' changes and the imports."""
+
+    def history_view(self, request, object_id, extra_context=None):
+        from django.contrib.admin.utils import unquote
+        from django.core.exceptions import PermissionDenied
+        from django.template.response import TemplateResponse
+
+        try:
+            prefix_id = int(unquote(object_id))
+        except ValueError:
+            raise Http404("No such object.") from None
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        found = route_history(request.user, prefix_id)
+        if found is None:
+            raise Http404("No such route.")
+        route, entries = found
+        attach_parents([route], DialPrefix)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Change history: {route}",
+            "route": route,
+            "changes": entries,
+            "live": DialPrefix.objects.filter(pk=prefix_id).exists(),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/routing/dialprefix/route_history.html", context)

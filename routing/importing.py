@@ -24,6 +24,15 @@ staging table and land with two set-based statements; elsewhere bulk_create.
 Without `replace`, rows are merged (prefixes in the file are created or
 overwritten, targets included; others are kept); with it, the plan's table
 becomes exactly the file.
+
+`preview_import()` checks and stages the file the same way, counts what the import
+would delete, add, change and keep, and rolls back: nothing is written. The command
+and the admin show it before a replace and ask to confirm. A staged plan's import
+writes its draft (versions.publishing): nothing of it is live until published.
+
+Every route an import writes points to its ImportRecord (DialPrefix.last_import),
+which is how its history (ops.history) shows the import: rows written in bulk get
+no historical row of their own.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from typing import Any, NamedTuple, TextIO
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Count
+from django.utils import timezone
 
 from routing import changes
 from routing import schedules as schedule_rules
@@ -50,6 +60,9 @@ from tenants.models import Tenant
 
 COLUMNS = CSV_COLUMNS
 MAX_ERRORS = 10_000  # listed; beyond that only counted
+# Statement timeout of an import's transaction (PostgreSQL): the COPY of a million
+# rows is one statement, longer than DB_STATEMENT_TIMEOUT_MS meant for pages.
+IMPORT_TIMEOUT_MS = 600_000
 TRUE, FALSE = {"yes", "true", "1", "y"}, {"no", "false", "0", "n"}
 _SMALL = 32767  # PositiveSmallIntegerField
 
@@ -126,6 +139,62 @@ class ImportResult:
             f"{self.rows} rows: {self.created} prefixes created, {self.updated} overwritten, "
             f"{self.deleted} deleted, {self.targets} targets, in {self.seconds:.1f} s"
         )
+
+
+class PreviewOutdated(ImportFailed):
+    """The plan changed between the preview and the confirmed import (nothing written)."""
+
+    def __init__(self, expected: int, deleted: int) -> None:
+        message = (
+            f"the plan changed since the preview: the import would now delete {routes(deleted)}, "
+            f"not {expected:,}; nothing was imported, check the preview again"
+        )
+        super().__init__([RowError(0, "", message)])
+
+
+@dataclass
+class ImportPreview:
+    """What an import would do to a plan, counted without writing anything.
+
+    A route is identified by its key (prefix, caller prefix or pattern, schedule);
+    `changed` routes are in the plan and the file with different columns or targets,
+    `kept` ones are the same in both, `deleted` ones are in the plan only (replace).
+    """
+
+    plan: RoutingPlan
+    replace: bool
+    rows: int = 0
+    added: int = 0
+    changed: int = 0
+    kept: int = 0
+    deleted: int = 0
+
+    @property
+    def staged(self) -> bool:
+        return self.plan.published_version is not None
+
+    def summary(self) -> str:
+        """'plan Default: 1,002 routes deleted, 8 changed, 0 added (0 kept unchanged; ...)'."""
+        deleted = f"{routes(self.deleted)} deleted, " if self.replace else ""
+        return (
+            f"plan {self.plan.name}: {deleted}{self.changed:,} changed, {self.added:,} added "
+            f"({self.kept:,} kept unchanged; {self.rows:,} rows in the file)"
+        )
+
+
+def routes(count: int) -> str:
+    """'1 route', '1,002 routes'."""
+    return f"{count:,} route{'' if count == 1 else 's'}"
+
+
+def where_it_goes(plan: RoutingPlan) -> str:
+    """Whether an import into `plan` is live at once or goes to its draft."""
+    if plan.published_version is not None:
+        return (
+            f"Plan {plan.name} is staged: the import writes its draft, and nothing of it is "
+            f"live until the draft is published (calls use version {plan.published_version})."
+        )
+    return f"Plan {plan.name} is not staged: the import is live as soon as it is committed."
 
 
 def schedule_names(tenant: Tenant) -> dict[str, int]:
@@ -421,6 +490,13 @@ def count_lines(stream_bytes: Iterable[bytes]) -> int:
 # --- Writing ------------------------------------------------------------------------
 
 
+def _the_plan(tenant: Tenant, plan: RoutingPlan | None) -> RoutingPlan:
+    try:
+        return plan_of(tenant=tenant, plan=plan)
+    except ValidationError as exc:
+        raise ImportFailed([RowError(0, "", " ".join(exc.messages))]) from None
+
+
 def import_prefixes(
     open_text: Callable[[], TextIO],
     *,
@@ -432,6 +508,7 @@ def import_prefixes(
     progress: Progress | None = None,
     total_lines: int = 0,
     using: str = "default",
+    expect_deleted: int | None = None,
 ) -> ImportResult:
     """Check then write the CSV that `open_text()` opens into `plan` (the tenant's only
     plan when None); raise ImportFailed on bad rows.
@@ -439,46 +516,128 @@ def import_prefixes(
     `user` is who imports (None for the command line, which acts for the platform):
     they must operate `tenant` (routing.services.require_tenant), and every trunk
     the rows name is checked to be the tenant's before anything is kept.
+    `expect_deleted`: the number of routes a preview said the import deletes; if it
+    would delete another number (the plan changed since), PreviewOutdated and nothing
+    is written.
     """
     require_tenant(user=user, tenant=tenant)
-    try:
-        plan = plan_of(tenant=tenant, plan=plan)
-    except ValidationError as exc:
-        raise ImportFailed([RowError(0, "", " ".join(exc.messages))]) from None
+    plan = _the_plan(tenant, plan)
     started = time.monotonic()
     parser = RowParser(trunk_names(tenant), schedule_names(tenant))
     connection = connections[using]
     try:
         with transaction.atomic(using=using), changes.bulk_writes(using):
+            # First, so that the rows it writes can point to it; its counts come last.
+            record = ImportRecord.objects.using(using).create(
+                tenant=tenant,
+                plan=plan,
+                user=user if getattr(user, "pk", None) else None,
+                source=source[:255],
+                replace=replace,
+            )
             if connection.vendor == "postgresql":
                 result = _write_postgresql(
-                    open_text, parser, plan, replace, progress, total_lines, using
+                    open_text, parser, plan, replace, progress, total_lines, using, record.pk
                 )
             else:
                 with open_text() as text:
                     rows = list(read_rows(text, parser, progress, total_lines))
                 if parser.errors:
                     raise ImportFailed(parser.errors, parser.more)
-                result = _write_generic(rows, plan, replace, progress, using)
+                result = _write_generic(rows, plan, replace, progress, using, record.pk)
+            if expect_deleted is not None and result.deleted != expect_deleted:
+                raise PreviewOutdated(expect_deleted, result.deleted)
             _refuse_overlaps(plan, parser, using)
             result.seconds = time.monotonic() - started
             changes.record_change(changes.TABLE, tenant_id=tenant.pk, key=str(plan.pk), using=using)
-            result.record = ImportRecord.objects.using(using).create(
-                tenant=tenant,
-                plan=plan,
-                user=user if getattr(user, "pk", None) else None,
-                source=source[:255],
-                replace=replace,
-                rows=result.rows,
-                created=result.created,
-                updated=result.updated,
-                deleted=result.deleted,
-                targets=result.targets,
-                seconds=round(result.seconds, 3),
-            )
+            for name in ("rows", "created", "updated", "deleted", "targets"):
+                setattr(record, name, getattr(result, name))
+            record.seconds = round(result.seconds, 3)
+            record.created_at = timezone.now()  # when it was written, as history tells it
+            record.save(using=using)
+            result.record = record
     except IntegrityError as exc:  # e.g. a trunk deleted while the file was checked
         raise ImportFailed([RowError(0, "", f"the database refused the import: {exc}")]) from None
     return result
+
+
+def preview_import(
+    open_text: Callable[[], TextIO],
+    *,
+    tenant: Tenant,
+    plan: RoutingPlan | None = None,
+    replace: bool = False,
+    user=None,
+    progress: Progress | None = None,
+    total_lines: int = 0,
+    using: str = "default",
+) -> ImportPreview:
+    """What import_prefixes() with these arguments would do, without writing anything.
+
+    The file is checked as the import checks it (ImportFailed on bad rows) and, on
+    PostgreSQL, staged the same way (COPY into a temporary table) in a transaction
+    that is rolled back; three set-based queries then compare keys and contents with
+    the plan's routes. A million rows cost the parse and the COPY, a few seconds more,
+    and no memory per row. Elsewhere (SQLite: small tables) it compares in Python.
+    """
+    require_tenant(user=user, tenant=tenant)
+    plan = _the_plan(tenant, plan)
+    plan.refresh_from_db(using=using, fields=["published_version"])
+    parser = RowParser(trunk_names(tenant), schedule_names(tenant))
+    preview = ImportPreview(plan=plan, replace=replace)
+    with transaction.atomic(using=using):
+        if connections[using].vendor == "postgresql":
+            with connections[using].cursor() as cursor:
+                staged = _stage_postgresql(cursor, open_text, parser, plan, progress, total_lines)
+                preview.rows = staged.rows
+                cursor.execute(_PREVIEW_SQL, [plan.pk])
+                matched, changed = cursor.fetchone()
+                cursor.execute(
+                    "SELECT count(*) FROM routing_dialprefix WHERE plan_id = %s", [plan.pk]
+                )
+                total = cursor.fetchone()[0]
+        else:
+            with open_text() as text:
+                rows = list(read_rows(text, parser, progress, total_lines))
+            if parser.errors:
+                raise ImportFailed(parser.errors, parser.more)
+            preview.rows = len(rows)
+            matched, changed, total = _compare_generic(rows, plan, using)
+        transaction.set_rollback(True, using=using)  # the staging table, nothing else
+    preview.added = preview.rows - matched
+    preview.changed = changed
+    preview.kept = matched - changed
+    preview.deleted = total - matched if replace else 0
+    return preview
+
+
+def _compare_generic(rows: list[Row], plan: RoutingPlan, using: str) -> tuple[int, int, int]:
+    """(routes of the file in the plan, of which changed, routes in the plan)."""
+    from routing.models import RouteTarget
+
+    existing = {
+        (v["prefix"], v["caller_prefix"], v["caller_pattern"], v["schedule_id"]): v
+        for v in DialPrefix.objects.using(using).filter(plan=plan).values("id", *ROUTE_FIELDS)
+    }
+    targets: dict[int, list[Target]] = {}
+    for prefix_id, *target in (
+        RouteTarget.objects.using(using)
+        .filter(prefix__plan=plan)
+        .order_by("id")
+        .values_list("prefix_id", "trunk_id", "priority", "weight", "schedule_id")
+    ):
+        targets.setdefault(prefix_id, []).append(tuple(target))
+    matched = changed = 0
+    for row in rows:
+        old = existing.get(row.key)
+        if old is None:
+            continue
+        matched += 1
+        if any(old[name] != row.values[name] for name in WRITTEN_FIELDS) or tuple(
+            targets.get(old["id"], ())
+        ) != tuple(row.targets):
+            changed += 1
+    return matched, changed, len(existing)
 
 
 # Staged rows get their final prefix id from the table's own sequence as they are
@@ -525,12 +684,13 @@ DELETE FROM routing_dialprefix p WHERE p.plan_id = %s AND NOT EXISTS
     (SELECT 1 FROM routing_import s WHERE s.id = p.id)
 """
 _UPDATE_SQL = f"""
-UPDATE routing_dialprefix p SET {", ".join(f"{name} = s.{name}" for name in WRITTEN_FIELDS)}
+UPDATE routing_dialprefix p SET {", ".join(f"{name} = s.{name}" for name in WRITTEN_FIELDS)},
+    last_import_id = %s
 FROM routing_import s WHERE s.existed AND p.id = s.id
 """  # noqa: S608
 _INSERT_SQL = f"""
-INSERT INTO routing_dialprefix (id, tenant_id, plan_id, {", ".join(ROUTE_FIELDS)})
-SELECT id, %s, %s, {", ".join(ROUTE_FIELDS)}
+INSERT INTO routing_dialprefix (id, tenant_id, plan_id, last_import_id, {", ".join(ROUTE_FIELDS)})
+SELECT id, %s, %s, %s, {", ".join(ROUTE_FIELDS)}
 FROM routing_import WHERE NOT existed
 """  # noqa: S608
 # One staged row's targets come out of unnest() in the file's order and get
@@ -544,6 +704,74 @@ CROSS JOIN LATERAL unnest(s.trunks, s.priorities, s.weights, s.schedules) WITH O
 """
 
 
+# The staged rows that are routes of the plan already, and those of them whose columns
+# or targets (in order: trunk, priority, weight, schedule) differ.
+_TARGET_ARRAYS = """
+SELECT array_agg(t.trunk_id ORDER BY t.id) AS trunks,
+    array_agg(t.priority::integer ORDER BY t.id) AS priorities,
+    array_agg(t.weight::integer ORDER BY t.id) AS weights,
+    array_agg(t.schedule_id ORDER BY t.id) AS schedules
+FROM routing_routetarget t WHERE t.prefix_id = p.id
+"""
+_DIFFERS = " OR ".join(
+    [
+        *(f"p.{name} IS DISTINCT FROM s.{name}" for name in WRITTEN_FIELDS),
+        *(
+            f"coalesce(t.{name}, '{{}}') IS DISTINCT FROM s.{name}"
+            for name in ("trunks", "priorities", "weights", "schedules")
+        ),
+    ]
+)
+_PREVIEW_SQL = f"""
+SELECT count(*), count(*) FILTER (WHERE {_DIFFERS})
+FROM routing_import s
+JOIN routing_dialprefix p ON p.plan_id = %s AND p.prefix = s.prefix
+    AND p.caller_prefix = s.caller_prefix AND p.caller_pattern = s.caller_pattern
+    AND p.schedule_id IS NOT DISTINCT FROM s.schedule_id
+LEFT JOIN LATERAL ({_TARGET_ARRAYS}) t ON true
+"""  # noqa: S608
+
+
+def _stage_postgresql(
+    cursor,
+    open_text: Callable[[], TextIO],
+    parser: RowParser,
+    plan: RoutingPlan,
+    progress: Progress | None,
+    total_lines: int,
+) -> ImportResult:
+    """Check the rows and COPY the good ones into the temporary table routing_import
+    (dropped at the end of the transaction); ImportFailed on bad rows."""
+    result = ImportResult()
+    # First: waiting for another import of the plan is bound by it too.
+    cursor.execute(f"SET LOCAL statement_timeout = {IMPORT_TIMEOUT_MS}")
+    # One import per plan at a time; other plans' imports run alongside.
+    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [6, plan.pk])
+    cursor.execute("DROP TABLE IF EXISTS pg_temp.routing_import")  # an earlier import
+    cursor.execute(_STAGE_SQL)
+    with (
+        open_text() as text,
+        cursor.cursor.copy(f"COPY routing_import ({_COPY_COLUMNS}) FROM STDIN") as copy,
+    ):
+        lines: list[str] = []
+        arrays: dict[tuple, str] = {}
+        for row in read_rows(text, parser, progress, total_lines):
+            if parser.errors:
+                continue  # keep checking, stop writing: nothing will be kept
+            result.rows += 1
+            result.targets += len(row.targets)
+            lines.append(_copy_line(row, arrays))
+            if len(lines) >= 5000:
+                copy.write("".join(lines))
+                lines.clear()
+        if lines and not parser.errors:
+            copy.write("".join(lines))
+    if parser.errors:
+        raise ImportFailed(parser.errors, parser.more)
+    cursor.execute("ANALYZE routing_import")
+    return result
+
+
 def _write_postgresql(
     open_text: Callable[[], TextIO],
     parser: RowParser,
@@ -552,37 +780,14 @@ def _write_postgresql(
     progress: Progress | None,
     total_lines: int,
     using: str,
+    record_id: int,
 ) -> ImportResult:
     """Stream checked rows through COPY into a staging table, then write set-based."""
-    result = ImportResult()
     tenant = plan.tenant
     with connections[using].cursor() as cursor:
-        # One import per plan at a time; other plans' imports run alongside.
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [6, plan.pk])
-        cursor.execute("DROP TABLE IF EXISTS pg_temp.routing_import")  # an earlier import
-        cursor.execute(_STAGE_SQL)
-        with (
-            open_text() as text,
-            cursor.cursor.copy(f"COPY routing_import ({_COPY_COLUMNS}) FROM STDIN") as copy,
-        ):
-            lines: list[str] = []
-            arrays: dict[tuple, str] = {}
-            for row in read_rows(text, parser, progress, total_lines):
-                if parser.errors:
-                    continue  # keep checking, stop writing: nothing will be kept
-                result.rows += 1
-                result.targets += len(row.targets)
-                lines.append(_copy_line(row, arrays))
-                if len(lines) >= 5000:
-                    copy.write("".join(lines))
-                    lines.clear()
-            if lines and not parser.errors:
-                copy.write("".join(lines))
-        if parser.errors:
-            raise ImportFailed(parser.errors, parser.more)
+        result = _stage_postgresql(cursor, open_text, parser, plan, progress, total_lines)
         if progress:
             progress("writing", 0, 3)
-        cursor.execute("ANALYZE routing_import")
         cursor.execute(_EXISTING_SQL, [plan.pk])
         result.updated = cursor.rowcount
         result.created = result.rows - result.updated
@@ -599,8 +804,8 @@ def _write_postgresql(
             cursor.execute(_DELETE_TARGETS_SQL["merge"])
         if progress:
             progress("writing", 1, 3)
-        cursor.execute(_UPDATE_SQL)
-        cursor.execute(_INSERT_SQL, [tenant.pk, plan.pk])
+        cursor.execute(_UPDATE_SQL, [record_id])
+        cursor.execute(_INSERT_SQL, [tenant.pk, plan.pk, record_id])
         if progress:
             progress("writing", 2, 3)
         cursor.execute(_TARGETS_SQL)
@@ -698,7 +903,12 @@ def _copy_value(value: Any) -> str:
 
 
 def _write_generic(
-    rows: list[Row], plan: RoutingPlan, replace: bool, progress: Progress | None, using: str
+    rows: list[Row],
+    plan: RoutingPlan,
+    replace: bool,
+    progress: Progress | None,
+    using: str,
+    record_id: int,
 ) -> ImportResult:
     """bulk_create/bulk_update for databases without COPY (SQLite: small tables)."""
     from routing.models import RouteTarget
@@ -728,11 +938,20 @@ def _write_generic(
             cursor.execute(f"DELETE FROM routing_dialprefix WHERE id IN ({marks})", ids)  # noqa: S608
     result.deleted = len(gone)
     objects = [
-        DialPrefix(id=existing.get(row.key), tenant=tenant, plan=plan, **row.values) for row in rows
+        DialPrefix(
+            id=existing.get(row.key),
+            tenant=tenant,
+            plan=plan,
+            last_import_id=record_id,
+            **row.values,
+        )
+        for row in rows
     ]
     new = [obj for obj in objects if obj.id is None]
     old = [obj for obj in objects if obj.id is not None]
-    DialPrefix.objects.using(using).bulk_update(old, list(WRITTEN_FIELDS), batch_size=500)
+    DialPrefix.objects.using(using).bulk_update(
+        old, [*WRITTEN_FIELDS, "last_import_id"], batch_size=500
+    )
     DialPrefix.objects.using(using).bulk_create(new, batch_size=500)
     result.created, result.updated = len(new), len(old)
     RouteTarget.objects.using(using).bulk_create(

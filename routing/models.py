@@ -876,6 +876,19 @@ class DialPrefix(RouteColumns):
         "unscheduled route of the same prefix and caller prefix is the fallback when no "
         "scheduled one is in force.",
     )
+    # Imports write rows in bulk (COPY), without a historical row each; this is how a
+    # route's history knows an import wrote it since (ops.history). No index: nothing
+    # looks routes up by import, and an index would slow every import down.
+    last_import = models.ForeignKey(
+        "ImportRecord",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        db_index=False,
+        related_name="+",
+        help_text="The CSV import that last wrote this route, if any.",
+    )
 
     history = HistoricalRecords()
 

@@ -23,7 +23,7 @@ from ops.admin.imports import PrefixImportAdminMixin
 from ops.admin.scoping import TenantScopedMixin
 from ops.admin.versions import PlanVersionsMixin
 from ops.admin.writes import RouteWritesMixin, ServiceWritesMixin
-from ops.history import TenantHistoryMixin
+from ops.history import RouteHistoryMixin, TenantHistoryMixin
 from routing import health, services
 from routing.models import (
     Carrier,
@@ -362,6 +362,7 @@ class DialPrefixAdmin(
     PrefixImportAdminMixin,
     OperatorHelpMixin,
     TenantScopedMixin,
+    RouteHistoryMixin,
     TenantHistoryMixin,
     SimpleHistoryAdmin,
 ):

@@ -302,7 +302,7 @@ def test_the_import_command_lists_problems_and_fails(tenant_a, tmp_path, capsys)
 def test_the_commands_export_and_import_with_a_progress_bar(varied_a, tmp_path, capsys):
     path = tmp_path / "a.csv"
     call_command("export_prefixes", "--tenant", "tenant-a", "-o", str(path))
-    call_command("import_prefixes", str(path), "--tenant", "tenant-a", "--replace")
+    call_command("import_prefixes", str(path), "--tenant", "tenant-a", "--replace", "--yes")
     out = capsys.readouterr()
     assert "Imported into tenant-a, plan Default: 8 rows: 0 prefixes created, 8 overwritten" in (
         out.out

@@ -1,16 +1,33 @@
-"""manage.py import_prefixes: load a routing plan's table from CSV, all or nothing."""
+"""manage.py import_prefixes: load a routing plan's table from CSV, all or nothing.
+
+A replace deletes every route of the plan that the file does not have, so it is
+previewed first (routing.importing.preview_import: the counts, nothing written) and
+asked for on a terminal; `--yes` skips the question (scripts), and without a
+terminal nor `--yes` the command refuses rather than guess.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from routing.importing import COLUMNS, ImportFailed, count_lines, import_prefixes
+from routing.importing import (
+    COLUMNS,
+    ImportFailed,
+    count_lines,
+    import_prefixes,
+    preview_import,
+    routes,
+    where_it_goes,
+)
 from routing.progress import progress_bars
 from routing.services import plan_of
 from tenants.models import Tenant
+
+CONFIRMATION = "yes"
 
 
 class Command(BaseCommand):
@@ -18,8 +35,10 @@ class Command(BaseCommand):
         "Import dial prefixes from a CSV file into a tenant's routing plan (columns: "
         + ",".join(COLUMNS)
         + "; targets as carrier/trunk:priority:weight separated by |). Every row is "
-        "checked first; any bad row aborts the import with every problem listed."
+        "checked first; any bad row aborts the import with every problem listed. "
+        "Into a staged plan, the import writes the draft (publish it to make it live)."
     )
+    stealth_options = ("stdin",)  # tests answer the question through it
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="CSV file (UTF-8), as export_prefixes writes it.")
@@ -33,7 +52,14 @@ class Command(BaseCommand):
             "--replace",
             action="store_true",
             help="Make the plan's table exactly the file (prefixes not in it are deleted), "
-            "in one transaction. Without it, rows are added or overwritten.",
+            "in one transaction. Without it, rows are added or overwritten. Shows how "
+            "many routes it deletes, changes and adds, and asks to confirm.",
+        )
+        parser.add_argument(
+            "--yes",
+            action="store_true",
+            help="Replace without the preview and the question (for scripts; needed "
+            "with --replace when stdin is not a terminal).",
         )
         parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
 
@@ -48,18 +74,38 @@ class Command(BaseCommand):
             plan = plan_of(tenant=tenant, plan=options["plan"])
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
+        replace, stdin = options["replace"], options.get("stdin") or sys.stdin
+        if replace and not options["yes"] and not stdin.isatty():
+            raise CommandError(
+                "--replace deletes the plan's routes that are not in the file, and there is "
+                "no terminal to confirm it on: pass --yes to replace without the question."
+            )
         progress = None if options["no_progress"] else progress_bars(self.stderr._out)
         with path.open("rb") as raw:
             total = count_lines(iter(lambda: raw.read(1 << 20), b""))
+        arguments = {
+            "tenant": tenant,
+            "plan": plan,
+            "replace": replace,
+            "progress": progress,
+            "total_lines": total,
+        }
+        self.stdout.write(where_it_goes(plan))
+        expect_deleted = None
         try:
+            if replace and not options["yes"]:
+                preview = preview_import(lambda: _open(path), **arguments)
+                self.stdout.write(f"Replacing with {path.name}: {preview.summary()}")
+                self.stdout.write(
+                    f"Type {CONFIRMATION} to replace (this deletes {routes(preview.deleted)}): ",
+                    ending="",
+                )
+                self.stdout.flush()
+                if stdin.readline().strip().lower() != CONFIRMATION:
+                    raise CommandError("Not confirmed: nothing was imported.")
+                expect_deleted = preview.deleted
             result = import_prefixes(
-                lambda: path.open(encoding="utf-8-sig", newline=""),
-                tenant=tenant,
-                plan=plan,
-                replace=options["replace"],
-                source=path.name,
-                progress=progress,
-                total_lines=total,
+                lambda: _open(path), source=path.name, expect_deleted=expect_deleted, **arguments
             )
         except ImportFailed as failed:
             for error in failed.errors:
@@ -68,6 +114,13 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{len(failed.errors)} problem(s){more} in {path.name}; nothing was imported."
             ) from None
+        where = " (the draft: publish it to make it live)" if plan.published_version else ""
         self.stdout.write(
-            self.style.SUCCESS(f"Imported into {tenant.slug}, plan {plan.name}: {result.summary()}")
+            self.style.SUCCESS(
+                f"Imported into {tenant.slug}, plan {plan.name}{where}: {result.summary()}"
+            )
         )
+
+
+def _open(path: Path):
+    return path.open(encoding="utf-8-sig", newline="")
