@@ -1197,9 +1197,11 @@ class PublishedRoute(RouteColumns):
 
     class Meta:
         verbose_name = "published route"
+        # (plan, prefix): every decision's lookup. (plan, until): the rows in force
+        # (until IS NULL) and pruning. No index on `since`: a database picking it for
+        # "since <= N" (nearly every row) would scan a plan per decision.
         indexes = [
             models.Index(fields=["plan", "prefix"], name="publishedroute_plan_prefix"),
-            models.Index(fields=["plan", "since"], name="publishedroute_plan_since"),
             models.Index(fields=["plan", "until"], name="publishedroute_plan_until"),
         ]
         constraints = [

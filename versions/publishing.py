@@ -233,36 +233,52 @@ def differences(
 
 _SIDE_COLUMNS = ", ".join([*_NAMES, "target_ids", "targets"])
 _KEY_NAMES = ("prefix", "caller_prefix", "caller_pattern", "schedule_id")
+# A published row as one side of a comparison: its own id, then a route's values.
+_PUBLISHED_SIDE = ", ".join(
+    [
+        "v.id",
+        *("v.route_id" if n == "id" else f"v.{n}" for n in _NAMES),
+        "v.target_ids",
+        "v.targets",
+    ]
+)
+_NOTHING_SIDE = ", ".join(["NULL"] * (len(_NAMES) + 2))
+
+
+def _same_key(a: str, b: str) -> str:
+    return " AND ".join(
+        f"coalesce({a}.{n}, 0) = coalesce({b}.{n}, 0)"
+        if n == "schedule_id"
+        else f"{a}.{n} = {b}.{n}"
+        for n in _KEY_NAMES
+    )
 
 
 def _joined(plan_id: int, version: int, using: str) -> Iterator[DiffRow]:
     """The differences from published `version` (0: nothing) to the draft, compared by
-    the database in one join of the two (only the routes that differ come back)."""
+    the database (only the routes that differ come back): each draft route joined to
+    its published row by key through the published table's index, then the published
+    routes the draft no longer has."""
     connection = connections[using]
-    vendor = connection.vendor
-    draft, draft_params = loading.routes_query(vendor, plan_id, None, ordered=False)
-    live, live_params = loading.routes_query(vendor, plan_id, version, ordered=False)
-    live = live.replace("SELECT ", "SELECT p.id, ", 1)
-    distinct = "IS DISTINCT FROM"
-    # Equalities only (PostgreSQL hashes or merges a full join on nothing else); the
-    # key's texts are never NULL, and no schedule is 0.
-    same_key = " AND ".join(
-        f"coalesce(d.{n}, 0) = coalesce(v.{n}, 0)" if n == "schedule_id" else f"d.{n} = v.{n}"
-        for n in _KEY_NAMES
-    )
+    draft, draft_params = loading.routes_query(connection.vendor, plan_id, None, ordered=False)
     differs = " OR ".join(
-        f"d.{n} {distinct} v.{n}" for n in (*_NAMES[1:], "targets") if n not in _KEY_NAMES
+        f"d.{n} IS DISTINCT FROM v.{n}" for n in (*_NAMES[1:], "targets") if n not in _KEY_NAMES
     )
+    in_version = "v.plan_id = %s AND v.since <= %s AND (v.until IS NULL OR v.until > %s)"
     sql = (
-        f"WITH d({_SIDE_COLUMNS}) AS ({draft.replace('{where}', '')}), "  # noqa: S608
-        f"v(row_id, {_SIDE_COLUMNS}) AS ({live.replace('{where}', '')}) "
-        f"SELECT d.*, v.* FROM d FULL OUTER JOIN v ON {same_key} "
-        f"WHERE d.id IS NULL OR v.row_id IS NULL OR {differs} "
-        "ORDER BY length(coalesce(d.prefix, v.prefix)), coalesce(d.prefix, v.prefix)"
+        f"WITH d({_SIDE_COLUMNS}) AS ({draft.replace('{where}', '')}) "  # noqa: S608
+        f"SELECT d.*, {_PUBLISHED_SIDE}, length(d.prefix) AS o1, d.prefix AS o2 "
+        f"FROM d LEFT JOIN routing_publishedroute v ON {in_version} AND {_same_key('v', 'd')} "
+        f"WHERE v.id IS NULL OR {differs} "
+        f"UNION ALL SELECT {_NOTHING_SIDE}, {_PUBLISHED_SIDE}, length(v.prefix), v.prefix "
+        f"FROM routing_publishedroute v WHERE {in_version} AND NOT EXISTS ("
+        "SELECT 1 FROM routing_dialprefix p WHERE p.plan_id = v.plan_id AND "
+        f"{_same_key('p', 'v')}) ORDER BY o1, o2"
     )
+    params = [*draft_params, plan_id, version, version, plan_id, version, version]
     width = _WIDTH + 2
     with connection.chunked_cursor() as cursor:
-        cursor.execute(sql, [*draft_params, *live_params])
+        cursor.execute(sql, params)
         while rows := cursor.fetchmany(5_000):
             for row in rows:
                 new = old = None
@@ -270,7 +286,7 @@ def _joined(plan_id: int, version: int, using: str) -> Iterator[DiffRow]:
                     new = RouteVersion(tuple(row[:_WIDTH]), row[_WIDTH], row[_WIDTH + 1], row[0])
                 if row[width] is not None:
                     values = tuple(row[width + 1 : width + 1 + _WIDTH])
-                    old = RouteVersion(values, row[-2], row[-1], row[width])
+                    old = RouteVersion(values, row[-4], row[-3], row[width])
                 change = "added" if old is None else "removed" if new is None else "changed"
                 yield DiffRow(change, old, new)
 

@@ -57,7 +57,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'verbose_name': 'published route',
-                'indexes': [models.Index(fields=['plan', 'prefix'], name='publishedroute_plan_prefix'), models.Index(fields=['plan', 'since'], name='publishedroute_plan_since'), models.Index(fields=['plan', 'until'], name='publishedroute_plan_until')],
+                'indexes': [models.Index(fields=['plan', 'prefix'], name='publishedroute_plan_prefix'), models.Index(fields=['plan', 'until'], name='publishedroute_plan_until')],
                 'constraints': [models.CheckConstraint(condition=models.Q(('until__isnull', True), ('until__gt', models.F('since')), _connector='OR'), name='publishedroute_until_after_since', violation_error_message='A published route ends after the version it starts in.')],
             },
         ),
