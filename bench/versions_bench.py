@@ -166,7 +166,9 @@ def edit_draft(
         chosen.insert(0, next(r for r in routes if r[1] == probe))
     to_change, to_remove = chosen[:changed], chosen[changed : changed + removed]
     columns = [f.column for f in DialPrefix._meta.concrete_fields if f.column != "id"]
-    existing = {prefix for _, prefix in routes}
+    existing = set(
+        DialPrefix.objects.filter(plan=plan).values_list("prefix", flat=True).iterator(10_000)
+    )
     with transaction.atomic(), changes.bulk_writes(), connection.cursor() as cursor:
         ids = [route_id for route_id, _ in to_change]
         for start in range(0, len(ids), 10_000):
@@ -179,8 +181,10 @@ def edit_draft(
         if gone:
             cursor.execute("DELETE FROM routing_routetarget WHERE prefix_id = ANY(%s)", [gone])
             cursor.execute("DELETE FROM routing_dialprefix WHERE id = ANY(%s)", [gone])
+        removed_ids = set(gone)
+        kept = [route for route in routes if route[0] not in removed_ids]
         for _ in range(added):
-            source_id, source_prefix = rng.choice(routes)
+            source_id, source_prefix = rng.choice(kept)
             prefix = source_prefix
             while prefix in existing:
                 prefix = source_prefix + "".join(rng.choices("0123456789", k=rng.randint(1, 3)))
@@ -368,9 +372,14 @@ def describe(r: dict) -> str:
 
 
 def bench_size(spec, size: int, watcher: Watcher | None, rng: random.Random, profile: bool):
-    from versions.publishing import DRAFT, diff, publish, rollback
+    from versions.publishing import DRAFT, PublishRefused, diff, publish, rollback
 
     plan = ensure_plan(spec, size)
+    try:  # a rollback leaves the draft as it was: start each run with draft == live
+        publish(plan, comment="catch up with the draft")
+        plan.refresh_from_db()
+    except PublishRefused:
+        pass
     routes = len(route_ids(plan))
 
     probe = edit_draft(plan, rng, changed=SMALL_CHANGE)
@@ -468,6 +477,8 @@ def bench_storage(spec, size: int, versions: int, rng: random.Random):
             f"published in {time.monotonic() - started:.1f} s (load {before} -> {loadavg()})",
             flush=True,
         )
+        if (plan.published_version - first) % 10 == 9:
+            print(f"storage at version {plan.published_version}: {storage()}", flush=True)
     print(
         f"storage: {versions - 1} versions published in {time.monotonic() - began:.0f} s",
         flush=True,
