@@ -40,7 +40,14 @@ from tests.e2e.sipp import Sipp
 
 
 @pytest.fixture(scope="module")
-def web_server(django_db_setup, django_db_blocker, tmp_path_factory):
+def engine_env() -> dict[str, str]:
+    """The environment of the engine's processes (gunicorn, the bridge); a test module
+    overrides it to run another configuration (e.g. ROUTING_TABLE)."""
+    return service_env()
+
+
+@pytest.fixture(scope="module")
+def web_server(engine_env, django_db_setup, django_db_blocker, tmp_path_factory):
     processes = ProcessGroup(tmp_path_factory.mktemp("web"))
     try:
         port = free_port()
@@ -49,7 +56,7 @@ def web_server(django_db_setup, django_db_blocker, tmp_path_factory):
             [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
              "-b", f"{HOST}:{port}", "-w", "2", "--graceful-timeout", "2"],
             cwd=BASE_DIR,
-            env=service_env(),
+            env=engine_env,
         )  # fmt: skip
         url = f"http://{HOST}:{port}"
         process.wait_until(lambda: http_ok(f"{url}/healthz"), what="gunicorn /healthz answering")
@@ -147,7 +154,7 @@ def start_kamailio(processes):
 
 
 @pytest.fixture
-def start_bridge(processes, web_server):
+def start_bridge(processes, web_server, engine_env):
     """start_bridge(kamailio): `manage.py run_evapi_bridge` connected to its EVAPI socket."""
 
     def start(kamailio: Kamailio) -> Process:
@@ -158,7 +165,7 @@ def start_bridge(processes, web_server):
             [sys.executable, "manage.py", "run_evapi_bridge",
              "--connect", f"{HOST}:{kamailio.evapi_port}", "--stats-interval", "0"],
             cwd=BASE_DIR,
-            env=service_env(),
+            env=engine_env,
         )  # fmt: skip
         process.wait_for_log(f"connected to {HOST}:{kamailio.evapi_port}")
         # Kamailio counted it: calls are no longer refused for want of an engine.
