@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.db import OperationalError
+from django.db import OperationalError, connections
 
 # psycopg waits for the server in slices of 0.1 s and handles signals between them,
 # so an interruption lands up to this long after the alarm: the alarm is set this
@@ -138,3 +138,20 @@ def _in_psycopg(frame) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+# Bulk work (a million-row import, publish or diff) outlasts DB_STATEMENT_TIMEOUT_MS,
+# which is meant for decisions and pages.
+BULK_TIMEOUT_MS = 600_000
+
+
+def lift_statement_timeout(using: str = "default", ms: int = BULK_TIMEOUT_MS) -> None:
+    """Within a transaction on PostgreSQL: let its statements run up to `ms` (only this
+    transaction: SET LOCAL ends with it). Elsewhere it does nothing."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return
+    if not connection.in_atomic_block:
+        raise RuntimeError("lift_statement_timeout() needs a transaction.")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL statement_timeout = {int(ms)}")

@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from routing import changes
 from routing.compiled import loading
+from routing.deadline import lift_statement_timeout
 from routing.models import DialPrefix, PublishedRoute, RouteTarget, RoutingPlan, Schedule, Trunk
 from routing.rows import PROFILE_NAMES, RouteRow, names, parse_profile
 from versions import route_tests
@@ -311,6 +312,7 @@ def diff(
             check_kept(plan, version, using=using)
     result = Diff(plan=plan, old=old, new=new)
     with transaction.atomic(using=using):  # one snapshot; a server-side cursor on PostgreSQL
+        lift_statement_timeout(using)
         for row in differences(plan, old, new, using=using):
             setattr(result, row.change, getattr(result, row.change) + 1)
             if limit is None or len(result.rows) < limit:
@@ -385,6 +387,7 @@ def publish(
     """
     started = time.monotonic()
     with transaction.atomic(using=using):
+        lift_statement_timeout(using)
         plan = _locked(plan, using)
         _check_expected(plan, expected, using)
         results = route_tests.run_for_publish(plan, using=using)
@@ -447,6 +450,7 @@ def rollback(
     """
     started = time.monotonic()
     with transaction.atomic(using=using):
+        lift_statement_timeout(using)
         plan = _locked(plan, using)
         _check_expected(plan, expected, using)
         current = plan.published_version
@@ -639,6 +643,7 @@ def discard_draft(plan: RoutingPlan, *, using: str = "default") -> Discarded:
     never uses it either): it is left out and named.
     """
     with transaction.atomic(using=using):
+        lift_statement_timeout(using)
         plan = _locked(plan, using)
         current = plan.published_version
         if current is None:

@@ -392,7 +392,9 @@ class CompiledRouteTable:
         plans = dict(self._plans) if ids is not None else {}
         for plan_id in ids or ():
             plans.pop(plan_id, None)  # deleted unless found again
-        new = set(found) - set(plans)
+        # New here: not known before this reload (a reloaded plan is not new, or every
+        # edit of a plan, and every publish, would rebuild its whole table).
+        new = set(found) - set(self._plans)
         plans.update(found)
         for plan_id in set(self._plans) - set(plans):
             self._tables.pop(plan_id, None)
