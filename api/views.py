@@ -305,6 +305,9 @@ class SimulateView(APIView):
     tenant, not both; without either, a tenant user's own tenant. A tenant user
     decides against their own table only: another tenant's source IP gets the same
     answer as an unknown one (outcome forbidden, 403), naming no tenant.
+
+    `version` reads the plan the call reaches as its draft or a kept version, `as_of`
+    every staged plan as published at that time; a version that cannot be read is a 400.
     """
 
     authentication_classes = USER_AUTHENTICATION
