@@ -288,6 +288,11 @@ class DecisionSerializer(serializers.Serializer):
     sell_rate = serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True)
     currency = serializers.CharField(help_text="The sell rate's currency (least cost).")
     trace = serializers.ListField(child=serializers.CharField())
+    plan_version = serializers.IntegerField(
+        allow_null=True,
+        help_text="The version of the plan's routes the call was decided by (null: the "
+        "routes as saved, the draft of a staged plan).",
+    )
     rtjson = serializers.SerializerMethodField()
 
     def get_rtjson(self, decision: Decision) -> dict[str, Any]:
@@ -325,9 +330,40 @@ class SimulationSerializer(CallRequestSerializer):
     at = serializers.DateTimeField(
         required=False,
         allow_null=True,
-        help_text="The call's time (ISO 8601; default: now): which scheduled routes and "
-        "targets are in force, which rates apply.",
+        help_text="The call's time (ISO 8601; default: now, or `as_of`): which scheduled "
+        "routes and targets are in force, which rates apply.",
     )
+    version = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=20,
+        help_text='Read the plan the call reaches as "draft" (its saved routes), "live" (as '
+        "calls get it: the default) or a kept version number.",
+    )
+    as_of = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="Read every staged plan as published at this time (ISO 8601); the call's "
+        "time too, unless `at` is given.",
+    )
+
+    def validate_version(self, value: str | None) -> str | int | None:
+        given = (value or "").strip().lower()
+        if given in ("", "live"):
+            return None
+        if given == "draft":
+            return "draft"
+        if given.isascii() and given.isdigit() and 0 < int(given) < 2**31:
+            return int(given)
+        raise serializers.ValidationError('Give "draft", "live" or a version number.')
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        if attrs.get("version") is not None and attrs.get("as_of") is not None:
+            raise serializers.ValidationError(
+                {"as_of": ["Give a version or a time (as_of), not both."]}
+            )
+        return attrs
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()

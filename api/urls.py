@@ -11,6 +11,7 @@ from rest_framework.routers import SimpleRouter
 from api import blocklists as blocklists_api
 from api import login, views
 from api import rating as rating_api
+from api import versions as versions_api
 
 router = SimpleRouter()
 router.trailing_slash = "/?"  # /api/v1/trunks and /api/v1/trunks/ alike (no POST redirect)
@@ -27,6 +28,10 @@ router.register("blocklists", blocklists_api.BlocklistViewSet, basename="blockli
 router.register(
     "blocklist-entries", blocklists_api.BlocklistEntryViewSet, basename="blocklistentry"
 )
+# Staged plans: plans/{id}/versions, diff, publish, rollback, run-tests, impact.
+router.register("plans", versions_api.PlanVersionsViewSet, basename="planversions")
+router.register("route-tests", versions_api.RouteTestViewSet, basename="routetest")
+router.register("decisions", versions_api.DecisionViewSet, basename="decision")
 
 urlpatterns = [
     path("kamailio/rtjson", views.RtjsonView.as_view(), name="kamailio-rtjson"),

@@ -61,9 +61,12 @@ from routing.models import (
     Trunk,
 )
 from routing.resolver import CallRequest, Decision, Outcome
-from routing.simulation import SimulationRefused, simulate, simulation_target
+from routing.simulation import Pin, SimulationRefused, simulate, simulation_target
 from tenants.models import Tenant, TenantSource
 from tenants.scoping import scope_queryset
+from versions import pins
+from versions.models import PlanVersion
+from versions.publishing import PublishRefused, check_kept
 
 logger = logging.getLogger("routing.api")
 
@@ -302,6 +305,9 @@ class SimulateView(APIView):
     tenant, not both; without either, a tenant user's own tenant. A tenant user
     decides against their own table only: another tenant's source IP gets the same
     answer as an unknown one (outcome forbidden, 403), naming no tenant.
+
+    `version` reads the plan the call reaches as its draft or a kept version, `as_of`
+    every staged plan as published at that time; a version that cannot be read is a 400.
     """
 
     authentication_classes = USER_AUTHENTICATION
@@ -311,25 +317,72 @@ class SimulateView(APIView):
         serializer = SimulationSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         fields = dict(serializer.validated_data)
+        customer, plan = fields.pop("customer", None), fields.pop("plan", None)
         try:
             target = simulation_target(
                 user=request.user,
                 source_ip=fields.get("source_ip"),
                 tenant=fields.pop("tenant", None),
-                customer=fields.pop("customer", None),
-                plan=fields.pop("plan", None),
+                customer=customer,
+                plan=plan,
             )
         except SimulationRefused as exc:
             raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [str(exc)]}) from None
-        at = fields.pop("at", None)
+        version, as_of = fields.pop("version", None), fields.pop("as_of", None)
+        at = fields.pop("at", None) or as_of
         call = dataclasses.replace(
             call_request(fields, tenant=target.tenant.slug if target.tenant else None),
             customer=target.customer,
             plan=target.plan,
             at=at,
         )
-        simulation = simulate(call, user=request.user)
+        plan_id = plan.pk if plan is not None else customer.plan_id if customer else None
+        pin = simulation_pin(version=version, as_of=as_of, plan_id=plan_id)
+        try:
+            simulation = simulate(call, user=request.user, pin=pin)
+            if isinstance(pin, EveryPlanAt):
+                pin.check(simulation.decision.plan_id)
+        except (SimulationRefused, PublishRefused) as exc:
+            raise ValidationError({"as_of" if as_of else "version": [str(exc)]}) from None
         return Response(DecisionSerializer(simulation.decision).data)
+
+
+class EveryPlanAt:
+    """A pin reading every plan at version `number`, for a simulation whose plan is not
+    known until the call is decided (by its source or tenant).
+
+    Plans that do not keep that version are read as calls have them, and noted: the
+    resolver pins every candidate customer's plan, not only the one the call reaches,
+    so the refusal waits for the decision (`check`), and is about that plan only.
+    """
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.missing: set[int] = set()
+
+    def __call__(self, plan_id: int, live: int | None) -> int | None:
+        if PlanVersion.objects.filter(plan_id=plan_id, number=self.number).exists():
+            return self.number
+        self.missing.add(plan_id)
+        return live
+
+    def check(self, plan_id: int | None) -> None:
+        """PublishRefused when the call reached a plan without the version."""
+        if plan_id is not None and plan_id in self.missing:
+            check_kept(RoutingPlan.objects.get(pk=plan_id), self.number)
+
+
+def simulation_pin(*, version: str | int | None, as_of, plan_id: int | None) -> Pin | None:
+    """Which version of the plan the call reaches a simulation reads (versions.pins):
+    `version` of that plan ("draft" or a number), or every staged plan as of a time."""
+    if as_of is not None:
+        return pins.as_of(as_of)
+    if version is None:
+        return None
+    if version == "draft":
+        # Whichever plan the call reaches, its draft.
+        return pins.draft(plan_id) if plan_id is not None else lambda pinned, live: None
+    return pins.version(plan_id, version) if plan_id is not None else EveryPlanAt(version)
 
 
 # --- The route table ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 
 import pytest
 import schemathesis
@@ -28,6 +29,8 @@ from rating.models import RateDeck
 from routing.models import Carrier, Customer, DialPrefix, RoutingPlan, Schedule, Trunk
 from tenants.models import Tenant, TenantSource
 from tests.api.conftest import make_token
+from tests.factories import default_plan
+from versions.models import DecisionSample, RouteTest
 
 RTJSON = "/api/v1/kamailio/rtjson"
 EVENTS = "/api/v1/kamailio/events"
@@ -65,17 +68,38 @@ MODELS = {
     "blocklists": Blocklist,
     "blocklist-entries": BlocklistEntry,
     "schedules": Schedule,
+    "plans": RoutingPlan,  # plans/{id}/versions, diff, publish, rollback, run-tests, impact
+    "route-tests": RouteTest,
 }
 
 
 @pytest.fixture
 def rows(route_a, route_b):
     """Both tenants' rows exist: half the generated ids are turned into real ones."""
+    for route in (route_a, route_b):
+        plan = default_plan(route.tenant)
+        RouteTest.objects.create(
+            tenant=route.tenant, plan=plan, name="France", callee="33123", expect_outcome="routed"
+        )
+        DecisionSample.objects.create(
+            decision_id=f"decision-of-{route.tenant.slug}",
+            decided_at=datetime.now(tz=UTC),
+            tenant=route.tenant,
+            plan=plan,
+            request={"callee": "33123", "tenant": route.tenant.slug},
+            outcome="routed",
+            code=200,
+        )
 
 
 def with_real_id(case) -> None:
-    """Point every other generated `{id}` at an existing row, so reads and writes of
-    real rows are fuzzed too, not only 404s."""
+    """Point every other generated `{id}` (and `{decision_id}`) at an existing row, so
+    reads and writes of real rows are fuzzed too, not only 404s."""
+    decision = (case.path_parameters or {}).get("decision_id")
+    if isinstance(decision, str) and len(decision) % 2 == 0:
+        ids = sorted(DecisionSample.objects.values_list("decision_id", flat=True))
+        case.path_parameters["decision_id"] = ids[len(decision) // 2 % len(ids)]
+        return
     generated = (case.path_parameters or {}).get("id")
     if not isinstance(generated, int) or generated % 2:
         return
