@@ -28,8 +28,9 @@ router.register("blocklists", blocklists_api.BlocklistViewSet, basename="blockli
 router.register(
     "blocklist-entries", blocklists_api.BlocklistEntryViewSet, basename="blocklistentry"
 )
-# Staged plans: plans/{id}/versions, diff, publish, rollback, run-tests, impact.
-router.register("plans", versions_api.PlanVersionsViewSet, basename="planversions")
+# Staged plans, beside the plans themselves: routing-plans/{id}/versions, diff,
+# publish, rollback, run-tests, impact (only these detail actions, no list or detail).
+router.register("routing-plans", versions_api.PlanVersionsViewSet, basename="planversions")
 router.register("route-tests", versions_api.RouteTestViewSet, basename="routetest")
 router.register("decisions", versions_api.DecisionViewSet, basename="decision")
 

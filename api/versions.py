@@ -1,14 +1,14 @@
 """The REST API of staged routing plans: versions, diffs, publish, rollback, route tests,
 the impact preview and the decision log (versions.*).
 
-- `/api/v1/plans/{id}/versions`: the plan's kept versions and the one calls use;
-- `/api/v1/plans/{id}/diff?from=&to=&limit=`: how two views differ ("draft", "live" or a
+- `/api/v1/routing-plans/{id}/versions`: the plan's kept versions and the one calls use;
+- `/api/v1/routing-plans/{id}/diff?from=&to=&limit=`: how two views differ ("draft", "live" or a
   version number; default from the live version to the draft);
-- `/api/v1/plans/{id}/publish` and `/rollback`: 201 with what changed, 409 when refused
+- `/api/v1/routing-plans/{id}/publish` and `/rollback`: 201 with what changed, 409 when refused
   (someone published meanwhile, nothing to publish, failing route tests);
-- `/api/v1/plans/{id}/run-tests`: the plan's route tests against the draft, the live
+- `/api/v1/routing-plans/{id}/run-tests`: the plan's route tests against the draft, the live
   version or a kept one (their last results are kept on them);
-- `/api/v1/plans/{id}/impact?limit=`: the plan's sampled calls replayed against the draft;
+- `/api/v1/routing-plans/{id}/impact?limit=`: the plan's sampled calls replayed against the draft;
 - `/api/v1/route-tests`: the route tests themselves (list, create, retrieve, update, delete);
 - `/api/v1/decisions/{decision_id}`: a sampled decision, by the id Kamailio logs.
 
@@ -608,7 +608,7 @@ class RouteTestFilter(filters.FilterSet):
 @extend_schema(tags=["versions"])
 class RouteTestViewSet(ScopedViewSet):
     """Route tests: saved calls with expectations, run before every publish of their plan
-    (and on demand: POST /api/v1/plans/{id}/run-tests)."""
+    (and on demand: POST /api/v1/routing-plans/{id}/run-tests)."""
 
     queryset = RouteTest.objects.select_related("tenant", "plan", "customer")
     serializer_class = RouteTestSerializer

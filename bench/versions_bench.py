@@ -92,7 +92,7 @@ def csv_path(spec, size: int) -> Path:
 
 def import_csv(spec, size: int, path: Path) -> float:
     command = manage("import_prefixes", str(path), "--tenant", spec.slug, "--plan", plan_name(size))
-    seconds, _ = run_measured([*command, "--replace", "--no-progress"])
+    seconds, _ = run_measured([*command, "--replace", "--yes", "--no-progress"])
     return seconds
 
 

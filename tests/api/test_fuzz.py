@@ -62,13 +62,12 @@ MODELS = {
     "carriers": Carrier,
     "trunks": Trunk,
     "prefixes": DialPrefix,
-    "routing-plans": RoutingPlan,
+    "routing-plans": RoutingPlan,  # and its versions, diff, publish, rollback, tests, impact
     "customers": Customer,
     "rate-decks": RateDeck,
     "blocklists": Blocklist,
     "blocklist-entries": BlocklistEntry,
     "schedules": Schedule,
-    "plans": RoutingPlan,  # plans/{id}/versions, diff, publish, rollback, run-tests, impact
     "route-tests": RouteTest,
 }
 

@@ -24,6 +24,8 @@ from versions.publishing import publish
 
 pytestmark = pytest.mark.django_db
 
+PLANS = "/api/v1/routing-plans/"
+
 
 def api_as(user) -> APIClient:
     client = APIClient()
@@ -73,7 +75,7 @@ def make_test(plan, **fields) -> RouteTest:
 def test_an_unstaged_plan_has_no_versions(api_a, tenant_a, route_a):
     plan = default_plan(tenant_a)
 
-    answer = api_a.get(f"/api/v1/plans/{plan.pk}/versions")
+    answer = api_a.get(f"{PLANS}{plan.pk}/versions")
 
     assert answer.status_code == 200
     assert answer.json() == {"published_version": None, "versions": []}
@@ -83,7 +85,7 @@ def test_it_lists_the_kept_versions_newest_first(api_a, staged, route_a, operato
     swap_targets(route_a)
     publish(staged, user=operator_a, comment="a-backup first")
 
-    answer = api_a.get(f"/api/v1/plans/{staged.pk}/versions").json()
+    answer = api_a.get(f"{PLANS}{staged.pk}/versions").json()
 
     assert answer["published_version"] == 2
     newest, oldest = answer["versions"]
@@ -104,7 +106,7 @@ def test_the_diff_shows_an_edit_of_the_draft(api_a, staged, route_a, trunks_a, t
     swap_targets(route_a)
     make_route(tenant_a, "44", trunks_a[1])
 
-    answer = api_a.get(f"/api/v1/plans/{staged.pk}/diff")
+    answer = api_a.get(f"{PLANS}{staged.pk}/diff")
 
     body = answer.json()
     assert answer.status_code == 200, body
@@ -115,7 +117,7 @@ def test_the_diff_shows_an_edit_of_the_draft(api_a, staged, route_a, trunks_a, t
     assert changed["change"] == "changed"
     assert changed["changed_columns"] == ["targets"]
     assert changed["old_targets"] == "Carrier A/a-primary (1, 100) → Carrier A/a-backup (2, 100)"
-    assert changed["new_targets"] == "Carrier A/a-primary (2, 100) → Carrier A/a-backup (1, 100)"
+    assert changed["new_targets"] == "Carrier A/a-backup (1, 100) → Carrier A/a-primary (2, 100)"
     assert changed["old"]["prefix"] == changed["new"]["prefix"] == "33"
     assert changed["new"]["is_active"] is True
     assert (changed["caller_prefix"], changed["caller_pattern"], changed["schedule_id"]) == (
@@ -133,8 +135,8 @@ def test_the_diff_between_versions_and_its_limit(api_a, staged, route_a, tenant_
     make_route(tenant_a, "44", trunks_a[1])
     publish(staged)
 
-    between = api_a.get(f"/api/v1/plans/{staged.pk}/diff", {"from": "2", "to": "1"}).json()
-    limited = api_a.get(f"/api/v1/plans/{staged.pk}/diff", {"from": 1, "to": "live", "limit": 1})
+    between = api_a.get(f"{PLANS}{staged.pk}/diff", {"from": "2", "to": "1"}).json()
+    limited = api_a.get(f"{PLANS}{staged.pk}/diff", {"from": 1, "to": "live", "limit": 1})
 
     assert (between["added"], between["removed"], between["changed"]) == (0, 1, 1)
     assert limited.json()["truncated"] is True
@@ -151,7 +153,7 @@ def test_the_diff_between_versions_and_its_limit(api_a, staged, route_a, tenant_
     ],
 )
 def test_a_bad_view_in_a_diff_is_a_400_saying_why(api_a, staged, params, message):
-    answer = api_a.get(f"/api/v1/plans/{staged.pk}/diff", params)
+    answer = api_a.get(f"{PLANS}{staged.pk}/diff", params)
 
     assert answer.status_code == 400
     assert answer.json()["detail"].startswith(message)
@@ -160,14 +162,14 @@ def test_a_bad_view_in_a_diff_is_a_400_saying_why(api_a, staged, params, message
 def test_the_live_version_of_an_unstaged_plan_is_a_400(api_a, tenant_a, route_a):
     plan = default_plan(tenant_a)
 
-    answer = api_a.get(f"/api/v1/plans/{plan.pk}/diff")
+    answer = api_a.get(f"{PLANS}{plan.pk}/diff")
 
     assert answer.status_code == 400
     assert answer.json()["detail"].startswith("Plan Default is not staged")
 
 
 def test_a_bad_diff_limit_is_a_field_error(api_a, staged):
-    answer = api_a.get(f"/api/v1/plans/{staged.pk}/diff", {"limit": "0"})
+    answer = api_a.get(f"{PLANS}{staged.pk}/diff", {"limit": "0"})
 
     assert answer.status_code == 400
     assert "limit" in answer.json()
@@ -181,7 +183,7 @@ def test_publishing_makes_the_draft_live(api_a, staged, route_a):
     assert live_first_trunk() == "a-primary"
 
     answer = api_a.post(
-        f"/api/v1/plans/{staged.pk}/publish",
+        f"{PLANS}{staged.pk}/publish",
         {"comment": "a-backup first", "expected_version": 1},
         format="json",
     )
@@ -196,7 +198,7 @@ def test_publishing_makes_the_draft_live(api_a, staged, route_a):
 def test_the_first_publish_stages_the_plan(api_a, tenant_a, route_a):
     plan = default_plan(tenant_a)
 
-    answer = api_a.post(f"/api/v1/plans/{plan.pk}/publish", {}, format="json")
+    answer = api_a.post(f"{PLANS}{plan.pk}/publish", {}, format="json")
 
     assert answer.status_code == 201
     assert (answer.json()["version"], answer.json()["added"]) == (1, 1)
@@ -205,12 +207,12 @@ def test_the_first_publish_stages_the_plan(api_a, tenant_a, route_a):
 
 
 def test_publishing_nothing_or_a_stale_review_is_a_409(api_a, staged, route_a):
-    nothing = api_a.post(f"/api/v1/plans/{staged.pk}/publish", {}, format="json")
+    nothing = api_a.post(f"{PLANS}{staged.pk}/publish", {}, format="json")
     swap_targets(route_a)
     publish(staged)
     route_a.description = "again"
     route_a.save()
-    stale = api_a.post(f"/api/v1/plans/{staged.pk}/publish", {"expected_version": 1}, format="json")
+    stale = api_a.post(f"{PLANS}{staged.pk}/publish", {"expected_version": 1}, format="json")
 
     assert nothing.status_code == 409
     assert nothing.json() == {
@@ -226,9 +228,9 @@ def test_a_user_without_the_publish_permission_gets_a_403(staged, route_a, tenan
     client = api_as(viewer)
     swap_targets(route_a)
 
-    listed = client.get(f"/api/v1/plans/{staged.pk}/versions")
-    published = client.post(f"/api/v1/plans/{staged.pk}/publish", {}, format="json")
-    rolled_back = client.post(f"/api/v1/plans/{staged.pk}/rollback", {"to": 1}, format="json")
+    listed = client.get(f"{PLANS}{staged.pk}/versions")
+    published = client.post(f"{PLANS}{staged.pk}/publish", {}, format="json")
+    rolled_back = client.post(f"{PLANS}{staged.pk}/rollback", {"to": 1}, format="json")
 
     assert listed.status_code == 200
     assert (published.status_code, rolled_back.status_code) == (403, 403)
@@ -241,7 +243,7 @@ def test_failing_route_tests_are_a_409_with_every_result(api_a, staged, route_a)
     make_test(staged, name="France is routed", expect_outcome="routed")
     swap_targets(route_a)
 
-    answer = api_a.post(f"/api/v1/plans/{staged.pk}/publish", {}, format="json")
+    answer = api_a.post(f"{PLANS}{staged.pk}/publish", {}, format="json")
 
     body = answer.json()
     assert answer.status_code == 409
@@ -260,9 +262,11 @@ def test_forcing_needs_the_force_permission(api_a, staged, route_a, tenant_a):
     swap_targets(route_a)
     lead = with_perms(make_operator("lead", tenant_a), "force_publish_planversion")
 
-    refused = api_a.post(f"/api/v1/plans/{staged.pk}/publish", {"force": True}, format="json")
+    refused = api_a.post(f"{PLANS}{staged.pk}/publish", {"force": True}, format="json")
     forced = api_as(lead).post(
-        f"/api/v1/plans/{staged.pk}/publish", {"force": True, "comment": "urgent"}, format="json"
+        f"{PLANS}{staged.pk}/publish",
+        {"force": True, "comment": "urgent"},
+        format="json",
     )
 
     assert refused.status_code == 403
@@ -280,7 +284,7 @@ def test_a_rollback_switches_the_live_answer(api_a, staged, route_a, post_call):
     assert post_call().json()["rtjson"]["routes"][0]["uri"].endswith("@a-backup.example.net")
 
     answer = api_a.post(
-        f"/api/v1/plans/{staged.pk}/rollback",
+        f"{PLANS}{staged.pk}/rollback",
         {"to": 1, "comment": "bad carrier", "expected_version": 2},
         format="json",
     )
@@ -294,9 +298,9 @@ def test_a_rollback_switches_the_live_answer(api_a, staged, route_a, post_call):
 
 
 def test_refused_rollbacks_are_409s(api_a, staged, tenant_a, trunks_b):
-    unknown = api_a.post(f"/api/v1/plans/{staged.pk}/rollback", {"to": 9}, format="json")
-    same = api_a.post(f"/api/v1/plans/{staged.pk}/rollback", {"to": 1}, format="json")
-    missing = api_a.post(f"/api/v1/plans/{staged.pk}/rollback", {}, format="json")
+    unknown = api_a.post(f"{PLANS}{staged.pk}/rollback", {"to": 9}, format="json")
+    same = api_a.post(f"{PLANS}{staged.pk}/rollback", {"to": 1}, format="json")
+    missing = api_a.post(f"{PLANS}{staged.pk}/rollback", {}, format="json")
 
     assert (unknown.status_code, same.status_code, missing.status_code) == (409, 409, 400)
     assert unknown.json()["detail"] == "Plan Default has no version 9 (kept: 1 to 1)."
@@ -310,7 +314,7 @@ def test_refused_rollbacks_are_409s(api_a, staged, tenant_a, trunks_b):
 def test_run_tests_against_the_draft_live_or_a_version(api_a, staged, route_a):
     test = make_test(staged, expect_first_trunk="a-primary")
     swap_targets(route_a)
-    url = f"/api/v1/plans/{staged.pk}/run-tests"
+    url = f"{PLANS}{staged.pk}/run-tests"
 
     draft = api_a.post(url, {}, format="json").json()
     live = api_a.post(url, {"against": "live"}, format="json").json()
@@ -334,7 +338,7 @@ def test_run_tests_against_the_draft_live_or_a_version(api_a, staged, route_a):
     ],
 )
 def test_run_tests_against_a_bad_view_is_a_400(api_a, staged, against, message):
-    answer = api_a.post(f"/api/v1/plans/{staged.pk}/run-tests", {"against": against}, format="json")
+    answer = api_a.post(f"{PLANS}{staged.pk}/run-tests", {"against": against}, format="json")
 
     assert answer.status_code == 400
     assert answer.json() == {"detail": message}
@@ -460,7 +464,7 @@ def test_the_impact_preview_replays_sampled_calls(api_a, staged, route_a, tenant
         )
     swap_targets(route_a)
 
-    answer = api_a.get(f"/api/v1/plans/{staged.pk}/impact", {"limit": 2})
+    answer = api_a.get(f"{PLANS}{staged.pk}/impact", {"limit": 2})
 
     body = answer.json()
     assert answer.status_code == 200, body
@@ -473,7 +477,7 @@ def test_the_impact_preview_replays_sampled_calls(api_a, staged, route_a, tenant
 
 
 def test_the_impact_of_a_plan_without_samples_is_empty(api_a, staged):
-    body = api_a.get(f"/api/v1/plans/{staged.pk}/impact").json()
+    body = api_a.get(f"{PLANS}{staged.pk}/impact").json()
 
     assert body == {
         "replayed": 0,
@@ -533,7 +537,7 @@ def test_a_decision_is_looked_up_by_its_id(api_a, sample_a, superuser):
 def test_the_outsider_gets_404_on_every_tenant_a_url(outsider, staged, route_a, sample_a):
     client = api_as(outsider)
     test = make_test(staged)
-    plan = f"/api/v1/plans/{staged.pk}"
+    plan = f"{PLANS}{staged.pk}"
     swap_targets(route_a)
 
     answers = {
@@ -556,7 +560,7 @@ def test_the_outsider_gets_404_on_every_tenant_a_url(outsider, staged, route_a, 
         answers, 404
     )
     # Worded as for ids that do not exist.
-    assert answers["versions"].json() == client.get("/api/v1/plans/999999/versions").json()
+    assert answers["versions"].json() == client.get("/api/v1/routing-plans/999999/versions").json()
     listed = client.get("/api/v1/route-tests").json()["results"]
     assert listed == []
     test.refresh_from_db()
@@ -605,9 +609,13 @@ def test_simulate_refuses_versions_it_cannot_read(api_a, staged, tenant_a, route
     assert {name: answer.status_code for name, answer in answers.items()} == dict.fromkeys(
         answers, 400
     )
-    assert answers["unknown"].json() == {
-        "version": ["Plan Default has no version 7 kept (kept: versions 1 to 1)."]
-    }
+    assert (
+        answers["unknown"]
+        .json()["version"][0]
+        .startswith(
+            "Plan Default has no version 7 kept (kept: versions 1 to 1, the oldest published "
+        )
+    )
     assert answers["unknown by source"].json() == {
         "version": ["Plan Default has no version 7 (kept: 1 to 1)."]
     }
@@ -615,7 +623,7 @@ def test_simulate_refuses_versions_it_cannot_read(api_a, staged, tenant_a, route
         "version": ['Give "draft", "live" or a version number.']
     }
     assert "not both" in answers["both"].json()["as_of"][0]
-    assert answers["too early"].json()["as_of"][0].startswith("Plan Default has no the version")
+    assert answers["too early"].json()["as_of"][0].startswith("Plan Default has no version in force at 2000-01-01")
 
 
 def test_simulating_a_version_of_an_unstaged_plan_says_so(api_a, tenant_a, route_a):
@@ -641,12 +649,12 @@ def test_the_schema_documents_the_version_endpoints(api_a):
     paths = api_a.get("/api/v1/schema", HTTP_ACCEPT="application/json").json()["paths"]
 
     for path in (
-        "/api/v1/plans/{id}/versions/",
-        "/api/v1/plans/{id}/diff/",
-        "/api/v1/plans/{id}/publish/",
-        "/api/v1/plans/{id}/rollback/",
-        "/api/v1/plans/{id}/run-tests/",
-        "/api/v1/plans/{id}/impact/",
+        "/api/v1/routing-plans/{id}/versions/",
+        "/api/v1/routing-plans/{id}/diff/",
+        "/api/v1/routing-plans/{id}/publish/",
+        "/api/v1/routing-plans/{id}/rollback/",
+        "/api/v1/routing-plans/{id}/run-tests/",
+        "/api/v1/routing-plans/{id}/impact/",
         "/api/v1/route-tests/{id}/",
         "/api/v1/decisions/{decision_id}/",
     ):

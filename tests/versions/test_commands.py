@@ -66,7 +66,7 @@ def test_diff_shows_the_draft_against_the_live_version(staged, route_a, tenant_a
     assert lines[0] == "tenant-a / Default: version 1 → the draft: 1 added, 0 removed, 1 changed"
     assert lines[1] == (
         "  ~ 33  targets: Carrier A/a-primary (1, 100) → Carrier A/a-backup (2, 100) ⇒ "
-        "Carrier A/a-primary (2, 100) → Carrier A/a-backup (1, 100)"
+        "Carrier A/a-backup (1, 100) → Carrier A/a-primary (2, 100)"
     )
     assert lines[2] == "  + 44  Carrier A/a-backup (1, 100)"
     limited = run("diff", *PLAN, "--from", "1", "--to", "draft", "--limit", "1")
