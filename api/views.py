@@ -61,12 +61,10 @@ from routing.models import (
     Trunk,
 )
 from routing.resolver import CallRequest, Decision, Outcome
-from routing.simulation import Pin, SimulationRefused, simulate, simulation_target
+from routing.simulation import SimulationRefused, simulate, simulation_target
 from tenants.models import Tenant, TenantSource
 from tenants.scoping import scope_queryset
 from versions import pins
-from versions.models import PlanVersion
-from versions.publishing import PublishRefused, check_kept
 
 logger = logging.getLogger("routing.api")
 
@@ -337,52 +335,12 @@ class SimulateView(APIView):
             at=at,
         )
         plan_id = plan.pk if plan is not None else customer.plan_id if customer else None
-        pin = simulation_pin(version=version, as_of=as_of, plan_id=plan_id)
+        pin = pins.for_simulation(routes=version, when=as_of, plan_id=plan_id)
         try:
             simulation = simulate(call, user=request.user, pin=pin)
-            if isinstance(pin, EveryPlanAt):
-                pin.check(simulation.decision.plan_id)
-        except (SimulationRefused, PublishRefused) as exc:
+        except SimulationRefused as exc:
             raise ValidationError({"as_of" if as_of else "version": [str(exc)]}) from None
         return Response(DecisionSerializer(simulation.decision).data)
-
-
-class EveryPlanAt:
-    """A pin reading every plan at version `number`, for a simulation whose plan is not
-    known until the call is decided (by its source or tenant).
-
-    Plans that do not keep that version are read as calls have them, and noted: the
-    resolver pins every candidate customer's plan, not only the one the call reaches,
-    so the refusal waits for the decision (`check`), and is about that plan only.
-    """
-
-    def __init__(self, number: int) -> None:
-        self.number = number
-        self.missing: set[int] = set()
-
-    def __call__(self, plan_id: int, live: int | None) -> int | None:
-        if PlanVersion.objects.filter(plan_id=plan_id, number=self.number).exists():
-            return self.number
-        self.missing.add(plan_id)
-        return live
-
-    def check(self, plan_id: int | None) -> None:
-        """PublishRefused when the call reached a plan without the version."""
-        if plan_id is not None and plan_id in self.missing:
-            check_kept(RoutingPlan.objects.get(pk=plan_id), self.number)
-
-
-def simulation_pin(*, version: str | int | None, as_of, plan_id: int | None) -> Pin | None:
-    """Which version of the plan the call reaches a simulation reads (versions.pins):
-    `version` of that plan ("draft" or a number), or every staged plan as of a time."""
-    if as_of is not None:
-        return pins.as_of(as_of)
-    if version is None:
-        return None
-    if version == "draft":
-        # Whichever plan the call reaches, its draft.
-        return pins.draft(plan_id) if plan_id is not None else lambda pinned, live: None
-    return pins.version(plan_id, version) if plan_id is not None else EveryPlanAt(version)
 
 
 # --- The route table ---------------------------------------------------------------------

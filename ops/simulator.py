@@ -23,11 +23,6 @@ ROUTES_CHOICES = [
 ]
 
 
-def every_draft(plan_id: int, live: int | None) -> int | None:
-    """Every plan's draft (the routes as saved): the call's plan is not known before."""
-    return None
-
-
 class OwnedChoice(forms.ModelChoiceField):
     """A customer or plan, named with its tenant (a superuser sees every tenant's)."""
 
@@ -146,7 +141,7 @@ class SimulatorForm(forms.Form):
         routes = data.get("routes") or "live"
         plan = data.get("plan") or getattr(data.get("customer"), "plan", None)
         if routes == "draft":
-            return pins.draft(plan.pk) if plan is not None else every_draft
+            return pins.draft(plan.pk) if plan is not None else pins.every_draft
         if routes == "version":
             if data.get("routes_version") is None:
                 raise forms.ValidationError({"routes_version": "Give the version's number."})

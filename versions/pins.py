@@ -20,6 +20,39 @@ def draft(plan_id: int) -> Pin:
     return lambda pinned, live: None if pinned == plan_id else live
 
 
+def every_draft(plan_id: int, live: int | None) -> int | None:
+    """Whichever plan the call reaches: its draft (a Pin itself)."""
+    return None
+
+
+def every_plan_at(number: int) -> Pin:
+    """Whichever plan the call reaches: its kept version `number`. A plan without it is
+    refused only if the call reaches it (routing.simulation.PinnedTable defers it)."""
+
+    def pin(plan_id: int, live: int | None) -> int | None:
+        if not PlanVersion.objects.filter(plan_id=plan_id, number=number).exists():
+            raise SimulationRefused(_not_kept(plan_id, f"version {number} kept"))
+        return number
+
+    return pin
+
+
+def for_simulation(
+    *, routes: str | int | None, when: datetime | None, plan_id: int | None
+) -> Pin | None:
+    """The pin of a simulation: `routes` "draft" or a version number (of the plan when
+    the simulation names it, else of whichever plan the call reaches), or every staged
+    plan as published at `when`; None: live, as calls get it."""
+    if when is not None:
+        return as_of(when)
+    if routes in (None, "live"):
+        return None
+    if routes == "draft":
+        return draft(plan_id) if plan_id is not None else every_draft
+    number = int(routes)
+    return version(plan_id, number) if plan_id is not None else every_plan_at(number)
+
+
 def version(plan_id: int, number: int) -> Pin:
     """That plan's kept version `number`; every other plan as calls have it."""
 

@@ -616,14 +616,15 @@ def test_simulate_refuses_versions_it_cannot_read(api_a, staged, tenant_a, route
             "Plan Default has no version 7 kept (kept: versions 1 to 1, the oldest published "
         )
     )
-    assert answers["unknown by source"].json() == {
-        "version": ["Plan Default has no version 7 (kept: 1 to 1)."]
-    }
+    assert answers["unknown by source"].json()["version"][0].startswith(
+        "Plan Default has no version 7 kept (kept: versions 1 to 1, "
+    )
     assert answers["not a version"].json() == {
         "version": ['Give "draft", "live" or a version number.']
     }
     assert "not both" in answers["both"].json()["as_of"][0]
-    assert answers["too early"].json()["as_of"][0].startswith("Plan Default has no version in force at 2000-01-01")
+    too_early = answers["too early"].json()["as_of"][0]
+    assert too_early.startswith("Plan Default has no version in force at 2000-01-01")
 
 
 def test_simulating_a_version_of_an_unstaged_plan_says_so(api_a, tenant_a, route_a):
