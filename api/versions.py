@@ -52,6 +52,7 @@ from versions.publishing import (
     check_kept,
     describe_targets,
     diff,
+    discard_draft,
     publish,
     rollback,
     trunk_names,
@@ -201,6 +202,16 @@ class PublishedSerializer(serializers.Serializer):
     tests = TestResultSerializer(many=True, help_text="The route tests run before it.")
 
 
+class DiscardedSerializer(serializers.Serializer):
+    added = serializers.IntegerField(help_text="Draft routes the live version does not have.")
+    removed = serializers.IntegerField(help_text="Live routes the draft had deleted.")
+    changed = serializers.IntegerField(help_text="Routes the draft had changed.")
+    skipped = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Routes or targets that could not come back (their trunk or schedule is gone).",
+    )
+
+
 class RefusedSerializer(serializers.Serializer):
     detail = serializers.CharField()
     tests = TestResultSerializer(
@@ -303,6 +314,7 @@ _ACTION_PERMISSIONS = {
     "diff": "versions.view_planversion",
     "publish": "versions.publish_planversion",
     "rollback": "versions.publish_planversion",
+    "discard": "versions.publish_planversion",
     "run_tests": "versions.view_routetest",
     "impact": "versions.view_decisionsample",
 }
@@ -461,6 +473,30 @@ class PlanVersionsViewSet(viewsets.GenericViewSet):
         except PublishRefused as exc:
             return refused(exc)
         return self._published(done)
+
+    @extend_schema(
+        request=None,
+        responses={200: DiscardedSerializer, 409: RefusedSerializer},
+        summary="Discard the draft: its routes become the live version's again",
+    )
+    @action(detail=True, methods=["post"])
+    def discard(self, request: Request, pk=None) -> Response:
+        """Make the draft the live version again (the draft's changes are lost); 409 when
+        the plan is not staged or the draft has no change."""
+        plan = self.get_object()
+        try:
+            done = discard_draft(plan)
+        except PublishRefused as exc:
+            return refused(exc)
+        found = done.diff
+        return Response(
+            {
+                "added": found.added,
+                "removed": found.removed,
+                "changed": found.changed,
+                "skipped": done.skipped,
+            }
+        )
 
     def _published(self, done) -> Response:
         version = done.version

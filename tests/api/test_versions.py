@@ -13,7 +13,7 @@ from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from api.models import issue_user_token
-from routing.models import Customer, RouteTarget
+from routing.models import Customer, DialPrefix, RouteTarget
 from routing.resolver import CallRequest
 from routing.service import decide
 from tenants.models import User
@@ -616,8 +616,10 @@ def test_simulate_refuses_versions_it_cannot_read(api_a, staged, tenant_a, route
             "Plan Default has no version 7 kept (kept: versions 1 to 1, the oldest published "
         )
     )
-    assert answers["unknown by source"].json()["version"][0].startswith(
-        "Plan Default has no version 7 kept (kept: versions 1 to 1, "
+    assert (
+        answers["unknown by source"]
+        .json()["version"][0]
+        .startswith("Plan Default has no version 7 kept (kept: versions 1 to 1, ")
     )
     assert answers["not a version"].json() == {
         "version": ['Give "draft", "live" or a version number.']
@@ -660,3 +662,18 @@ def test_the_schema_documents_the_version_endpoints(api_a):
         "/api/v1/decisions/{decision_id}/",
     ):
         assert path in paths, path
+
+
+def test_discard_brings_the_draft_back_to_the_live_version(api_a, outsider, staged, route_a):
+    route_a.description = "edited"
+    route_a.save()
+    other = api_as(outsider).post(f"{PLANS}{staged.pk}/discard")
+    done = api_a.post(f"{PLANS}{staged.pk}/discard")
+    again = api_a.post(f"{PLANS}{staged.pk}/discard")
+
+    assert other.status_code == 404
+    assert done.status_code == 200
+    assert done.json() == {"added": 0, "removed": 0, "changed": 1, "skipped": []}
+    assert again.status_code == 409
+    assert "Nothing to discard" in again.json()["detail"]
+    assert DialPrefix.objects.get(plan=staged, prefix="33").description == "France via A"

@@ -162,3 +162,13 @@ def test_every_refusal_is_a_command_error(staged, outsider, args, message):
 def test_live_on_an_unstaged_plan_is_refused(tenant_a, route_a):
     with pytest.raises(CommandError, match="Plan Default is not staged"):
         run("diff", *PLAN)
+
+
+def test_discard_brings_the_draft_back_to_the_live_version(staged, route_a):
+    route_a.description = "edited"
+    route_a.save()
+    assert "discarded the draft (0 added, 0 removed, 1 changed)" in run(
+        "discard", "--tenant", "tenant-a", "--plan", "Default"
+    )
+    with pytest.raises(CommandError, match="Nothing to discard"):
+        run("discard", "--tenant", "tenant-a", "--plan", "Default")

@@ -18,6 +18,7 @@ from versions.publishing import (
     check_kept,
     describe_targets,
     diff,
+    discard_draft,
     label,
     publish,
     rollback,
@@ -101,6 +102,7 @@ class Command(BaseCommand):
         sub.add_argument(
             "--expected", type=int, default=None, help="Refuse if the plan is not at this version."
         )
+        action("discard", "Discard the draft: its routes become the live version's again.")
         sub = action("test", "Run the plan's route tests.")
         sub.add_argument("--against", default="draft", help="draft (default), live or N.")
 
@@ -186,6 +188,19 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"{self.title(plan)}: published version {version.number}{forced}: "
                 f"{version.added} added, {version.removed} removed, {version.changed} changed."
+            )
+        )
+
+    def do_discard(self, plan: RoutingPlan, options) -> None:
+        done = discard_draft(plan)
+        for line in done.skipped:
+            self.stderr.write(f"not restored: {line}")
+        found = done.diff
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{self.title(plan)}: discarded the draft ({found.added} added, "
+                f"{found.removed} removed, {found.changed} changed): its routes are version "
+                f"{plan.published_version}'s again."
             )
         )
 
