@@ -14,7 +14,9 @@ stored as routing.models.PublishedRoute rows that each span the versions from
 - a rollback is a publish whose routes are an older version's, written the same way
   from the rows that differ between the two versions;
 - a diff between two versions reads only the rows touched between them; a diff with
-  the draft compares both tables in one ordered pass (constant memory).
+  the draft is computed by the database (each draft route joined by key to its
+  published row, then the published routes the draft no longer has), and only the
+  routes that differ come back.
 
 A route's identity across versions is its plan, prefix, caller prefix or pattern and
 schedule (what the database keeps unique); its content is every other column and its
