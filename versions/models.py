@@ -206,11 +206,25 @@ class DecisionSample(models.Model):
 
     decision_id = models.CharField(max_length=64, unique=True)
     decided_at = models.DateTimeField(db_index=True)
+    # No database constraints: the engine's writer threads insert samples all the time,
+    # and a foreign key would make each insert lock the tenant and plan tables too
+    # (PostgreSQL's key-share locks), so a TRUNCATE or a bulk rewrite of those tables
+    # could deadlock with a log row. Django still cascades and nulls on delete.
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+        Tenant,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
     )
     plan = models.ForeignKey(
-        RoutingPlan, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        RoutingPlan,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
     )
     plan_version = models.PositiveIntegerField(null=True, blank=True)
     transport = models.CharField(max_length=16, blank=True)
