@@ -33,11 +33,11 @@ from django.db import DatabaseError, connections, transaction
 
 from blocklists import services, values
 from blocklists.models import Blocklist, BlocklistEntry
+from routing.deadline import BULK_TIMEOUT_MS
 from routing.services import check_written, require_tenant
 from tenants.scoping import tenant_of
 
 MAX_ERRORS = 1000  # listed; the rest are counted
-IMPORT_TIMEOUT_MS = 600_000  # statement timeout of an import's transaction (PostgreSQL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +174,7 @@ def import_entries(
                     # Replacing a million entries takes longer than the statement timeout
                     # meant for decisions and pages (DB_STATEMENT_TIMEOUT_MS): lift it
                     # for this transaction only.
-                    cursor.execute(f"SET LOCAL statement_timeout = {IMPORT_TIMEOUT_MS}")
+                    cursor.execute(f"SET LOCAL statement_timeout = {BULK_TIMEOUT_MS}")
                     result.read = _stage_postgresql(cursor, open_text, checker)
                     _duplicates_postgresql(cursor, checker)
                     if checker.failed:

@@ -51,6 +51,7 @@ from django.utils import timezone
 
 from routing import changes
 from routing import schedules as schedule_rules
+from routing.deadline import BULK_TIMEOUT_MS
 from routing.models import DialPrefix, ImportRecord, RoutingPlan, Schedule, Trunk, describe_route
 from routing.rows import CSV_COLUMNS, MAX_PREFIX, Column, Kind, csv_route_columns
 from routing.services import plan_of, require_tenant
@@ -60,9 +61,6 @@ from tenants.models import Tenant
 
 COLUMNS = CSV_COLUMNS
 MAX_ERRORS = 10_000  # listed; beyond that only counted
-# Statement timeout of an import's transaction (PostgreSQL): the COPY of a million
-# rows is one statement, longer than DB_STATEMENT_TIMEOUT_MS meant for pages.
-IMPORT_TIMEOUT_MS = 600_000
 TRUE, FALSE = {"yes", "true", "1", "y"}, {"no", "false", "0", "n"}
 _SMALL = 32767  # PositiveSmallIntegerField
 
@@ -744,7 +742,7 @@ def _stage_postgresql(
     (dropped at the end of the transaction); ImportFailed on bad rows."""
     result = ImportResult()
     # First: waiting for another import of the plan is bound by it too.
-    cursor.execute(f"SET LOCAL statement_timeout = {IMPORT_TIMEOUT_MS}")
+    cursor.execute(f"SET LOCAL statement_timeout = {BULK_TIMEOUT_MS}")
     # One import per plan at a time; other plans' imports run alongside.
     cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [6, plan.pk])
     cursor.execute("DROP TABLE IF EXISTS pg_temp.routing_import")  # an earlier import

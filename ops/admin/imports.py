@@ -35,9 +35,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.text import slugify
 
+from ops.admin.versions import versions_url
 from routing.exporting import ExportError, export_rows
 from routing.importing import (
     COLUMNS,
@@ -84,11 +85,6 @@ def _pending_path(token: str) -> Path | None:
         return None
     found = pending_directory() / f"{token}.csv"
     return found if found.is_file() else None
-
-
-def versions_url(plan: RoutingPlan) -> str:
-    """The plan's versions page (publish, diff, roll back)."""
-    return f"{reverse('admin:routing_routingplan_changelist')}{plan.pk}/versions/"
 
 
 class PlanChoice(forms.ModelChoiceField):
