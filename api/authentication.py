@@ -19,6 +19,8 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.throttling import BaseThrottle
 
 from api.models import KamailioToken, UserToken, hash_key
+from routing import deadline
+from routing.inline import NeedsDatabase
 
 KEYWORDS = (b"token", b"bearer")
 
@@ -95,6 +97,8 @@ class KamailioTokenAuthentication(BaseAuthentication):
             )
         try:
             token.touch()
+        except NeedsDatabase:  # deciding from memory (api.fastpath): write it beside the call
+            TOKENS.touch_soon(token)
         except DatabaseError:  # bookkeeping only: never fail a call for it
             logger.warning("could not record the use of token %r: database error", token.name)
             TOKENS.database_failed()
@@ -125,27 +129,70 @@ class TokenCache:
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[float, KamailioToken | None]] = {}
+        self._pending: set[object] = set()  # digests and token ids being written beside calls
 
     def get(self, digest: str) -> KamailioToken | None:
-        ttl = settings.KAMAILIO_TOKEN_CACHE_SECONDS
         now = time.monotonic()
         entry = self._entries.get(digest)
         if entry is not None and entry[0] > now:
             return entry[1]
         try:
             token = KamailioToken.objects.filter(key_digest=digest).first()
+        except NeedsDatabase:
+            if entry is None:
+                raise  # never seen: only the database can tell
+            # Deciding from memory (api.fastpath): the last state read answers this
+            # call, and the token is read again beside it.
+            self._beside(digest, self._reread, digest)
+            return entry[1]
         except DatabaseError:
             if entry is None:
                 raise
-            self.database_failed()
-            # Keep serving what was read last; try the database again a period later.
-            self._entries[digest] = (now + max(ttl, 1.0), entry[1])
+            self._failed(digest, entry)
             return entry[1]
+        self._store(digest, token)
+        return token
+
+    def _store(self, digest: str, token: KamailioToken | None) -> None:
+        ttl = settings.KAMAILIO_TOKEN_CACHE_SECONDS
         if ttl > 0:
             if len(self._entries) >= self.MAX_ENTRIES:
                 self._entries.clear()
-            self._entries[digest] = (now + ttl, token)
-        return token
+            self._entries[digest] = (time.monotonic() + ttl, token)
+
+    def _failed(self, digest: str, entry: tuple[float, KamailioToken | None]) -> None:
+        self.database_failed()
+        # Keep serving what was read last; try the database again a period later.
+        ttl = settings.KAMAILIO_TOKEN_CACHE_SECONDS
+        self._entries[digest] = (time.monotonic() + max(ttl, 1.0), entry[1])
+
+    def _reread(self, digest: str) -> None:
+        try:
+            token = KamailioToken.objects.filter(key_digest=digest).first()
+        except DatabaseError:
+            entry = self._entries.get(digest)
+            if entry is not None:
+                self._failed(digest, entry)
+            return
+        self._store(digest, token)
+
+    def touch_soon(self, token: KamailioToken) -> None:
+        """Record a use of `token` beside the call (token.touch() wanted the database)."""
+        self._beside(("touch", token.pk), _touch, token)
+
+    def _beside(self, key: object, function, *args) -> None:
+        """`function(*args)` in a thread that may wait for the database, once at a time per key."""
+        if key in self._pending:
+            return
+        self._pending.add(key)
+
+        def run() -> None:
+            try:
+                function(*args)
+            finally:
+                self._pending.discard(key)
+
+        deadline.in_background(run)
 
     def clear(self) -> None:
         self._entries.clear()
@@ -154,6 +201,14 @@ class TokenCache:
         """Drop this thread's connection after a database error: the next use reconnects."""
         with contextlib.suppress(DatabaseError):
             connection.close()
+
+
+def _touch(token: KamailioToken) -> None:
+    try:
+        token.touch()
+    except DatabaseError:
+        logger.warning("could not record the use of token %r: database error", token.name)
+        TOKENS.database_failed()
 
 
 TOKENS = TokenCache()

@@ -1,30 +1,35 @@
-"""HTTP endpoint under gunicorn: requests/s and p50/p99 at 1, 8 and 32 keep-alive clients.
+"""The rtjson endpoint alone: requests/s, p50/p99 and CPU per request, at 1, 8 and 32 connections.
 
-    python -m bench.http_bench [--seconds 10] [--workers 2] [--clients 1,8,32]
+    python -m bench.http_bench [--servers granian,gunicorn] [--seconds 10] [--workers 2]
+                               [--clients 1,8,32]
 
-Starts gunicorn as docs/operations.md documents (`gunicorn -c deploy/gunicorn.conf.py`,
-WEB_CONCURRENCY workers, ROUTING_TABLE=compiled) on 127.0.0.1 and a free port,
-creates a Kamailio token, waits until every worker answers from its compiled
-table, then runs the load: each client is a thread holding one keep-alive
-connection (http.client) and sending the next request as soon as the answer is
-read; clients are spread over two load processes. Reports the memory of each
-gunicorn process, and stops gunicorn.
+Starts each server on 127.0.0.1 and a free port: `granian` is the production call
+path (`manage.py serve_rtjson`: granian, api.fastpath), `gunicorn` the sync gunicorn
+of docs/operations.md before it (`gunicorn -c deploy/gunicorn.conf.py config.wsgi_rtjson`),
+`trivial` the fixed-answer engine of bench.trivial_engine (the server's own limit),
+each with ROUTING_TABLE=compiled and `--workers` processes. Creates a Kamailio token,
+waits until the workers answer from their compiled tables, then loads it with wrk
+(keep-alive connections, each sending its next request when the answer is read)
+with Kamailio's request bodies for 5,000 random customers' calls. CPU per request is
+the server processes' user+system time over the run divided by the requests. Stops
+every server it started.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import multiprocessing
 import os
+import re
 import subprocess
 import sys
-import threading
+import tempfile
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 from bench.common import (
+    ROOT,
     children,
     free_port,
     machine,
@@ -33,10 +38,10 @@ from bench.common import (
     server_env,
     setup_django,
     started,
-    summary,
 )
 
 PATH = "/api/v1/kamailio/rtjson"
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def bodies(count: int) -> list[bytes]:
@@ -66,97 +71,105 @@ def bodies(count: int) -> list[bytes]:
     return found
 
 
-def client(port: int, key: str, payloads: list[bytes], until: float, offset: int, out: list):
-    """One keep-alive connection: request after request until `until`."""
-    headers = {"Content-Type": "application/json", "Authorization": f"Token {key}"}
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    clock, n, errors = time.perf_counter, offset, 0
-    latencies = []
-    while time.monotonic() < until:
-        body = payloads[n % len(payloads)]
-        n += 7
-        before = clock()
-        conn.request("POST", PATH, body, headers)
-        response = conn.getresponse()
-        response.read()
-        latencies.append(clock() - before)
-        if response.status != 200:
-            errors += 1
-    conn.close()
-    out.append((latencies, errors))
+def server_command(server: str, port: int, workers: int) -> tuple[list[str], dict[str, str]]:
+    bind = f"127.0.0.1:{port}"
+    if server == "granian":
+        return manage("serve_rtjson", "--bind", bind, "--workers", str(workers)), {}
+    if server == "gunicorn":
+        command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
+        return [*command, "config.wsgi_rtjson", "--bind", bind], {"WEB_CONCURRENCY": str(workers)}
+    if server == "trivial":
+        return [sys.executable, "-m", "bench.trivial_engine", "--http", bind], {}
+    raise SystemExit(f"unknown server {server!r}: granian, gunicorn or trivial")
 
 
-def load_process(port, key, payloads, threads, seconds, start_at, offset, queue) -> None:
-    time.sleep(max(0.0, start_at - time.time()))
-    until = time.monotonic() + seconds
-    out: list = []
-    workers = [
-        threading.Thread(target=client, args=(port, key, payloads, until, offset + i * 997, out))
-        for i in range(threads)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    queue.put(([x for lat, _ in out for x in lat], sum(e for _, e in out)))
+def wrk(port: int, clients: int, seconds: float, bodies_file: str, key: str) -> dict:
+    """One wrk run: requests, requests/s, p50/p99 (s), errors (non-2xx, socket errors)."""
+    done = subprocess.run(
+        ["wrk", f"-t{min(clients, 2)}", f"-c{clients}", f"-d{seconds:g}s", "--latency",
+         "-s", str(ROOT / "bench" / "rtjson.lua"), f"http://127.0.0.1:{port}{PATH}",
+         "--", bodies_file, key],
+        capture_output=True, text=True, check=True, timeout=seconds + 30,
+    )  # fmt: skip
+    out = done.stdout
+    units = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+    def latency(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)$", out, re.M).groups()
+        return float(value) * units[unit]
+
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out)) + sum(
+        int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out)
+    )
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": latency("50%"),
+        "p99": latency("99%"),
+        "errors": errors,
+    }
 
 
-def run_load(port: int, key: str, payloads: list[bytes], clients: int, seconds: float):
-    """(latencies, errors, wall seconds) of `clients` concurrent keep-alive clients."""
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    processes = min(clients, 2)
-    start_at = time.time() + 0.5
-    procs = [
-        context.Process(
-            target=load_process,
-            args=(
-                port,
-                key,
-                payloads,
-                clients // processes + (i < clients % processes),
-                seconds,
-                start_at,
-                i * 50_000,
-                queue,
-            ),
-        )
-        for i in range(processes)
-    ]
-    for proc in procs:
-        proc.start()
-    results = [queue.get() for _ in procs]
-    for proc in procs:
-        proc.join()
-    return [x for lat, _ in results for x in lat], sum(e for _, e in results), seconds
-
-
-def wait_until_compiled(port: int, key: str, payloads: list[bytes], timeout: float) -> float:
-    """Seconds until 4 clients see p50 < 1.5 ms twice in a row (at most `timeout`)."""
-    started_at = time.monotonic()
-    good = 0
-    while time.monotonic() - started_at < timeout:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (threads included)."""
+    total = 0
+    for pid in pids:
         try:
-            latencies, errors, _ = run_load(port, key, payloads, 4, 1.0)
-        except (OSError, http.client.HTTPException):
-            time.sleep(1)
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
             continue
-        latencies.sort()
-        p50 = latencies[len(latencies) // 2] if latencies else float("nan")
-        print(f"  warming up: {len(latencies)} requests, p50 {p50 * 1000:.2f} ms, {errors} errors")
-        if latencies and not errors and p50 < 0.0015:
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def warm_up(process, port: int, bodies_file: str, key: str, timeout: float) -> float:
+    """Seconds until 4 connections see p50 < 1 ms twice in a row (at most `timeout`)."""
+    began = time.monotonic()
+    good = 0
+    while time.monotonic() - began < timeout:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited with status {process.returncode}")
+        try:
+            run = wrk(port, 4, 1, bodies_file, key)
+        except (subprocess.CalledProcessError, AttributeError):
+            time.sleep(1)  # not listening yet, or no answer at all
+            continue
+        print(f"  warming up: {run['requests']} requests, p50 {run['p50'] * 1000:.2f} ms, "
+              f"{run['errors']} errors")  # fmt: skip
+        if run["requests"] and not run["errors"] and run["p50"] < 0.001:
             good += 1
             if good == 2:
-                return time.monotonic() - started_at
+                break
         else:
             good = 0
-    # The compiled tables are built within ~30 s per worker; past the timeout the
-    # latency is the request path's own, not the build: measure it as it is.
-    return time.monotonic() - started_at
+    return time.monotonic() - began
+
+
+def measure(server: str, args: argparse.Namespace, bodies_file: str, key: str) -> None:
+    port = free_port()
+    command, env = server_command(server, port, args.workers)
+    with started(command, **env) as process:
+        took = warm_up(process, port, bodies_file, key, args.warmup_timeout)
+        pids = [process.pid, *children(process.pid)]
+        print(f"{server}: {args.workers} workers, warmed up in {took:.0f} s, {machine()}")
+        for clients in [int(c) for c in args.clients.split(",")]:
+            before = cpu_seconds(pids)
+            run = wrk(port, clients, args.seconds, bodies_file, key)
+            cpu = cpu_seconds(pids) - before
+            per_request = cpu / run["requests"] * 1000 if run["requests"] else float("nan")
+            print(
+                f"  {server} {clients:>2} connections: {run['rate']:,.0f} requests/s, "
+                f"p50 {run['p50'] * 1000:.3f} ms, p99 {run['p99'] * 1000:.3f} ms, "
+                f"{per_request:.3f} ms CPU per request, errors {run['errors']}"
+            )
+        for pid in pids:
+            rss, peak = memory_mb(pid)
+            print(f"  {server} process {pid}: RSS {rss:.0f} MB, peak {peak:.0f} MB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--servers", default="granian,gunicorn")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", default="1,8,32")
@@ -164,7 +177,6 @@ def main() -> None:
     args = parser.parse_args()
     print(machine())
     setup_django()
-    payloads = bodies(5000)
     name = f"http-bench-{os.getpid()}"
     key = subprocess.run(
         manage("create_kamailio_token", name),
@@ -174,28 +186,16 @@ def main() -> None:
         check=True,
     ).stdout.strip()
     try:
-        run(args, key, payloads)
+        with tempfile.NamedTemporaryFile("wb", suffix=".jsonl") as file:
+            file.write(b"\n".join(bodies(5000)) + b"\n")
+            file.flush()
+            for server in args.servers.split(","):
+                measure(server, args, file.name, key)
     finally:
         from api.models import KamailioToken
 
         KamailioToken.objects.filter(name=name).delete()
-
-
-def run(args: argparse.Namespace, key: str, payloads: list[bytes]) -> None:
-    port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
-    with started(
-        [*command, "--bind", f"127.0.0.1:{port}"], WEB_CONCURRENCY=str(args.workers)
-    ) as gunicorn:
-        took = wait_until_compiled(port, key, payloads, args.warmup_timeout)
-        print(f"gunicorn with {args.workers} sync workers, warmed up for {took:.0f} s")
-        for clients in [int(c) for c in args.clients.split(",")]:
-            latencies, errors, seconds = run_load(port, key, payloads, clients, args.seconds)
-            print(summary(f"HTTP {clients:>2} clients", latencies, seconds), f"errors {errors}")
-        for pid in [gunicorn.pid, *children(gunicorn.pid)]:
-            rss, peak = memory_mb(pid)
-            role = "master" if pid == gunicorn.pid else "worker"
-            print(f"gunicorn {role} {pid}: RSS {rss:.0f} MB, peak {peak:.0f} MB")
+    print(machine())
 
 
 if __name__ == "__main__":

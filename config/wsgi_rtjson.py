@@ -1,14 +1,22 @@
 """WSGI entry point of the call path alone (Kamailio's rtjson, /healthz, /metrics).
 
-    gunicorn -c deploy/gunicorn.conf.py config.wsgi_rtjson
+    python manage.py serve_rtjson            # granian, the production server
+    gunicorn -c deploy/gunicorn.conf.py config.wsgi_rtjson   # works too, slower
 
-The same settings as config.wsgi, but every request is resolved against
-config.urls_rtjson (the rtjson endpoint, /healthz and /metrics). Run it as its own
-gunicorn, on its own port, for Kamailio; the admin and the REST API run in another
-gunicorn (config.wsgi). A login flood or a heavy API client then occupies the other
-pool's workers, never the ones Kamailio waits on (docs/operations.md).
+The same settings as config.wsgi. Kamailio's routing requests are answered by
+api.fastpath.RtjsonApplication; what it does not take (a bad token or body,
+/healthz, /metrics) goes to Django, resolved against config.urls_rtjson: the rtjson
+endpoint, /healthz and /metrics, nothing else. Run it as its own server, on its own
+port, for Kamailio; the admin and the REST API run in another (config.wsgi). A
+login flood or a heavy API client then occupies the other server's workers, never
+the ones Kamailio waits on (docs/operations.md).
+
+Each worker process imports this module once: it loads its compiled route table,
+rates and blocklists here (up to WARM_UP_SECONDS, then they keep loading in the
+background), so its first calls are answered from memory.
 """
 
+import logging
 import os
 
 from django.core.handlers.wsgi import WSGIHandler
@@ -16,6 +24,7 @@ from django.core.handlers.wsgi import WSGIHandler
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 URLCONF = "config.urls_rtjson"
+WARM_UP_SECONDS = 5.0
 
 
 class RtjsonHandler(WSGIHandler):
@@ -25,11 +34,18 @@ class RtjsonHandler(WSGIHandler):
         return super().get_response(request)
 
 
-def _application() -> RtjsonHandler:
+def _application():
     import django
 
     django.setup(set_prefix=False)
-    return RtjsonHandler()
+    from api.fastpath import RtjsonApplication
+    from routing.service import warm_up
+
+    for name in warm_up(WARM_UP_SECONDS):
+        logging.getLogger("routing").warning(
+            "%s not loaded after %.0f s; the database answers until it is", name, WARM_UP_SECONDS
+        )
+    return RtjsonApplication(RtjsonHandler())
 
 
 application = _application()

@@ -60,17 +60,13 @@ def on_starting(server) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """Load the compiled route table (and blocklists) now, rather than on the first calls."""
-    from routing.service import get_route_table, get_screen
+    """Load the compiled route table, rates and blocklists now, not on the first calls."""
+    from routing.service import warm_up
 
-    for name, part in (("route table", get_route_table()), ("blocklists", get_screen())):
-        wait_ready = getattr(part, "wait_ready", None)
-        if wait_ready is not None and not wait_ready(WARM_UP_SECONDS):
-            worker.log.warning(
-                "%s not loaded after %.0f s; the database answers until it is",
-                name,
-                WARM_UP_SECONDS,
-            )
+    for name in warm_up(WARM_UP_SECONDS):
+        worker.log.warning(
+            "%s not loaded after %.0f s; the database answers until it is", name, WARM_UP_SECONDS
+        )
 
 
 def child_exit(server, worker) -> None:

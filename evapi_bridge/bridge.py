@@ -51,9 +51,10 @@ from kamailio import evapi
 from kamailio import events as outcome_events
 from kamailio.rtjson import Failure, failure_decision, failure_of
 from outcomes import ingest
+from routing.inline import NeedsDatabase, memory_only
 from routing.metrics import BRIDGE_CONNECTED, BRIDGE_IN_FLIGHT, observe_decision
 from routing.resolver import RouteTable
-from routing.service import decide, get_route_table
+from routing.service import decide, get_route_table, warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,10 @@ class BridgeConfig:
     max_wait: float = 5.0
     # Seconds from an event's arrival to its answer, at the latest (see the module doc).
     deadline: float = 0.3
+    # Seconds to wait at start-up for the compiled table (rates, blocklists) to load
+    # before connecting to Kamailio; past it, the bridge connects and the database
+    # answers until they are loaded.
+    warm_up: float = 5.0
 
 
 def address_label(host: str, port: int) -> str:
@@ -167,6 +172,8 @@ def answer_event(
         assert table is not None, "a decision needs a route table"
         try:
             decision, error = decide(event.request, table=table, transport="evapi"), ""
+        except NeedsDatabase:
+            raise  # decided inline, from memory only: the caller decides it in a worker
         except Exception as exc:
             failure = failure_of(exc)
             if failure is Failure.DATABASE_UNAVAILABLE:
@@ -228,11 +235,19 @@ class EvapiConnection(asyncio.Protocol):
         self._take(frames)
 
     def _take(self, frames: list[bytes]) -> None:
+        bridge = self.bridge
+        answers: list[bytes] = []
         for payload in frames:
-            if outcome_events.is_outcome(payload) and self.bridge.take_outcome(payload):
+            if outcome_events.is_outcome(payload) and bridge.take_outcome(payload):
                 continue  # counted; nothing to answer
-            self.in_flight += 1
-            self.bridge.submit(self, payload)
+            answer = bridge.answer_inline(self, payload)
+            if answer is None:  # the decision needs the database: a worker decides it
+                self.in_flight += 1
+                bridge.submit(self, payload)
+            elif answer:
+                answers.append(answer)
+        if answers:  # one write for everything this read brought
+            bridge.sent(self, answers)
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -368,6 +383,9 @@ class Bridge:
         self._drained: asyncio.Event | None = None
         self.links: list[KamailioLink] = []
         self.outcomes: ingest.Aggregator | None = None  # the process's, on the first event
+        # The route table decisions made in the loop use (answer_inline); None until run().
+        self._inline_table: RouteTable | None = None
+        self._inline_ready: Callable[[], bool] | None = None
 
     # --- lifecycle (event loop thread) ---------------------------------------------
 
@@ -385,6 +403,19 @@ class Bridge:
         ]
         for thread in threads:
             thread.start()
+        # Load the compiled table (rates, blocklists) before connecting: with several
+        # bridges, Kamailio sends calls to every connected one, and a cold one would
+        # send each to the database.
+        loading = await asyncio.to_thread(warm_up, self.config.warm_up)
+        if loading:
+            logger.warning(
+                "%s not loaded after %.0f s; the database answers until it is",
+                ", ".join(loading),
+                self.config.warm_up,
+            )
+        self._inline_table = self.table_factory()
+        # Only a table that says it is loaded (the compiled one) can decide from memory.
+        self._inline_ready = getattr(self._inline_table, "ready", None)
         self.links = [KamailioLink(self, host, port) for host, port in self.config.addresses]
         for link in self.links:
             link.task = asyncio.create_task(link.run(), name=f"evapi-link-{link.label}")
@@ -448,6 +479,51 @@ class Bridge:
             self.stats, period_start = PeriodStats(), now
 
     # --- events in (loop thread) -----------------------------------------------------
+
+    def answer_inline(self, connection: EvapiConnection, payload: bytes) -> bytes | None:
+        """Decide an event here, in the loop, if its decision needs only memory.
+
+        Returns the framed answer (b"" when the event takes none), or None when the
+        decision needs the database (routing.inline): the loop must never wait for
+        it, so a worker thread decides that event, under the deadline.
+        """
+        table, ready = self._inline_table, self._inline_ready
+        if ready is None or not ready():
+            return None  # not loaded yet (or a database table): decisions need the database
+        received = time.perf_counter()
+        try:
+            with memory_only():
+                result = answer_event(
+                    payload, table=table, default_tenant=self.config.default_tenant
+                )
+        except NeedsDatabase:
+            return None
+        except Exception as exc:  # a bug must not stop the loop, nor cost the event
+            logger.exception("%s: inline decision failed (%r)", connection.label, exc)
+            return None
+        seconds = time.perf_counter() - received
+        if result.kind is Kind.ANSWERED:
+            observe_decision("evapi", result.outcome, seconds)
+        self._note(connection, result, seconds)
+        for stats in (self.stats, self.totals):
+            stats.events += 1
+            _count(stats, result, seconds)
+        return encode(result.answer) if result.answer is not None else b""
+
+    def sent(self, connection: EvapiConnection, frames: list[bytes]) -> None:
+        """Write answers decided inline, counting them as dropped if the link is gone."""
+        if not connection.send(b"".join(frames)):
+            self._dropped(connection, len(frames))
+
+    def _dropped(self, connection: EvapiConnection, count: int) -> None:
+        if not connection.dropped:  # once per connection: the summary counts them
+            logger.warning(
+                "%s: connection gone, answers to its events are dropped", connection.label
+            )
+        connection.dropped += count
+        for stats in (self.stats, self.totals):
+            stats.dropped += count
+            stats.answers -= count
 
     def submit(self, connection: EvapiConnection, payload: bytes) -> None:
         self.in_flight += 1
@@ -678,15 +754,7 @@ class Bridge:
                 _count(stats, result, now - ticket.received)
         for connection, frames in batches.items():
             if not connection.send(b"".join(frames)):
-                if not connection.dropped:  # once per connection: the summary counts them
-                    logger.warning(
-                        "%s: connection gone, answers to its events are dropped",
-                        connection.label,
-                    )
-                connection.dropped += len(frames)
-                for stats in (self.stats, self.totals):
-                    stats.dropped += len(frames)
-                    stats.answers -= len(frames)
+                self._dropped(connection, len(frames))
         for connection, count in done.items():
             self.in_flight -= count
             BRIDGE_IN_FLIGHT.dec(count)

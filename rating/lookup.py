@@ -590,6 +590,10 @@ class RateSource:
             plan_id=plan_id, customer_id=customer_id, digits=digits, at=at
         )
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Load this process's store now (a server's warm-up, routing.service.warm_up)."""
+        return rate_store(self.using).wait_ready(timeout)
+
 
 def rate_source(using: str = "default") -> RateSource:
     """ROUTING_RATE_SOURCE with the compiled route table: this process's rate store."""

@@ -8,12 +8,15 @@ cannot answer by itself, so `database_deadline()` interrupts that read (see its 
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import OperationalError, connections
@@ -26,6 +29,10 @@ INTERRUPT_LATENCY = 0.1
 # it, such as a reconnection). Above psycopg's 0.1 s slice: a signal that interrupts
 # its poll() restarts the slice, so signals sent faster would never be handled.
 _TICK = 0.15
+
+T = TypeVar("T")
+
+logger = logging.getLogger("routing")
 
 
 class DeadlineExceeded(OperationalError):
@@ -62,6 +69,62 @@ def database_deadline(seconds: float) -> Iterator[None]:
         yield
     finally:
         watchdog.disarm()
+
+
+def call_within(seconds: float, function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` with its database waits bounded by `seconds`: DeadlineExceeded past it.
+
+    For any server's request thread. In a process's main thread (gunicorn's sync
+    workers, the test client) database_deadline() interrupts a wait in place. A
+    server such as granian runs requests in other threads, which no signal can
+    interrupt: there the call runs in a small pool of this process and is waited for
+    at most `seconds`; the pool thread itself stays until its database call returns
+    or times out (it must close its connection when that fails).
+    """
+    watchdog = _watchdog()
+    if watchdog is not None and not watchdog.armed:
+        with database_deadline(seconds):
+            return function(*args)
+    future = _pool().submit(function, *args)
+    try:
+        return future.result(timeout=max(seconds, 0.0))
+    except concurrent.futures.TimeoutError:
+        raise DeadlineExceeded(
+            f"the database did not answer within {seconds * 1000:.0f} ms"
+        ) from None
+
+
+def in_background(function: Callable[..., Any], *args: Any) -> None:
+    """`function(*args)` in a thread of this process that may wait for the database
+    (bookkeeping beside a call decided from memory); its errors are logged."""
+
+    def run() -> None:
+        try:
+            function(*args)
+        except Exception:
+            logger.exception("background database work failed")
+
+    _pool().submit(run)
+
+
+# Threads call_within() and in_background() use; a hung database holds them, never a request thread.
+POOL_THREADS = 4
+_pools: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    """This process's pool (a forked child makes its own)."""
+    pid = os.getpid()
+    pool = _pools.get(pid)
+    if pool is None:
+        with _pools_lock:
+            pool = _pools.get(pid)
+            if pool is None:
+                pool = _pools[pid] = concurrent.futures.ThreadPoolExecutor(
+                    POOL_THREADS, thread_name_prefix="database-deadline"
+                )
+    return pool
 
 
 class _Watchdog:

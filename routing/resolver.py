@@ -13,7 +13,6 @@ import dataclasses
 import enum
 import hashlib
 import math
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from routing import schedules as schedule_rules
+from routing.ids import new_decision_id
 from routing.numbers import clean_number, is_safe_user, match_digits
 from routing.rows import (
     CustomerRow,
@@ -246,7 +246,7 @@ class Decision:
     trace: tuple[str, ...] = ()
     # The version of the plan's routes the decision used (None: the routes as saved).
     plan_version: int | None = None
-    decision_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    decision_id: str = field(default_factory=new_decision_id)
 
     @property
     def success(self) -> bool:

@@ -3,6 +3,9 @@ rates, blocklists (the decision deadline is routing.deadline)."""
 
 from __future__ import annotations
 
+import functools
+import time
+
 from django.conf import settings
 from django.utils.module_loading import import_string
 
@@ -31,11 +34,26 @@ def get_route_table() -> RouteTable:
 
 def routing_defaults() -> RoutingDefaults:
     """The platform's defaults, read from settings at call time."""
-    return RoutingDefaults(
-        fr_timer=settings.ROUTING_FR_TIMER or None,
-        fr_inv_timer=settings.ROUTING_FR_INV_TIMER or None,
-        health_probe_percent=settings.ROUTING_HEALTH_PROBE_PERCENT,
+    return _defaults(
+        settings.ROUTING_FR_TIMER,
+        settings.ROUTING_FR_INV_TIMER,
+        settings.ROUTING_HEALTH_PROBE_PERCENT,
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _defaults(fr_timer: int, fr_inv_timer: int, probe_percent: int) -> RoutingDefaults:
+    return RoutingDefaults(
+        fr_timer=fr_timer or None,
+        fr_inv_timer=fr_inv_timer or None,
+        health_probe_percent=probe_percent,
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _named(path: str):
+    """The object at a dotted path, imported once (import_string costs microseconds a call)."""
+    return import_string(path)
 
 
 def get_rate_source() -> RateSource | None:
@@ -43,7 +61,7 @@ def get_rate_source() -> RateSource | None:
     path to a callable (rating.lookup.rate_source: this process's rate decks); empty:
     none. Named by a setting, not imported, so routing never depends on rating."""
     name = settings.ROUTING_RATE_SOURCE
-    return import_string(name)() if name else None
+    return _named(name)() if name else None
 
 
 def get_screen() -> Screen | None:
@@ -51,7 +69,7 @@ def get_screen() -> Screen | None:
     path to a callable (blocklists.lookup.compiled_source: this process's compiled
     lists); empty: nothing is blocked. A setting, so routing never imports blocklists."""
     name = settings.ROUTING_SCREEN_SOURCE
-    return import_string(name)() if name else None
+    return _named(name)() if name else None
 
 
 def get_decision_log():
@@ -60,7 +78,28 @@ def get_decision_log():
     for the impact preview and the decision lookup); empty: nowhere. A setting, so
     routing never imports versions."""
     name = settings.ROUTING_DECISION_LOG
-    return import_string(name) if name else None
+    return _named(name) if name else None
+
+
+def warm_up(seconds: float) -> list[str]:
+    """Load this process's in-memory parts (route table, rates, blocklists) now.
+
+    A server or bridge process calls it before taking calls, so its first calls are
+    answered from memory rather than each asking the database. Waits up to `seconds`
+    in all; returns the names of the parts still loading (they keep loading in the
+    background, and the database answers for them until they are ready).
+    """
+    until = time.monotonic() + seconds
+    loading = []
+    for name, part in (
+        ("route table", get_route_table()),
+        ("rates", get_rate_source()),
+        ("blocklists", get_screen()),
+    ):
+        wait_ready = getattr(part, "wait_ready", None)
+        if wait_ready is not None and not wait_ready(max(until - time.monotonic(), 0.0)):
+            loading.append(name)
+    return loading
 
 
 def decide(

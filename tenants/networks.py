@@ -47,8 +47,17 @@ def parse_network(value: str) -> str:
 
 
 def parse_address(value: str) -> IPAddress:
-    """Return the IP address in `value` (IPv6 may be in brackets), or raise NetworkError."""
-    text = (value or "").strip()
+    """Return the IP address in `value` (IPv6 may be in brackets), or raise NetworkError.
+
+    Remembered: a Kamailio's calls come from a few thousand addresses at most, and
+    ipaddress's parser was a tenth of a decision (addresses are immutable).
+    """
+    return _parsed_address(value or "")
+
+
+@functools.lru_cache(maxsize=16384)
+def _parsed_address(value: str) -> IPAddress:
+    text = value.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     try:

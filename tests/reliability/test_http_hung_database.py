@@ -1,10 +1,11 @@
-"""The rtjson endpoint and /healthz of a real gunicorn while PostgreSQL hangs.
+"""The rtjson endpoint and /healthz of a real server while PostgreSQL hangs.
 
-gunicorn runs the shipped config (sync workers) with DATABASE_URL pointing at a
-freezing proxy in front of the test database. One worker, so that every answer's
-path is known: its compiled table and its token cache are warm before the freeze.
-Requests are sequential, each on a new connection, as Kamailio's http_client sends
-them.
+Both servers run as shipped, with DATABASE_URL pointing at a freezing proxy in front
+of the test database: granian (`manage.py serve_rtjson`, the production call path,
+whose request threads no signal can interrupt) and gunicorn's sync workers (the
+admin's server, config.wsgi). One worker, so that every answer's path is known: its
+compiled table and its token cache are warm before the freeze. Requests are
+sequential, each on a new connection, as Kamailio's http_client sends them.
 """
 
 from __future__ import annotations
@@ -65,8 +66,17 @@ CALL = json.dumps(
 ).encode()
 
 
+SERVERS = {
+    "granian": [sys.executable, "manage.py", "serve_rtjson", "--workers", "1"],
+    "gunicorn": [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
+}
+
+
+@pytest.mark.parametrize("server", SERVERS)
 @pytest.mark.parametrize("kind", ["database", "compiled"])
-def test_rtjson_and_healthz_answer_in_time_while_the_database_hangs(kind, route_a, proxy, tmp_path):
+def test_rtjson_and_healthz_answer_in_time_while_the_database_hangs(
+    server, kind, route_a, proxy, tmp_path
+):
     out = io.StringIO()
     call_command("create_kamailio_token", "hung-test", stdout=out)
     key = out.getvalue().strip()
@@ -84,17 +94,13 @@ def test_rtjson_and_healthz_answer_in_time_while_the_database_hangs(kind, route_
         "ROUTING_TABLE": kind,
         "LOG_LEVEL": "WARNING",
         "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "RTJSON_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",
     }
     group = ProcessGroup(tmp_path)
     try:
-        web = group.start(
-            "gunicorn",
-            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
-            cwd=ROOT,
-            env=env,
-        )
-        web.wait_until(lambda: _healthy(port), what="gunicorn /healthz answering", timeout=30)
+        web = group.start(server, SERVERS[server], cwd=ROOT, env=env)
+        web.wait_until(lambda: _healthy(port), what=f"{server} /healthz answering", timeout=30)
         post = ("POST", "/api/v1/kamailio/rtjson", CALL, key)
         for _ in range(3):  # warm: token looked up, tables loaded
             _, status, body = request(port, *post)
@@ -138,7 +144,7 @@ def test_rtjson_and_healthz_answer_in_time_while_the_database_hangs(kind, route_
         latencies = sorted(seconds for seconds, _, _ in calls)
         worst_probe = max(seconds for seconds, _, _ in probes)
         print(
-            f"\n[{kind}] gunicorn during a {FREEZE} s freeze: {len(calls)} rtjson requests, "
+            f"\n[{kind}] {server} during a {FREEZE} s freeze: {len(calls)} rtjson requests, "
             f"p50 {latencies[len(latencies) // 2] * 1000:.0f} ms, max "
             f"{latencies[-1] * 1000:.0f} ms; {len(probes)} /healthz 503, max "
             f"{worst_probe * 1000:.0f} ms; routed {routed:.3f} s and healthy "

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
 from evapi_bridge.bridge import Bridge, BridgeConfig
+from kamailio.addresses import parse_host_port
 from tenants.models import Tenant
 
 logger = logging.getLogger("evapi_bridge")
@@ -24,17 +25,10 @@ GIL_SWITCH_INTERVAL = 0.0005
 
 def parse_address(text: str) -> tuple[str, int]:
     """'host:port' or '[ipv6]:port' -> (host, port), or CommandError saying what is wrong."""
-    value = text.strip()
-    host, sep, port = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise CommandError(f"--connect {text!r}: write an IPv6 address as [ADDRESS]:PORT")
-    if not sep or not host or any(c.isspace() for c in host):
-        raise CommandError(f"--connect {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8448")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise CommandError(f"--connect {text!r}: port {port!r} is not a number from 1 to 65535")
-    return host, int(port)
+    try:
+        return parse_host_port(text, example="127.0.0.1:8448")
+    except ValueError as exc:
+        raise CommandError(f"--connect {text!r}: {exc}") from None
 
 
 class Command(BaseCommand):

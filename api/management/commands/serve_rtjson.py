@@ -1,0 +1,85 @@
+"""Serve the call path (config.wsgi_rtjson) with granian: Kamailio's production HTTP server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from kamailio.addresses import parse_host_port
+
+TARGET = "config.wsgi_rtjson:application"
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve Kamailio's rtjson endpoint (with /healthz and /metrics) on its own port, "
+        "with granian: HTTP/1.1 connections kept alive, one worker process per core. "
+        "The admin and the REST API are served separately (config.wsgi)."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--bind",
+            default=os.environ.get("RTJSON_BIND", "127.0.0.1:8001"),
+            metavar="ADDRESS:PORT",
+            help="Where Kamailio connects (default: $RTJSON_BIND or 127.0.0.1:8001; "
+            "[::1]:8001 for IPv6).",
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=int(os.environ.get("RTJSON_WORKERS") or os.cpu_count() or 1),
+            help="Worker processes, each with its own compiled table "
+            "(default: $RTJSON_WORKERS or one per core).",
+        )
+        parser.add_argument(
+            "--backlog",
+            type=int,
+            default=1024,
+            help="Connections waiting to be accepted (default 1024).",
+        )
+
+    def handle(self, *args, bind: str, workers: int, backlog: int, **options) -> None:
+        from granian import Granian
+        from granian.constants import HTTPModes, Interfaces
+
+        try:
+            host, port = parse_host_port(bind, example="127.0.0.1:8001")
+        except ValueError as exc:
+            raise CommandError(f"--bind {bind!r}: {exc}") from None
+        if workers < 1:
+            raise CommandError(f"--workers {workers}: at least 1.")
+        _empty_metrics_directory()
+        Granian(
+            TARGET,
+            address=host,
+            port=port,
+            interface=Interfaces.WSGI,
+            http=HTTPModes.http1,
+            websockets=False,
+            workers=workers,
+            # One Python thread per worker: decisions hold the GIL, more threads only
+            # contend for it (api.fastpath waits for the database in its own pool).
+            blocking_threads=1,
+            backlog=backlog,
+            respawn_failed_workers=True,
+            log_access=False,
+        ).serve()
+
+
+def _empty_metrics_directory() -> None:
+    """Start from an empty PROMETHEUS_MULTIPROC_DIR, as deploy/gunicorn.conf.py does."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    path = Path(directory)
+    if path.exists():
+        for entry in path.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    path.mkdir(parents=True, exist_ok=True)
