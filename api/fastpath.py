@@ -49,7 +49,7 @@ from kamailio.rtjson import Failure, encode, failure_decision, failure_of, to_rt
 from routing import deadline, service
 from routing.inline import NeedsDatabase, memory_only
 from routing.metrics import observe_decision
-from routing.resolver import Decision
+from routing.resolver import Decision, RouteTable
 
 logger = logging.getLogger("routing.api")
 
@@ -81,8 +81,9 @@ class _Headers:
 class RtjsonApplication:
     """WSGI: the rtjson endpoint's common case here, every other request to `fallback`."""
 
-    def __init__(self, fallback: WSGIApp) -> None:
+    def __init__(self, fallback: WSGIApp, *, table: RouteTable | None = None) -> None:
         self.fallback = fallback
+        self.table = table  # None: the configured one (routing.service.get_route_table)
         self.authentication = KamailioTokenAuthentication()
 
     def __call__(self, environ: dict[str, Any], start_response) -> Iterable[bytes]:
@@ -124,7 +125,7 @@ class RtjsonApplication:
         except CallFieldsError:
             return None
         try:
-            decision = service.decide(call, transport="http")
+            decision = service.decide(call, table=self.table, transport="http")
         except NeedsDatabase:
             raise
         except Exception as exc:

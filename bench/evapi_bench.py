@@ -1,32 +1,54 @@
-"""EVAPI bridge: decisions/s and p50/p99 against a fake Kamailio keeping 64 events in flight.
+"""EVAPI: decisions/s, p50/p99 and CPU per decision against a fake Kamailio.
 
-    python -m bench.evapi_bench [--seconds 10] [--in-flight 64] [--workers 4]
+    python -m bench.evapi_bench [--engines bridge,trivial] [--processes 2] [--seconds 10]
+                                [--in-flight 1,64]
 
-This process plays Kamailio: it listens on 127.0.0.1 (a free port), starts
-`manage.py run_evapi_bridge --connect` to it (ROUTING_TABLE=compiled), waits until
-the bridge answers from its compiled table, then keeps exactly N routing events
-outstanding (a new one is sent for every answer) for the given time, timing each
-event from its send to its answer. Events carry a source IP of one of the
-benchmark tenants and a number under one of their prefixes. Reports the bridge's
-memory, and stops it.
+This process plays Kamailio: it listens on 127.0.0.1 (a free port) and starts the
+engine, connected to it: `bridge` is `manage.py run_evapi_bridge --processes N`
+(ROUTING_TABLE=compiled), `trivial` the fixed-answer engine of bench.trivial_engine
+(the transport's own limit), N processes too. Like kamailio-evapi.cfg, it spreads
+events over the connected engines (one connection per process, events dealt in
+turn). It waits until the bridge answers from its compiled table, then for each
+in-flight figure keeps exactly that many routing events outstanding (a new one for
+every answer) for the given time, timing each event from its send to its answer.
+Events carry a source IP of one of the benchmark tenants and a number under one of
+their prefixes. CPU per decision is the engine processes' user+system time over
+the run divided by the answers. Reports the engines' memory and stops them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import selectors
 import socket
 import sys
 import time
+from pathlib import Path
 
-from bench.common import machine, manage, memory_mb, setup_django, started, summary
+from bench.common import (
+    children,
+    machine,
+    manage,
+    memory_mb,
+    percentile,
+    setup_django,
+    started,
+)
+
+TICKS = os.sysconf("SC_CLK_TCK")
+TLABEL = re.compile(rb'"tlabel":(\d+)')
 
 
-def events(count: int) -> list[dict]:
+def events(count: int) -> list[bytes]:
+    """Routing event payloads, each with `"tlabel":` last, to be followed by a number."""
     from bench.resolver_bench import sample_calls
 
-    return [
-        {
+    found = []
+    for call in sample_calls(count):
+        event = {
             "event": "sip-routing",
             "tindex": 1,
             "caller": call.caller,
@@ -37,49 +59,62 @@ def events(count: int) -> list[dict]:
             "call_id": call.call_id,
             "from_uri": f"sip:{call.caller}@pbx.example.net",
         }
-        for call in sample_calls(count)
-    ]
+        found.append(json.dumps(event)[:-1].encode() + b',"tlabel":')
+    return found
 
 
 class FakeKamailio:
-    """Kamailio's side of one evapi connection, keeping `in_flight` events outstanding."""
+    """Kamailio's side of the engines' connections: events out, answers timed."""
 
-    def __init__(self, sock: socket.socket, templates: list[dict]) -> None:
-        self.sock = sock
+    def __init__(self, sockets: list[socket.socket], templates: list[bytes]) -> None:
+        self.sockets = sockets
         self.templates = templates
         self.label = 0
         self.sent: dict[int, float] = {}
-        self.buffer = b""
+        self.buffers = dict.fromkeys(sockets, b"")
+        self.turn = 0
         self.failures = 0
-
-    def frame(self) -> bytes:
-        self.label += 1
-        event = dict(self.templates[self.label % len(self.templates)], tlabel=self.label)
-        payload = json.dumps(event).encode()
-        self.sent[self.label] = time.perf_counter()
-        return b"%d:%s," % (len(payload), payload)
+        self.selector = selectors.DefaultSelector()
+        for sock in sockets:
+            self.selector.register(sock, selectors.EVENT_READ)
 
     def send(self, count: int) -> None:
-        if count:
-            self.sock.sendall(b"".join(self.frame() for _ in range(count)))
-
-    def answers(self) -> list[float]:
-        """Latencies of the answers that arrived with the next read."""
-        chunk = self.sock.recv(1 << 20)
-        if not chunk:
-            raise SystemExit("the bridge closed the connection")
+        """`count` new events, dealt over the connections in turn."""
+        frames: dict[socket.socket, list[bytes]] = {}
         now = time.perf_counter()
-        self.buffer += chunk
+        for _ in range(count):
+            self.label += 1
+            payload = self.templates[self.label % len(self.templates)] + b"%d}" % self.label
+            self.sent[self.label] = now
+            sock = self.sockets[self.turn % len(self.sockets)]
+            self.turn += 1
+            frames.setdefault(sock, []).append(b"%d:%s," % (len(payload), payload))
+        for sock, items in frames.items():
+            sock.sendall(b"".join(items))
+
+    def answers(self, timeout: float = 30.0) -> list[float]:
+        """Latencies of the answers that arrived with the next reads."""
         latencies = []
-        while True:
-            length, sep, rest = self.buffer.partition(b":")
-            if not sep or len(rest) <= int(length):
-                break
-            answer = json.loads(rest[: int(length)])
-            self.buffer = rest[int(length) + 1 :]
-            latencies.append(now - self.sent.pop(answer["xtra"]["tlabel"]))
-            if not answer.get("success"):
-                self.failures += answer.get("code", 500) >= 500
+        for key, _ in self.selector.select(timeout):
+            sock = key.fileobj
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise SystemExit("an engine closed its connection")
+            now = time.perf_counter()
+            buffer = self.buffers[sock] + chunk
+            while True:
+                length, sep, rest = buffer.partition(b":")
+                if not sep or len(rest) <= int(length):
+                    break
+                answer = rest[: int(length)]
+                buffer = rest[int(length) + 1 :]
+                label = int(TLABEL.search(answer).group(1))
+                latencies.append(now - self.sent.pop(label))
+                if b'"success":false' in answer and b'"code":5' in answer:
+                    self.failures += 1
+            self.buffers[sock] = buffer
+        if not latencies and not self.selector.get_map():
+            raise SystemExit("no engine connected")
         return latencies
 
     def run(self, seconds: float, in_flight: int) -> tuple[list[float], float]:
@@ -89,50 +124,96 @@ class FakeKamailio:
         deadline = started_at + seconds
         while time.perf_counter() < deadline:
             got = self.answers()
+            if not got and self.sent:
+                raise SystemExit(f"no answer within 30 s ({len(self.sent)} outstanding)")
             latencies.extend(got)
             self.send(len(got))
         elapsed = time.perf_counter() - started_at
         while self.sent:  # drain: every event gets its answer
-            self.answers()
+            if not self.answers():
+                raise SystemExit(f"{len(self.sent)} events never answered")
         return latencies, elapsed
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def engine_command(engine: str, port: int, processes: int) -> list[str]:
+    address = f"127.0.0.1:{port}"
+    if engine == "bridge":
+        return [*manage("run_evapi_bridge", "--connect", address),
+                "--processes", str(processes), "--stats-interval", "0"]  # fmt: skip
+    if engine == "trivial":
+        return [sys.executable, "-m", "bench.trivial_engine", "--evapi", address,
+                "--processes", str(processes)]  # fmt: skip
+    raise SystemExit(f"unknown engine {engine!r}: bridge or trivial")
+
+
+def measure(engine: str, args: argparse.Namespace, templates: list[bytes]) -> None:
+    server = socket.create_server(("127.0.0.1", 0), backlog=16)
+    server.settimeout(120)
+    port = server.getsockname()[1]
+    with started(engine_command(engine, port, args.processes)) as process:
+        sockets = []
+        for _ in range(args.processes):
+            sock, _ = server.accept()
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sockets.append(sock)
+        kamailio = FakeKamailio(sockets, templates)
+        waited = time.monotonic()
+        while True:  # until the engine answers from memory: p50 under 1 ms for 1 s
+            latencies, _ = kamailio.run(1.0, 8)
+            latencies.sort()
+            p50 = percentile(latencies, 0.5) if latencies else 1.0
+            print(f"  warming up: {len(latencies)} answers, p50 {p50 * 1000:.2f} ms")
+            if p50 < 0.001 or time.monotonic() - waited > args.warmup_timeout:
+                break
+        pids = [process.pid, *children(process.pid)]
+        print(f"{engine}: {args.processes} processes, warmed up in "
+              f"{time.monotonic() - waited:.0f} s, {machine()}")  # fmt: skip
+        for in_flight in [int(n) for n in args.in_flight.split(",")]:
+            before = cpu_seconds(pids)
+            latencies, elapsed = kamailio.run(args.seconds, in_flight)
+            cpu = cpu_seconds(pids) - before
+            latencies.sort()
+            print(
+                f"  {engine} {in_flight:>3} in flight: "
+                f"{len(latencies) / elapsed:,.0f} decisions/s, "
+                f"p50 {percentile(latencies, 0.5) * 1000:.3f} ms, "
+                f"p99 {percentile(latencies, 0.99) * 1000:.3f} ms, "
+                f"{cpu / len(latencies) * 1000:.3f} ms CPU per decision, "
+                f"engine failures {kamailio.failures}"
+            )
+        for pid in pids:
+            rss, peak = memory_mb(pid)
+            print(f"  {engine} process {pid}: RSS {rss:.0f} MB, peak {peak:.0f} MB")
+        for sock in sockets:
+            sock.close()
+    server.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--engines", default="bridge")
+    parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--in-flight", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=4, help="The bridge's --workers.")
+    parser.add_argument("--in-flight", default="1,64")
     parser.add_argument("--warmup-timeout", type=float, default=90.0)
     args = parser.parse_args()
     print(machine())
     setup_django()
     templates = events(5000)
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(120)
-    port = server.getsockname()[1]
-    command = manage("run_evapi_bridge", "--connect", f"127.0.0.1:{port}")
-    with started([*command, "--workers", str(args.workers), "--stats-interval", "0"]) as bridge:
-        sock, _ = server.accept()
-        sock.settimeout(30)
-        kamailio = FakeKamailio(sock, templates)
-        waited = time.monotonic()
-        while True:  # until the compiled table answers: p50 under 2 ms for 1 s
-            latencies, _ = kamailio.run(1.0, args.in_flight)
-            latencies.sort()
-            p50 = latencies[len(latencies) // 2] if latencies else 1.0
-            print(f"  warming up: {len(latencies)} answers, p50 {p50 * 1000:.2f} ms")
-            if p50 < 0.002 or time.monotonic() - waited > args.warmup_timeout:
-                break
-        print(f"bridge ({args.workers} workers) warmed up for {time.monotonic() - waited:.0f} s")
-        latencies, elapsed = kamailio.run(args.seconds, args.in_flight)
-        print(
-            summary(f"EVAPI {args.in_flight} in flight", latencies, elapsed),
-            f"engine failures {kamailio.failures}",
-        )
-        rss, peak = memory_mb(bridge.pid)
-        print(f"bridge {bridge.pid}: RSS {rss:.0f} MB, peak {peak:.0f} MB")
-        sock.close()
-    server.close()
+    for engine in args.engines.split(","):
+        measure(engine, args, templates)
+    print(machine())
     sys.stdout.flush()
 
 

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
 from evapi_bridge.bridge import Bridge, BridgeConfig
+from evapi_bridge.processes import supervise
 from kamailio.addresses import parse_host_port
 from tenants.models import Tenant
 
@@ -58,6 +59,14 @@ class Command(BaseCommand):
             help="Threads deciding calls (each with its own database connection). Default 4.",
         )
         parser.add_argument(
+            "--processes",
+            type=int,
+            default=1,
+            help="Bridge processes, each connected to every Kamailio with its own compiled "
+            "table (one core each); Kamailio spreads calls over all connected bridges "
+            "(kamailio-evapi.cfg). Default 1; one per core on a host of its own.",
+        )
+        parser.add_argument(
             "--stats-interval",
             type=float,
             default=60.0,
@@ -82,6 +91,8 @@ class Command(BaseCommand):
             raise CommandError("No evapi address: give --connect HOST:PORT or set EVAPI_CONNECT.")
         if options["workers"] < 1:
             raise CommandError(f"--workers {options['workers']}: must be at least 1")
+        if options["processes"] < 1:
+            raise CommandError(f"--processes {options['processes']}: must be at least 1")
         if options["stats_interval"] < 0:
             raise CommandError("--stats-interval must be 0 (off) or a number of seconds")
         if options["max_wait"] <= 0:
@@ -102,8 +113,17 @@ class Command(BaseCommand):
                 max_frame=settings.EVAPI_MAX_FRAME,
             )
         )
+        if options["processes"] == 1:
+            self._serve(bridge)
+            return
+        status = supervise(options["processes"], lambda number: self._serve(bridge))
+        if status:
+            raise CommandError(f"bridge processes failed (status {status})")
+
+    def _serve(self, bridge: Bridge) -> int:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         asyncio.run(self._run(bridge))
+        return 0
 
     async def _run(self, bridge: Bridge) -> None:
         loop = asyncio.get_running_loop()

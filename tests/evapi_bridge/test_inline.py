@@ -1,0 +1,110 @@
+"""Decisions made in the bridge's event loop when they need only memory (routing.inline).
+
+A decision from the compiled table is made where the event was read, with no thread
+hand-off; one that needs the database goes to a worker thread, with the same answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from evapi_bridge.bridge import Bridge, BridgeConfig
+from routing.compiled import CompiledRouteTable
+from routing.tables import DatabaseRouteTable
+from tests.evapi_bridge.fake_kamailio import FakeKamailio
+from tests.evapi_bridge.test_bridge import by_tindex, event, without_id
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class CountingBridge(Bridge):
+    """The bridge, counting the events it hands to its worker threads."""
+
+    handed = 0
+
+    def submit(self, connection, payload: bytes) -> None:
+        self.handed += 1
+        super().submit(connection, payload)
+
+
+@contextmanager
+def running(kamailio: FakeKamailio, table_factory, **options: Any) -> Iterator[CountingBridge]:
+    config = BridgeConfig(
+        addresses=(("127.0.0.1", kamailio.port),),
+        stats_interval=0,
+        backoff_initial=0.05,
+        backoff_max=0.2,
+        **options,
+    )
+    bridge = CountingBridge(config, table_factory=table_factory)
+    thread = threading.Thread(target=asyncio.run, args=(bridge.run(),))
+    thread.start()
+    try:
+        yield bridge
+    finally:
+        bridge.stop()
+        thread.join(30)
+        assert not thread.is_alive(), "the bridge did not stop"
+
+
+@pytest.fixture
+def kamailio() -> Iterator[FakeKamailio]:
+    server = FakeKamailio()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def compiled(route_a, route_b, settings):
+    settings.ROUTING_SCREEN_SOURCE = ""  # nothing screened: no database at all
+    settings.ROUTING_RATE_SOURCE = ""
+    table = CompiledRouteTable(background=False, poll_interval=3600)
+    assert table.wait_ready(10)  # loaded, and not due for a refresh in the test
+    return table
+
+
+EVENTS = [
+    event(1),
+    event(2, source_ip="198.51.100.7"),  # tenant B
+    event(3, ruri="sip:+4930123@x.net"),  # no route
+    event(4, source_ip="203.0.113.9"),  # unknown source
+    event(5, callee=7),  # invalid: answered 400-style without a decision
+]
+
+
+def test_decisions_from_memory_are_made_in_the_loop_and_answered_alike(kamailio, compiled):
+    with running(kamailio, lambda: compiled) as bridge:
+        evapi = kamailio.accept()
+        evapi.send_events(*EVENTS)
+        inline = by_tindex(evapi.answers(len(EVENTS)))
+        assert bridge.handed == 0
+    with running(kamailio, DatabaseRouteTable) as bridge:
+        evapi = kamailio.accept()
+        evapi.send_events(*EVENTS)
+        workers = by_tindex(evapi.answers(len(EVENTS)))
+        assert bridge.handed == len(EVENTS)  # a database table: every decision in a worker
+    assert {t: without_id(a) for t, a in inline.items()} == {
+        t: without_id(a) for t, a in workers.items()
+    }
+    assert inline[1]["tenant"] == "tenant-a"
+    assert inline[2]["tenant"] == "tenant-b"
+    assert {route["trunk"] for route in inline[2]["routes"]} == {"b-primary", "b-backup"}
+
+
+def test_a_decision_that_needs_the_database_goes_to_a_worker(kamailio, compiled, settings):
+    settings.ROUTING_SCREEN_SOURCE = "blocklists.lookup.database_source"  # reads rows
+    with running(kamailio, lambda: compiled) as bridge:
+        evapi = kamailio.accept()
+        evapi.send_events(event(1), event(2))
+        answers = by_tindex(evapi.answers(2))
+        assert bridge.handed == 2
+    assert answers[1]["success"] is True
+    assert answers[1]["tenant"] == "tenant-a"
