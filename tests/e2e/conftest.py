@@ -65,6 +65,26 @@ def web_server(engine_env, django_db_setup, django_db_blocker, tmp_path_factory)
         processes.stop_all()
 
 
+@pytest.fixture(scope="module")
+def rtjson_server(engine_env, django_db_setup, django_db_blocker, tmp_path_factory):
+    """The call path as production runs it: `manage.py serve_rtjson` (granian), its own port."""
+    processes = ProcessGroup(tmp_path_factory.mktemp("rtjson"))
+    try:
+        port = free_port()
+        process = processes.start(
+            "serve_rtjson",
+            [sys.executable, "manage.py", "serve_rtjson", "--bind", f"{HOST}:{port}",
+             "--workers", "1"],
+            cwd=BASE_DIR,
+            env=engine_env,
+        )  # fmt: skip
+        url = f"http://{HOST}:{port}"
+        process.wait_until(lambda: http_ok(f"{url}/healthz"), what="serve_rtjson answering")
+        yield WebServer(url, process)
+    finally:
+        processes.stop_all()
+
+
 @pytest.fixture
 def api(transactional_db, web_server) -> Api:
     from api.models import issue_user_token
@@ -185,7 +205,7 @@ def table(api) -> Table:
 
 @pytest.fixture(params=["http", HTTP_ASYNC, "evapi"])
 def proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
-    """Kamailio asking this project over HTTP (gunicorn) or EVAPI (the bridge).
+    """Kamailio asking this project over HTTP (serve_rtjson) or EVAPI (the bridge).
 
     "http-async" (the production HTTP client) runs only where http_async_client is
     installed; Debian's packages have "http" (http_client) and "evapi". Outcome
@@ -194,10 +214,11 @@ def proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
     if request.param.startswith("http"):
         # The token from the environment, as in production (not in `ps`).
         token = request.getfixturevalue("kamailio_token")
+        rtjson = request.getfixturevalue("rtjson_server")
         return start_kamailio(
             request.param,
             env={"KAMAILIO_ENGINE_TOKEN": token},
-            ENGINE_URL=f"{web_server.url}/api/v1/kamailio/rtjson",
+            ENGINE_URL=f"{rtjson.url}/api/v1/kamailio/rtjson",
             OUTCOME_URL=f"{web_server.url}/api/v1/kamailio/events",
             ENGINE_TOKEN_FROM_ENV=1,
         )
