@@ -32,6 +32,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 
@@ -67,6 +68,10 @@ _TRUNK, _PRIORITY, _WEIGHT, _SCHEDULE = (
 )
 
 
+# Routes whose TargetRows are remembered (see CompiledRouteTable.routes).
+_TARGET_ROWS = 16384
+
+
 class CompiledRouteTable:
     """The route tables compiled in memory, refreshed from the change log (see module doc)."""
 
@@ -90,6 +95,9 @@ class CompiledRouteTable:
         self._slugs: dict[str, int] = {}
         self._sources: NetworkIndex[int] = NetworkIndex(())
         self._trunks: dict[int, TrunkRow] = {}
+        # Routes' targets made into TargetRows (routes()): id(targets) -> (targets,
+        # the trunks dict they were made with, the rows).
+        self._target_rows: dict[int, tuple[Any, dict[int, TrunkRow], tuple[TargetRow, ...]]] = {}
         self._plans: dict[int, PlanRef] = {}
         self._plan_names: dict[tuple[int, str], int] = {}
         self._customers: dict[int, CustomerIndex] = {}  # by tenant
@@ -163,23 +171,31 @@ class CompiledRouteTable:
         if held != version:  # another version (a simulation, or a publish being applied)
             return self.database.routes(plan_id, candidates, version)
         trunks = self._trunks
-        return [
-            (
-                row,
-                tuple(
-                    TargetRow(
-                        id=target_id,
-                        priority=item[_PRIORITY],
-                        weight=item[_WEIGHT],
-                        trunk=trunks[item[_TRUNK]],
-                        schedule_id=item[_SCHEDULE] or None,
-                    )
-                    for target_id, item in targets
-                    if item[_TRUNK] in trunks
-                ),
+        made = self._target_rows
+        found = []
+        for row, targets in table.find_all(candidates, overlay):
+            # A route's targets as TargetRows, remembered while the trunks stay the same
+            # dict (it is replaced, never changed, when a trunk changes).
+            known = made.get(id(targets))
+            if known is not None and known[0] is targets and known[1] is trunks:
+                found.append((row, known[2]))
+                continue
+            rows = tuple(
+                TargetRow(
+                    id=target_id,
+                    priority=item[_PRIORITY],
+                    weight=item[_WEIGHT],
+                    trunk=trunks[item[_TRUNK]],
+                    schedule_id=item[_SCHEDULE] or None,
+                )
+                for target_id, item in targets
+                if item[_TRUNK] in trunks
             )
-            for row, targets in table.find_all(candidates, overlay)
-        ]
+            if len(made) >= _TARGET_ROWS:
+                made.clear()
+            made[id(targets)] = (targets, trunks, rows)
+            found.append((row, rows))
+        return found
 
     def schedules(self, tenant_id: int, ids: set[int]) -> dict[int, Schedule]:
         found = self._schedules.get(tenant_id)

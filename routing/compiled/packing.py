@@ -113,6 +113,10 @@ class Pools:
         return self.intern(self.profiles, profile)
 
 
+# Rows of one plan's table kept decoded (see PrefixTable._decoded).
+DECODED_ROWS = 16384
+
+
 class PrefixTable:
     """One plan's routes, packed into arrays, plus an overlay of later changes."""
 
@@ -134,6 +138,7 @@ class PrefixTable:
         # once sees one version's routes, never a half-applied publish.
         self.state: tuple[int | None, dict[str, Entries]] = (None, {})
         self.longest = 0  # digits of the longest prefix: longer candidates cannot match
+        self.decoded: dict[int, Entry] = {}  # see _decoded()
         self.size1 = self.size2 = 1
         self.filter1 = self.filter2 = bytearray(1)  # see _build_filter()
         self._profiles: dict[str | None, int] = {}
@@ -228,16 +233,29 @@ class PrefixTable:
                 continue
             if len(prefix) > KEY_DIGITS:
                 for i in self.long.get(prefix, ()):
-                    found.append(self._entry(i, prefix))
+                    found.append(self._decoded(i, prefix))
                 continue
             key = int("1" + prefix)
             if not (filter1[key % size1] and filter2[key % size2]):
                 continue  # surely absent: most candidates end here, without a bisect
             i = bisect_left(keys, key)
             while i < size and keys[i] == key:
-                found.append(self._entry(i, prefix))
+                found.append(self._decoded(i, prefix))
                 i += 1
         return found
+
+    def _decoded(self, i: int, prefix: str) -> Entry:
+        """Row i as objects, remembered: traffic goes to few destinations, and decoding
+        a row was a fifth of a decision. The packed rows never change (a rebuilt table
+        is a new PrefixTable), so a remembered row is never stale; at DECODED_ROWS the
+        memory is emptied (a few MB per process at most)."""
+        entry = self.decoded.get(i)
+        if entry is None:
+            entry = self._entry(i, prefix)
+            if len(self.decoded) >= DECODED_ROWS:
+                self.decoded.clear()
+            self.decoded[i] = entry
+        return entry
 
     def _build_filter(self) -> None:
         """Two one-byte-per-slot hash filters over the keys (a Bloom filter, k=2).
