@@ -6,6 +6,7 @@
 Starts each server on 127.0.0.1 and a free port: `granian` is the production call
 path (`manage.py serve_rtjson`: granian, api.fastpath), `gunicorn` the sync gunicorn
 of docs/operations.md before it (`gunicorn -c deploy/gunicorn.conf.py config.wsgi_rtjson`),
+`gthread` the same with gunicorn's threaded worker (4 threads, keep-alive),
 `trivial` the fixed-answer engine of bench.trivial_engine (the server's own limit),
 each with ROUTING_TABLE=compiled and `--workers` processes. Creates a Kamailio token,
 waits until the workers answer from their compiled tables, then loads it with wrk
@@ -78,9 +79,13 @@ def server_command(server: str, port: int, workers: int) -> tuple[list[str], dic
     if server == "gunicorn":
         command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
         return [*command, "config.wsgi_rtjson", "--bind", bind], {"WEB_CONCURRENCY": str(workers)}
+    if server == "gthread":  # gunicorn's threaded worker: it keeps connections alive
+        command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
+        return [*command, "config.wsgi_rtjson", "--bind", bind, "-k", "gthread",
+                "--threads", "4"], {"WEB_CONCURRENCY": str(workers)}  # fmt: skip
     if server == "trivial":
         return [sys.executable, "-m", "bench.trivial_engine", "--http", bind], {}
-    raise SystemExit(f"unknown server {server!r}: granian, gunicorn or trivial")
+    raise SystemExit(f"unknown server {server!r}: granian, gunicorn, gthread or trivial")
 
 
 def wrk(port: int, clients: int, seconds: float, bodies_file: str, key: str) -> dict:

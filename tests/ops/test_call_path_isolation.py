@@ -1,10 +1,11 @@
-"""The call path in its own gunicorn: a login flood on the admin's cannot slow rtjson.
+"""The call path in its own server: a login flood on the admin's cannot slow rtjson.
 
-Production runs two gunicorns (docs/operations.md): `config.wsgi_rtjson` for
-Kamailio (rtjson, /healthz, /metrics only) and `config.wsgi` for the admin and the
-REST API, at a lower CPU priority (nice 10). This starts both the way production
-does, with the production settings (PBKDF2 at its full cost), floods the admin's
-with wrong passwords from a few threads, and measures rtjson meanwhile.
+Production runs two servers (docs/operations.md): `manage.py serve_rtjson` (granian,
+config.wsgi_rtjson) for Kamailio (rtjson, /healthz, /metrics only) and gunicorn with
+`config.wsgi` for the admin and the REST API, at a lower CPU priority (nice 10).
+This starts both the way production does, with the production settings (PBKDF2 at
+its full cost), floods the admin's with wrong passwords from a few threads, and
+measures rtjson meanwhile.
 
 The bound, RTJSON_P95_BOUND, is 100 ms: a tenth of Kamailio's 1 s engine timeout,
 and several times what rtjson takes here under load (a few ms to ~25 ms on this
@@ -72,13 +73,17 @@ def _status(opener, url: str, data: bytes | None = None, headers=None) -> tuple[
         return error.code, error.read().decode(errors="replace")
 
 
-def _gunicorn(processes: ProcessGroup, name: str, app: str, *, nice: int = 0) -> str:
+def _server(processes: ProcessGroup, name: str, app: str, *, nice: int = 0) -> str:
     port = free_port()
+    if app == "config.wsgi_rtjson":  # the call path as production serves it
+        command = [sys.executable, "manage.py", "serve_rtjson", "--bind", f"{HOST}:{port}",
+                   "--workers", "2"]  # fmt: skip
+    else:
+        command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", app,
+                   "-b", f"{HOST}:{port}", "-w", "2", "--graceful-timeout", "2"]  # fmt: skip
     process = processes.start(
         name,
-        ["nice", "-n", str(nice), sys.executable, "-m", "gunicorn",
-         "-c", "deploy/gunicorn.conf.py", app,
-         "-b", f"{HOST}:{port}", "-w", "2", "--graceful-timeout", "2"],
+        ["nice", "-n", str(nice), *command],
         cwd=ROOT,
         # Plain HTTP on the loopback: the cookies may not be Secure-only. A lockout
         # after 3 failures, so the shared name is locked within the flood even when
@@ -149,9 +154,9 @@ def test_a_login_flood_on_the_admin_server_does_not_slow_rtjson(tmp_path, route_
     token.save()
     processes = ProcessGroup(tmp_path)
     try:
-        rtjson_url = _gunicorn(processes, "rtjson", "config.wsgi_rtjson")
+        rtjson_url = _server(processes, "rtjson", "config.wsgi_rtjson")
         # As documented: the admin's pool yields the CPU to the call path's.
-        admin_url = _gunicorn(processes, "admin", "config.wsgi", nice=10)
+        admin_url = _server(processes, "admin", "config.wsgi", nice=10)
 
         quiet = _rtjson_latencies(rtjson_url, key, 3.0)
         counts: Counter = Counter()
