@@ -1111,9 +1111,7 @@ def _route(
         user = trunk.tech_prefix + callee.lstrip("+")[trunk.strip_digits :]
     else:
         user = callee  # as dialled: a leading '+' is the caller's, not ours to drop
-    host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
-    hostport = f"{host}:{trunk.port}" if trunk.port else host
-    params = f";transport={trunk.transport}" if trunk.transport in ("tcp", "tls") else ""
+    hostport, params, header_pairs = _template(trunk)
     uri = f"sip:{user}@{hostport}{params}"
 
     from_display = from_uri = to_display = to_uri = None
@@ -1128,9 +1126,7 @@ def _route(
     if trunk.rewrite_to:
         to_display = request.to_name
         to_uri = f"sip:{user}@{hostport}"
-    extra = tuple(
-        (name, _render(value, caller, user)) for name, value in _header_pairs(trunk.extra_headers)
-    )
+    extra = tuple((name, _render(value, caller, user)) for name, value in header_pairs)
     return Route(
         carrier=trunk.carrier_name,
         trunk=trunk.name,
@@ -1156,6 +1152,27 @@ def _route(
         currency=quote.currency if quote else "",
         rate_prefix=quote.prefix if quote else None,
     )
+
+
+def _template(trunk: TrunkRow) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    """What a trunk's routes share whatever the number (host and port, URI parameters,
+    its extra headers parsed), made once per trunk row: rows are immutable, and a
+    changed trunk is a new row."""
+    known = _TEMPLATES.get(id(trunk))
+    if known is not None and known[0] is trunk:
+        return known[1]
+    host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
+    hostport = f"{host}:{trunk.port}" if trunk.port else host
+    params = f";transport={trunk.transport}" if trunk.transport in ("tcp", "tls") else ""
+    template = (hostport, params, tuple(_header_pairs(trunk.extra_headers)))
+    if len(_TEMPLATES) >= 4096:
+        _TEMPLATES.clear()
+    _TEMPLATES[id(trunk)] = (trunk, template)
+    return template
+
+
+# id(trunk row) -> (the row, its template): the row is kept, so its id is not reused.
+_TEMPLATES: dict[int, tuple[TrunkRow, tuple[str, str, tuple[tuple[str, str], ...]]]] = {}
 
 
 def _with_user(uri: str, user: str) -> str:
