@@ -38,6 +38,7 @@ import contextlib
 import enum
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,9 @@ from routing.resolver import RouteTable
 from routing.service import decide, get_route_table, warm_up
 
 logger = logging.getLogger(__name__)
+
+# Linux's quick-ACK option (see EvapiConnection._ack_now); None elsewhere.
+TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 # How long a connection attempt may take (a blackholed host would otherwise hang
 # for the kernel's SYN retries, about two minutes).
@@ -213,6 +217,7 @@ class EvapiConnection(asyncio.Protocol):
         self.label = label
         self.decoder = NetstringDecoder(bridge.config.max_frame)
         self.transport: asyncio.Transport | None = None
+        self.socket = None  # for TCP options (Linux only: TCP_QUICKACK)
         self.in_flight = 0
         self.closing = False  # no more events taken; close once in-flight answers are out
         self.dropped = 0  # answers that found the connection gone
@@ -221,6 +226,12 @@ class EvapiConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and TCP_QUICKACK is not None:
+            self.socket = sock
+            # Our answers are single small writes: never held back by Nagle.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -246,8 +257,22 @@ class EvapiConnection(asyncio.Protocol):
                 bridge.submit(self, payload)
             elif answer:
                 answers.append(answer)
-        if answers:  # one write for everything this read brought
+        if answers:  # one write for everything this read brought; it carries the ACK
             bridge.sent(self, answers)
+        else:
+            self._ack_now()
+
+    def _ack_now(self) -> None:
+        """ACK what was read at once, though nothing is written back yet.
+
+        Outcome events get no answer, and a decision made in a worker answers later,
+        so no data carries the ACK of that segment: a delayed ACK (up to 40 ms) would
+        hold Kamailio's next event behind Nagle's algorithm (its evapi socket does
+        not set TCP_NODELAY). Linux leaves quick-ACK mode by itself, hence per read.
+        """
+        if self.socket is not None:
+            with contextlib.suppress(OSError):
+                self.socket.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
 
     def eof_received(self) -> bool:
         return False  # close our side too

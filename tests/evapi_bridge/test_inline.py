@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -108,3 +109,36 @@ def test_a_decision_that_needs_the_database_goes_to_a_worker(kamailio, compiled,
         assert bridge.handed == 2
     assert answers[1]["success"] is True
     assert answers[1]["tenant"] == "tenant-a"
+
+
+OUTCOME = {
+    "event": "sip-outcome",
+    "kind": "attempt",
+    "decision_id": "0123456789abcdef0123456789abcdef",
+    "tenant": "tenant-a",
+    "route": 0,
+    "code": 200,
+}
+
+
+def test_an_event_after_an_unanswered_outcome_event_is_not_held_by_a_delayed_ack(
+    kamailio, compiled
+):
+    # Kamailio's evapi socket keeps Nagle's algorithm on (as this fake's does): its next
+    # small write waits for the ACK of the last one. An outcome event gets no answer,
+    # so unless the bridge ACKs at once, the next routing event waits for a delayed
+    # ACK (40 ms on Linux).
+    with running(kamailio, lambda: compiled):
+        evapi = kamailio.accept()
+        evapi.send_events(event(0))
+        evapi.answers(1)
+        took = []
+        for n in range(1, 31):
+            evapi.send_events(OUTCOME)
+            time.sleep(0.002)  # Kamailio sends it a moment later, in a write of its own
+            started = time.monotonic()
+            evapi.send_events(event(n))
+            evapi.answers(1)
+            took.append(time.monotonic() - started)
+    took.sort()
+    assert took[len(took) // 2] < 0.02, f"median {took[len(took) // 2] * 1000:.1f} ms"
