@@ -19,6 +19,7 @@ the run divided by the answers. Reports the engines' memory and stops them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -146,14 +147,15 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
-def engine_command(engine: str, port: int, processes: int) -> list[str]:
+def engine_commands(engine: str, port: int, processes: int) -> list[list[str]]:
     address = f"127.0.0.1:{port}"
     if engine == "bridge":
-        return [*manage("run_evapi_bridge", "--connect", address),
-                "--processes", str(processes), "--stats-interval", "0"]  # fmt: skip
-    if engine == "trivial":
-        return [sys.executable, "-m", "bench.trivial_engine", "--evapi", address,
-                "--processes", str(processes)]  # fmt: skip
+        return [[*manage("run_evapi_bridge", "--connect", address),
+                 "--processes", str(processes), "--stats-interval", "0"]]  # fmt: skip
+    if engine == "trivial":  # one asyncio process per connection, like the bridge's
+        command = [sys.executable, "-m", "bench.trivial_engine", "--evapi", address,
+                   "--routes", "192.0.2.10:5060,192.0.2.11:5060"]  # fmt: skip
+        return [command] * processes
     raise SystemExit(f"unknown engine {engine!r}: bridge or trivial")
 
 
@@ -161,7 +163,11 @@ def measure(engine: str, args: argparse.Namespace, templates: list[bytes]) -> No
     server = socket.create_server(("127.0.0.1", 0), backlog=16)
     server.settimeout(120)
     port = server.getsockname()[1]
-    with started(engine_command(engine, port, args.processes)) as process:
+    with contextlib.ExitStack() as stack:
+        engines = [
+            stack.enter_context(started(command))
+            for command in engine_commands(engine, port, args.processes)
+        ]
         sockets = []
         for _ in range(args.processes):
             sock, _ = server.accept()
@@ -176,7 +182,7 @@ def measure(engine: str, args: argparse.Namespace, templates: list[bytes]) -> No
             print(f"  warming up: {len(latencies)} answers, p50 {p50 * 1000:.2f} ms")
             if p50 < 0.001 or time.monotonic() - waited > args.warmup_timeout:
                 break
-        pids = [process.pid, *children(process.pid)]
+        pids = [pid for process in engines for pid in (process.pid, *children(process.pid))]
         print(f"{engine}: {args.processes} processes, warmed up in "
               f"{time.monotonic() - waited:.0f} s, {machine()}")  # fmt: skip
         for in_flight in [int(n) for n in args.in_flight.split(",")]:

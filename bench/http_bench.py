@@ -43,6 +43,8 @@ from bench.common import (
 
 PATH = "/api/v1/kamailio/rtjson"
 TICKS = os.sysconf("SC_CLK_TCK")
+# The trivial engine's fixed answer: two serial routes, like a routed bench call's.
+TRIVIAL_ROUTES = "192.0.2.10:5060,192.0.2.11:5060"
 
 
 def bodies(count: int) -> list[bytes]:
@@ -84,7 +86,8 @@ def server_command(server: str, port: int, workers: int) -> tuple[list[str], dic
         return [*command, "config.wsgi_rtjson", "--bind", bind, "-k", "gthread",
                 "--threads", "4"], {"WEB_CONCURRENCY": str(workers)}  # fmt: skip
     if server == "trivial":
-        return [sys.executable, "-m", "bench.trivial_engine", "--http", bind], {}
+        return [sys.executable, "-m", "bench.trivial_engine", "--http", bind,
+                "--routes", TRIVIAL_ROUTES], {}  # fmt: skip
     raise SystemExit(f"unknown server {server!r}: granian, gunicorn, gthread or trivial")
 
 
