@@ -103,6 +103,11 @@ def in_background(function: Callable[..., Any], *args: Any) -> None:
             function(*args)
         except Exception:
             logger.exception("background database work failed")
+        finally:
+            # Rare work (a token re-read a second): no connection kept for it.
+            for connection in connections.all(initialized_only=True):
+                with contextlib.suppress(Exception):
+                    connection.close()
 
     _pool().submit(run)
 
