@@ -31,6 +31,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -156,7 +157,10 @@ async def serve_http(where: tuple[str, int], document: dict, counts: Counts, sto
 class EvapiEngine(asyncio.Protocol):
     """Kamailio's evapi connection: netstrings in, one fixed answer per routing event out."""
 
-    def __init__(self, document: dict, counts: Counts, lost: asyncio.Future) -> None:
+    def __init__(
+        self, document: dict, counts: Counts, lost: asyncio.Future, quickack: bool = True
+    ) -> None:
+        self.quickack = quickack
         encoded = json.dumps(document, separators=(",", ":")).encode()
         self.head = encoded[:-1] + b',"xtra":{"tindex":'
         self.counts = counts
@@ -167,12 +171,17 @@ class EvapiEngine(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.counts.connections += 1
+        self.sock = transport.get_extra_info("socket")
 
     def connection_lost(self, exc) -> None:
         if not self.lost.done():
             self.lost.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        # Outcome events get no answer, so no data carries the ACK of their segment:
+        # a delayed ACK (up to 40 ms) would hold Kamailio's next event behind Nagle's
+        # algorithm (Kamailio's evapi socket does not set TCP_NODELAY). Linux leaves
+        # quick-ACK mode on its own, so it is set again after each read with no answer.
         buffer = self.buffer + data if self.buffer else data
         out = []
         start = 0
@@ -200,16 +209,20 @@ class EvapiEngine(asyncio.Protocol):
             self.counts.answers += 1
         self.buffer = buffer[start:]
         if out:
-            self.transport.write(b"".join(out))
+            self.transport.write(b"".join(out))  # the answer carries the ACK
+        elif self.quickack:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
 
-async def connect_evapi(where: tuple[str, int], document: dict, counts: Counts, stop) -> None:
+async def connect_evapi(
+    where: tuple[str, int], document: dict, counts: Counts, stop, quickack: bool = True
+) -> None:
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         lost = loop.create_future()
         try:
             transport, _ = await loop.create_connection(
-                lambda lost=lost: EvapiEngine(document, counts, lost), where[0], where[1]
+                lambda lost=lost: EvapiEngine(document, counts, lost, quickack), where[0], where[1]
             )
         except OSError:
             await asyncio.sleep(0.2)  # Kamailio not there (yet)
@@ -233,7 +246,7 @@ async def main_async(args: argparse.Namespace, document: dict) -> Counts:
     if args.http:
         await serve_http(address(args.http), document, counts, stop)
     else:
-        await connect_evapi(address(args.evapi), document, counts, stop)
+        await connect_evapi(address(args.evapi), document, counts, stop, not args.no_quickack)
     return counts
 
 
@@ -246,6 +259,11 @@ def main() -> None:
     answer.add_argument("--answer", type=Path, help="The rtjson document (a JSON file).")
     answer.add_argument(
         "--routes", metavar="HOST:PORT,...", help="Serial routes to these trunks, in order."
+    )
+    parser.add_argument(
+        "--no-quickack",
+        action="store_true",
+        help="EVAPI: leave delayed ACKs on (to see what they cost; see EvapiEngine).",
     )
     args = parser.parse_args()
     if args.answer:
