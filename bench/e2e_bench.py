@@ -1,6 +1,6 @@
 """End to end: SIPp through the shipped Kamailio configs, this engine against a trivial one.
 
-    python -m bench.e2e_bench [--paths evapi,http-async] [--rates 500,750,1000,...]
+    python -m bench.e2e_bench [--paths evapi,http-async] [--rates 250,500,750,1000,...]
         [--seconds 10] [--latency-rate 300] [--latency-seconds 10]
         [--kamailio-modules DIR] [--bridge-processes 1] [--http-workers 2]
 
@@ -85,6 +85,8 @@ NUMBERS = 3_000
 CALLER = "3312"
 HOLD_MS = 500
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The two SIPp carriers' pids (shared by every run), for their CPU.
+CARRIER_PIDS: list[int] = []
 
 
 # --- The commands of this project's engine (one place each, to swap them) ----------------
@@ -304,6 +306,7 @@ def start_carrier(processes: ProcessGroup, scenario: str, name: str) -> int:
     port = int(argv[argv.index("-p") + 1])
     process = processes.start(name, [*argv, "-sf", str(SCENARIOS / f"{scenario}.xml")])
     process.wait_until(lambda: not is_free(port), what=f"{name} listening on {port}")
+    CARRIER_PIDS.append(process.popen.pid)
     return port
 
 
@@ -338,6 +341,7 @@ class Run:
     engine_cpu: float
     kamailio_cpu: float
     caller_cpu: float
+    carriers_cpu: float
     note: str = ""
 
     @property
@@ -360,7 +364,8 @@ class Run:
             f"{'clean' if self.clean else 'UNCLEAN'}; CPU: engine {per_call:.3f} ms/call "
             f"({self.engine_cpu * share:.0f}% of a core), "
             f"Kamailio {self.kamailio_cpu * share:.0f}%, "
-            f"caller {self.caller_cpu * share:.0f}%" + (f" [{self.note}]" if self.note else "")
+            f"caller {self.caller_cpu * share:.0f}%, carriers {self.carriers_cpu * share:.0f}%"
+            + (f" [{self.note}]" if self.note else "")
         )
 
 
@@ -431,7 +436,7 @@ def run_calls(
         "-trace_screen", "-screen_file", str(screen_file),
     ]  # fmt: skip
     engine_pids, kamailio_pids = engine.pids(), group_pids(engine.kamailio.process.popen.pid)
-    before = cpu_seconds(engine_pids), cpu_seconds(kamailio_pids)
+    before = cpu_seconds(engine_pids), cpu_seconds(kamailio_pids), cpu_seconds(CARRIER_PIDS)
     started = time.monotonic()
     caller = processes.start(f"caller-{tag}", argv, cwd=directory)
     limit = calls / rate + 40
@@ -444,7 +449,7 @@ def run_calls(
         note = f"caller killed after {limit:.0f} s"
     caller.stop()
     seconds = time.monotonic() - started
-    after = cpu_seconds(engine_pids), cpu_seconds(kamailio_pids)
+    after = cpu_seconds(engine_pids), cpu_seconds(kamailio_pids), cpu_seconds(CARRIER_PIDS)
     processes.processes.remove(caller)
     stats = sipp_stats(stat_file)
     screen = read_screen(screen_file)
@@ -465,6 +470,7 @@ def run_calls(
         engine_cpu=after[0] - before[0],
         kamailio_cpu=after[1] - before[1],
         caller_cpu=caller_cpu,
+        carriers_cpu=after[2] - before[2],
         note=note,
     )
 
@@ -723,7 +729,9 @@ def report(results: list[dict], args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--paths", default="evapi,http-async", help="evapi, http-async, http")
-    parser.add_argument("--rates", default="500,750,1000,1250,1500,1750,2000,2500,3000")
+    parser.add_argument(
+        "--rates", default="250,500,750,1000,1250,1500,1750,2000,2500,3000", help="Calls/s steps."
+    )
     parser.add_argument("--seconds", type=int, default=10, help="Calls per step: rate x this.")
     parser.add_argument("--latency-rate", type=int, default=300)
     parser.add_argument("--latency-seconds", type=int, default=10)
