@@ -640,7 +640,22 @@ def bench_path(processes, path, args, table, token, carriers, files) -> dict:
     engines = start_path(processes, path, args, token, answer_file)
     warm_up(processes, engines, args, table, scenario, numbers)
     labels = [e.label for e in engines]
-    result: dict = {"path": path, "load_before": loads()}
+    result: dict = {"path": path, "load_before": loads(), "latency": {}, "latency_clean": {}}
+    # The latency first, while both chains are fresh: after an overloaded step Kamailio
+    # still holds that step's transactions for seconds.
+    for engine in engines:
+        latencies, run, dropped = measure_latency(
+            processes, engine, args, carriers[0], scenario, numbers
+        )
+        result["latency"][engine.label] = latencies
+        result["latency_clean"][engine.label] = run.clean
+        print(
+            f"  decision latency {engine.label}: {len(latencies):,} calls captured ({dropped}), "
+            f"p50 {percentile(latencies, 0.5) * 1000:.3f} ms, "
+            f"p99 {percentile(latencies, 0.99) * 1000:.3f} ms; {run.line()}",
+            flush=True,
+        )
+        time.sleep(args.pause)
     clean = dict.fromkeys(labels, 0)
     stepping = dict.fromkeys(labels, True)
     cpu: dict[str, list[float]] = {label: [] for label in labels}
@@ -653,27 +668,15 @@ def bench_path(processes, path, args, table, token, carriers, files) -> dict:
             if run.clean:
                 clean[engine.label] = rate
                 cpu[engine.label].append(run.engine_cpu / run.calls * 1000)
+                time.sleep(args.pause)
             else:
                 stepping[engine.label] = False
-            time.sleep(args.pause)
+                # Let the failed calls' transactions end before the next run.
+                time.sleep(max(args.pause, 10))
         if not any(stepping.values()):
             break
     result["clean"] = clean
     result["cpu_ms"] = {k: (sorted(v)[len(v) // 2] if v else float("nan")) for k, v in cpu.items()}
-    latency = {}
-    for engine in engines:
-        latencies, run, dropped = measure_latency(
-            processes, engine, args, carriers[0], scenario, numbers
-        )
-        latency[engine.label] = latencies
-        print(
-            f"  latency {engine.label}: {len(latencies):,} calls captured ({dropped}), "
-            f"p50 {percentile(latencies, 0.5) * 1000:.3f} ms, "
-            f"p99 {percentile(latencies, 0.99) * 1000:.3f} ms; {run.line()}",
-            flush=True,
-        )
-        time.sleep(args.pause)
-    result["latency"] = latency
     result["load_after"] = loads()
     for engine in engines:
         for process in (engine.process, engine.kamailio.process):
@@ -709,10 +712,14 @@ def report(results: list[dict], args) -> None:
             f"{cpu.get('engine', float('nan')):.3f} | {r['load_before']} -> {r['load_after']} |"
         )
         goal = goals[r["path"]]
+        if not all(r["latency_clean"].values()):
+            latency_verdict = "not measured (a latency run was unclean: the chain was overloaded)"
+        else:
+            latency_verdict = "yes" if p50e - p50t < 0.3 else "no"
         verdicts.append(
             f"goal {r['path']}: engine at least {goal:.0%} of the trivial engine's clean calls/s: "
             f"{'yes' if t and e / t >= goal else 'no'}; decision latency added under 0.3 ms p50: "
-            f"{'yes' if p50e - p50t < 0.3 else 'no'}"
+            + latency_verdict
         )
     print(
         "Clean: every call answered 200, no other final reply, no failed call, no INVITE "
