@@ -25,7 +25,8 @@ got its 200, none failed and the caller retransmitted no INVITE (SIPp's own
 counters: -trace_stat and the INVITE row of -trace_screen). An engine stops
 stepping at its first unclean step; its clean rate is its highest clean step.
 
-Decision latency: at --latency-rate for --latency-seconds, tcpdump on lo captures
+Decision latency (measured first, after the warm-up, while both chains are fresh):
+at --latency-rate for --latency-seconds, tcpdump on lo captures
 Kamailio's SIP port; per Call-ID, the first INVITE in (from the caller) and the
 first INVITE out (to the first carrier): the decision (request built, engine asked,
 answer applied, branch sent) is between the two. p50/p99 for both engines and the
