@@ -243,13 +243,18 @@ def group_pids(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """utime + stime of each process, in seconds."""
+    found = {}
     for pid in pids:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
+            found[pid] = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_by_pid(pids).values())
 
 
 @dataclass
@@ -341,6 +346,7 @@ class Run:
     returncode: int
     engine_cpu: float
     kamailio_cpu: float
+    kamailio_busiest: float  # the busiest Kamailio process (one core at most)
     caller_cpu: float
     carriers_cpu: float
     note: str = ""
@@ -364,7 +370,8 @@ class Run:
             f"retrans ({self.retrans} all), {self.seconds:5.1f} s, "
             f"{'clean' if self.clean else 'UNCLEAN'}; CPU: engine {per_call:.3f} ms/call "
             f"({self.engine_cpu * share:.0f}% of a core), "
-            f"Kamailio {self.kamailio_cpu * share:.0f}%, "
+            f"Kamailio {self.kamailio_cpu * share:.0f}% "
+            f"(busiest process {self.kamailio_busiest * share:.0f}%), "
             f"caller {self.caller_cpu * share:.0f}%, carriers {self.carriers_cpu * share:.0f}%"
             + (f" [{self.note}]" if self.note else "")
         )
@@ -438,6 +445,7 @@ def run_calls(
     ]  # fmt: skip
     engine_pids, kamailio_pids = engine.pids(), group_pids(engine.kamailio.process.popen.pid)
     before = cpu_seconds(engine_pids), cpu_seconds(kamailio_pids), cpu_seconds(CARRIER_PIDS)
+    kamailio_before = cpu_by_pid(kamailio_pids)
     started = time.monotonic()
     caller = processes.start(f"caller-{tag}", argv, cwd=directory)
     limit = calls / rate + 40
@@ -451,6 +459,10 @@ def run_calls(
     caller.stop()
     seconds = time.monotonic() - started
     after = cpu_seconds(engine_pids), cpu_seconds(kamailio_pids), cpu_seconds(CARRIER_PIDS)
+    kamailio_after = cpu_by_pid(kamailio_pids)
+    busiest = max(
+        (kamailio_after[pid] - kamailio_before.get(pid, 0.0) for pid in kamailio_after), default=0.0
+    )
     processes.processes.remove(caller)
     stats = sipp_stats(stat_file)
     screen = read_screen(screen_file)
@@ -470,6 +482,7 @@ def run_calls(
         returncode=caller.popen.returncode if caller.popen.returncode is not None else -1,
         engine_cpu=after[0] - before[0],
         kamailio_cpu=after[1] - before[1],
+        kamailio_busiest=busiest,
         caller_cpu=caller_cpu,
         carriers_cpu=after[2] - before[2],
         note=note,
@@ -650,6 +663,7 @@ def bench_path(processes, path, args, table, token, carriers, files) -> dict:
         )
         result["latency"][engine.label] = latencies
         result["latency_clean"][engine.label] = run.clean
+        result.setdefault("latency_cpu_ms", {})[engine.label] = run.engine_cpu / run.calls * 1000
         print(
             f"  decision latency {engine.label}: {len(latencies):,} calls captured ({dropped}), "
             f"p50 {percentile(latencies, 0.5) * 1000:.3f} ms, "
@@ -677,7 +691,10 @@ def bench_path(processes, path, args, table, token, carriers, files) -> dict:
         if not any(stepping.values()):
             break
     result["clean"] = clean
-    result["cpu_ms"] = {k: (sorted(v)[len(v) // 2] if v else float("nan")) for k, v in cpu.items()}
+    # The median of the clean steps; without any, the latency run's (marked in the table).
+    result["cpu_ms"] = {
+        k: (sorted(v)[len(v) // 2] if v else -result["latency_cpu_ms"][k]) for k, v in cpu.items()
+    }
     result["load_after"] = loads()
     for engine in engines:
         for process in (engine.process, engine.kamailio.process):
@@ -705,12 +722,12 @@ def report(results: list[dict], args) -> None:
         t, e = r["clean"].get("trivial", 0), r["clean"].get("engine", 0)
         lt, le = r["latency"].get("trivial", []), r["latency"].get("engine", [])
         p50t, p50e = percentile(lt, 0.5) * 1000, percentile(le, 0.5) * 1000
-        cpu = r["cpu_ms"]
+        cpu = {k: f"{v:.3f}" if v >= 0 else f"{-v:.3f}*" for k, v in r["cpu_ms"].items()}
         print(
             f"| {r['path']} | {t:,} | {e:,} | {f'{e / t:.0%}' if t else '-'} | "
             f"{p50t:.3f} / {p50e:.3f} / {p50e - p50t:+.3f} | {percentile(lt, 0.99) * 1000:.3f} / "
-            f"{percentile(le, 0.99) * 1000:.3f} | {cpu.get('trivial', float('nan')):.3f} / "
-            f"{cpu.get('engine', float('nan')):.3f} | {r['load_before']} -> {r['load_after']} |"
+            f"{percentile(le, 0.99) * 1000:.3f} | {cpu.get('trivial', '-')} / "
+            f"{cpu.get('engine', '-')} | {r['load_before']} -> {r['load_after']} |"
         )
         goal = goals[r["path"]]
         if not all(r["latency_clean"].values()):
@@ -729,7 +746,7 @@ def report(results: list[dict], args) -> None:
         "Decision latency: tcpdump on lo (kernel timestamps), per Call-ID from the first INVITE "
         "into Kamailio to the first INVITE out to the first carrier; 'added' is engine minus "
         "trivial.\nCPU: utime+stime of the engine's processes over each clean step, divided by "
-        "its calls (median of the clean steps)."
+        "its calls (median of the clean steps; * without a clean step: the latency run's)."
     )
     print("\n".join(verdicts))
 
