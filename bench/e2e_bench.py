@@ -52,6 +52,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -794,6 +795,10 @@ def main() -> None:
         args.kamailio_modules = ":".join([args.kamailio_modules, *system])
     if shutil.which("tcpdump") is None:
         parser.error("tcpdump is needed for the latency (apt-get install tcpdump)")
+    # Ctrl-C (even when started with SIGINT ignored, as a shell does for `&`) and SIGTERM
+    # (`timeout`, kill) end the run through the `finally` below, which stops everything.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
     print(machine())
     print(f"uptime load before: {loads()}")
     setup_django()
