@@ -735,10 +735,17 @@ def report(results: list[dict], args) -> None:
             latency_verdict = "not measured (a latency run was unclean: the chain was overloaded)"
         else:
             latency_verdict = "yes" if p50e - p50t < 0.3 else "no"
+        if not t:
+            rate_verdict = "not measured (the trivial engine had no clean step)"
+        elif t == args.rates[0] and e >= t:
+            rate_verdict = (
+                "undecided (both clean at the first step only: use lower or finer --rates)"
+            )
+        else:
+            rate_verdict = "yes" if e / t >= goal else "no"
         verdicts.append(
             f"goal {r['path']}: engine at least {goal:.0%} of the trivial engine's clean calls/s: "
-            f"{'yes' if t and e / t >= goal else 'no'}; decision latency added under 0.3 ms p50: "
-            + latency_verdict
+            f"{rate_verdict}; decision latency added under 0.3 ms p50: {latency_verdict}"
         )
     print(
         "Clean: every call answered 200, no other final reply, no failed call, no INVITE "
