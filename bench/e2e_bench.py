@@ -258,6 +258,15 @@ def cpu_seconds(pids: list[int]) -> float:
     return sum(cpu_by_pid(pids).values())
 
 
+def runqueue_seconds(pids: list[int]) -> float:
+    """Time these processes spent runnable but waiting for a CPU (/proc/PID/schedstat)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 @dataclass
 class Kamailio:
     path: str
@@ -348,6 +357,7 @@ class Run:
     engine_cpu: float
     kamailio_cpu: float
     kamailio_busiest: float  # the busiest Kamailio process (one core at most)
+    kamailio_waited: float  # runnable but waiting for a CPU, all its processes
     caller_cpu: float
     carriers_cpu: float
     note: str = ""
@@ -372,7 +382,8 @@ class Run:
             f"{'clean' if self.clean else 'UNCLEAN'}; CPU: engine {per_call:.3f} ms/call "
             f"({self.engine_cpu * share:.0f}% of a core), "
             f"Kamailio {self.kamailio_cpu * share:.0f}% "
-            f"(busiest process {self.kamailio_busiest * share:.0f}%), "
+            f"(busiest process {self.kamailio_busiest * share:.0f}%, waited for a CPU "
+            f"{self.kamailio_waited * share:.0f}%), "
             f"caller {self.caller_cpu * share:.0f}%, carriers {self.carriers_cpu * share:.0f}%"
             + (f" [{self.note}]" if self.note else "")
         )
@@ -447,6 +458,7 @@ def run_calls(
     engine_pids, kamailio_pids = engine.pids(), group_pids(engine.kamailio.process.popen.pid)
     before = cpu_seconds(engine_pids), cpu_seconds(kamailio_pids), cpu_seconds(CARRIER_PIDS)
     kamailio_before = cpu_by_pid(kamailio_pids)
+    waited_before = runqueue_seconds(kamailio_pids)
     started = time.monotonic()
     caller = processes.start(f"caller-{tag}", argv, cwd=directory)
     limit = calls / rate + 40
@@ -461,6 +473,7 @@ def run_calls(
     seconds = time.monotonic() - started
     after = cpu_seconds(engine_pids), cpu_seconds(kamailio_pids), cpu_seconds(CARRIER_PIDS)
     kamailio_after = cpu_by_pid(kamailio_pids)
+    waited = runqueue_seconds(kamailio_pids) - waited_before
     busiest = max(
         (kamailio_after[pid] - kamailio_before.get(pid, 0.0) for pid in kamailio_after), default=0.0
     )
@@ -484,6 +497,7 @@ def run_calls(
         engine_cpu=after[0] - before[0],
         kamailio_cpu=after[1] - before[1],
         kamailio_busiest=busiest,
+        kamailio_waited=waited,
         caller_cpu=caller_cpu,
         carriers_cpu=after[2] - before[2],
         note=note,
