@@ -36,9 +36,12 @@ def http_engine_argv(bind: str, workers: int = 1) -> list[str]:
             "config.wsgi_rtjson", "-b", bind, "-w", str(workers)]  # fmt: skip
 
 
-def bridge_argv(*connect: str) -> list[str]:
-    """The EVAPI bridge connected to each Kamailio EVAPI socket in `connect` (HOST:PORT)."""
+def bridge_argv(*connect: str, verbose: bool = False) -> list[str]:
+    """The EVAPI bridge connected to each Kamailio EVAPI socket in `connect` (HOST:PORT);
+    `verbose`: one log line per decision, naming the Kamailio it came from."""
     argv = [sys.executable, "manage.py", "run_evapi_bridge", "--stats-interval", "0"]
+    if verbose:
+        argv += ["-v", "2"]
     for address in connect:
         argv += ["--connect", address]
     return argv
@@ -149,6 +152,18 @@ def tcp_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
         return sock.connect_ex((host, port)) == 0
+
+
+def udp_bound(host: Host, port: int) -> bool:
+    """Whether something in `host` listens on UDP `port`."""
+    done = subprocess.run(
+        host.argv(["ss", "-Hlun", f"sport = :{port}"]),
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
+    return bool(done.stdout.strip())
 
 
 def sip_options_answered_at(host: str, port: int, timeout: float = 0.2) -> bool:
