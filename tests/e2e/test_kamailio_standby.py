@@ -205,7 +205,10 @@ def test_http_second_engine_takes_over_when_the_first_dies(
     for n in (1, 2):
         port = free_port()
         engine = processes.start(
-            f"engine-{n}", http_engine_argv(f"{HOST}:{port}"), cwd=BASE_DIR, env=engine_env
+            f"engine-{n}",
+            http_engine_argv(f"{HOST}:{port}", workers=2),
+            cwd=BASE_DIR,
+            env=engine_env,
         )
         url = f"http://{HOST}:{port}"
         engine.wait_until(lambda url=url: http_ok(f"{url}/healthz"), what=f"engine {n} /healthz")
@@ -221,7 +224,9 @@ def test_http_second_engine_takes_over_when_the_first_dies(
         # http_client blocks a SIP worker per query.
         SIP_WORKERS=4,
     )
-    rate, seconds = 100, 6
+    # Modest: the surviving engine (two sync workers) then takes every call, on a
+    # test machine that may be busy with other work.
+    rate, seconds = 50, 6
     calls = rate * seconds
 
     timer = later(2.0, lambda: os.killpg(first.popen.pid, signal.SIGKILL))
