@@ -10,12 +10,17 @@ again and how late they were answered (printed: run with -s to see the figures).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import queue
 import re
 import shutil
 import signal
+import socket
 import sys
 import threading
+import time
 
 import pytest
 
@@ -190,6 +195,98 @@ def test_a_hung_bridge_is_covered_by_the_retry(evapi_proxy, processes, engine_en
     assert asked > 0
     survivor.stop()
     hung.stop()
+
+
+class SlowEngine:
+    """An EVAPI client that answers every routing event, correctly, after `delay` s:
+    an engine that is alive but slower than ENGINE_RETRY_MS (an overload)."""
+
+    def __init__(self, port: int, carrier_port: int, delay: float) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=5)
+        self.sock.settimeout(None)
+        self.delay = delay
+        self.route = {"uri": f"sip:33123@{HOST}:{carrier_port}"}
+        self.events = 0
+        self.due: queue.Queue = queue.Queue()
+        self.threads = [
+            threading.Thread(target=self._read, daemon=True),
+            threading.Thread(target=self._answer, daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _read(self) -> None:
+        buffer = b""
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := self.sock.recv(65536):
+                buffer += chunk
+                while b":" in buffer:
+                    size, _, rest = buffer.partition(b":")
+                    if len(rest) < int(size) + 1:
+                        break
+                    event, buffer = json.loads(rest[: int(size)]), rest[int(size) + 1 :]
+                    if "tindex" in event:  # not an outcome event
+                        self.events += 1
+                        self.due.put((time.monotonic() + self.delay, event))
+        self.due.put(None)
+
+    def _answer(self) -> None:
+        while (item := self.due.get()) is not None:
+            at, event = item
+            time.sleep(max(0.0, at - time.monotonic()))
+            answer = {
+                "version": "1.0",
+                "success": True,
+                "routing": "serial",
+                "routes": [self.route],
+                "xtra": {"tindex": event["tindex"], "tlabel": event["tlabel"]},
+            }
+            payload = json.dumps(answer).encode()
+            with contextlib.suppress(OSError):
+                self.sock.sendall(b"%d:%s," % (len(payload), payload))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        for thread in self.threads:
+            thread.join(2)
+
+
+def test_engines_that_are_all_slow_are_not_asked_every_call_twice(start_kamailio, sipp):
+    """Both engines answer after 600 ms (an overload, not a death): every call passes
+    ENGINE_RETRY_MS, but the second asks do not double the engines' load: once each
+    engine has been late it is suspect, a call with no other engine left waits for
+    its first one, and the retry budget (100 at once, then one per ten calls
+    answered) bounds the rest. Every call is routed."""
+    carrier = sipp.carrier("carrier_answer", "carrier")
+    kamailio = start_kamailio("evapi")
+    engines = []
+    try:
+        for n in (1, 2):
+            seen = len(kamailio.process.log())
+            engines.append(SlowEngine(kamailio.evapi_port, carrier.port, delay=0.6))
+            kamailio.process.wait_for_log(f"({n} connected)", after=seen)
+        calls = 300
+        result = sipp.call(kamailio.port, "33123", calls=calls, rate=50, hold_ms=0)
+    finally:
+        for engine in engines:
+            engine.close()
+
+    assert result.returncode == 0, result.describe()
+    assert result.finals == [200] * calls, result.describe()
+    log = kamailio.process.log()
+    asked, _ = reask_figures(log)
+    waited = log.count("waiting for it (no other engine, or the retry budget is spent)")
+    events = sum(engine.events for engine in engines)
+    print(
+        f"\ntwo engines answering after 600 ms: {calls} calls, {events} events sent, "
+        f"{asked} asked again, {waited} waited for their first engine; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    assert asked + waited == calls
+    assert asked <= 100 + calls // 10 + 5, (asked, waited)
+    assert events == calls + asked
 
 
 # --- HTTP -----------------------------------------------------------------------------
