@@ -79,6 +79,14 @@ def routing_events(bridge) -> int:
     return int(found[1])
 
 
+def outcome_totals() -> tuple[int, int]:
+    """(attempts, ended) the engines counted for tenant e2e."""
+    from outcomes.models import OutcomeBucket
+
+    buckets = list(OutcomeBucket.objects.filter(tenant__slug="e2e"))
+    return sum(b.attempts for b in buckets), sum(b.ended for b in buckets)
+
+
 def later(seconds: float, action) -> threading.Timer:
     timer = threading.Timer(seconds, action)
     timer.start()
@@ -131,6 +139,14 @@ def test_two_bridges_on_one_kamailio_share_its_calls(
 
     assert result.returncode == 0, result.describe()
     assert result.finals == [200] * 60, result.describe()
+    # Outcome events go to one bridge each: every call's attempt and end counted
+    # once (a broadcast would count them twice).
+    expected = warm + 60
+    deadline = time.monotonic() + 10
+    while outcome_totals() != (expected, expected) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # anything counted twice would show up by now
+    assert outcome_totals() == (expected, expected)
     for bridge in bridges:
         bridge.stop()
     events = [routing_events(bridge) for bridge in bridges]
