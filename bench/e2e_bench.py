@@ -96,11 +96,8 @@ CARRIER_PIDS: list[int] = []
 
 def engine_http_command(port: int, workers: int) -> list[str]:
     """The production HTTP server for Kamailio's rtjson requests."""
-    # Soon: manage.py serve_rtjson --bind 127.0.0.1:PORT --workers N (granian).
-    return [
-        sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-        "config.wsgi_rtjson", "-b", f"{HOST}:{port}", "-w", str(workers),
-    ]  # fmt: skip
+    return [sys.executable, "manage.py", "serve_rtjson", "--bind", f"{HOST}:{port}",
+            "--workers", str(workers)]  # fmt: skip
 
 
 def engine_evapi_command(evapi_port: int, processes: int) -> list[str]:
@@ -108,7 +105,7 @@ def engine_evapi_command(evapi_port: int, processes: int) -> list[str]:
     command = manage(
         "run_evapi_bridge", "--connect", f"{HOST}:{evapi_port}", "--stats-interval", "0"
     )
-    if processes > 1:  # several bridge processes, once run_evapi_bridge has --processes
+    if processes > 1:  # several bridge processes, each with its own connection
         command += ["--processes", str(processes)]
     return command
 

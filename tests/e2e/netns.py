@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 
 def http_engine_argv(bind: str, workers: int = 1) -> list[str]:
     """The HTTP routing engine (rtjson endpoint, /healthz) listening on `bind` (HOST:PORT)."""
-    return [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-            "config.wsgi_rtjson", "-b", bind, "-w", str(workers)]  # fmt: skip
+    return [sys.executable, "manage.py", "serve_rtjson", "--bind", bind,
+            "--workers", str(workers)]  # fmt: skip
 
 
 def bridge_argv(*connect: str, verbose: bool = False) -> list[str]:
