@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 def http_engine_argv(bind: str, workers: int = 1) -> list[str]:
     """The HTTP routing engine (rtjson endpoint, /healthz) listening on `bind` (HOST:PORT)."""
     return [sys.executable, "manage.py", "serve_rtjson", "--bind", bind,
-            "--workers", str(workers)]  # fmt: skip
+            "--workers", str(workers), "--access-log"]  # fmt: skip
 
 
 def bridge_argv(*connect: str, verbose: bool = False) -> list[str]:

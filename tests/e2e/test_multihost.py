@@ -385,8 +385,7 @@ def test_both_kamailios_are_served_by_both_engines(cluster, pstn):
     # HTTP: each engine is the first choice of one Kamailio (its access log).
     for engine, kamailio in (("eng1", "kam1"), ("eng2", "kam2")):
         log = cluster.engines[engine].log()
-        assert f"{kam[kamailio]} - - [" in log, engine
-        assert "POST /api/v1/kamailio/rtjson" in log, engine
+        assert f'{kam[kamailio]} - "POST /api/v1/kamailio/rtjson ' in log, engine
 
 
 def test_a_route_changed_on_one_host_is_live_on_every_host_within_a_second(

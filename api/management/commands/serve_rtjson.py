@@ -36,13 +36,22 @@ class Command(BaseCommand):
             "(default: $RTJSON_WORKERS or one per core).",
         )
         parser.add_argument(
+            "--access-log",
+            action="store_true",
+            default=os.environ.get("RTJSON_ACCESS_LOG", "").lower() in ("1", "true", "yes"),
+            help="Log every request (address, method, path, status, time) on stderr "
+            "(default: $RTJSON_ACCESS_LOG, off: a line per call costs).",
+        )
+        parser.add_argument(
             "--backlog",
             type=int,
             default=1024,
             help="Connections waiting to be accepted (default 1024).",
         )
 
-    def handle(self, *args, bind: str, workers: int, backlog: int, **options) -> None:
+    def handle(
+        self, *args, bind: str, workers: int, backlog: int, access_log: bool, **options
+    ) -> None:
         from granian import Granian
         from granian.constants import HTTPModes, Interfaces
 
@@ -66,7 +75,7 @@ class Command(BaseCommand):
             blocking_threads=1,
             backlog=backlog,
             respawn_failed_workers=True,
-            log_access=False,
+            log_access=access_log,
         ).serve()
 
 
