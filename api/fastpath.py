@@ -9,7 +9,7 @@ a valid token, by calling the very pieces the DRF view calls, in the same order:
     KamailioTokenAuthentication -> CallRequestSerializer.fast_validated_data
     -> kamailio.requests -> routing.service.decide -> kamailio.rtjson
 
-and hands everything else to Django (config.wsgi_rtjson's handler): a missing or
+and hands everything else to Django (CallPathHandler): a missing or
 wrong token, a body that is not JSON or not a plainly valid call, a chunked body,
 another method or path (/healthz, /metrics). Django then gives its usual answer
 (400 with field errors, 401, 403, 405), so no rule is written twice and the two
@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.core.handlers.wsgi import WSGIHandler
 from django.db import DatabaseError, close_old_connections, connection
 from rest_framework import exceptions
 
@@ -76,6 +77,18 @@ class _Headers:
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.environ.get("HTTP_" + name.upper().replace("-", "_"), default)
+
+
+class CallPathHandler(WSGIHandler):
+    """Django, resolving every request against the call path's URLs (config.urls_rtjson):
+    the rtjson endpoint, /healthz and /metrics, nothing else."""
+
+    urlconf = "config.urls_rtjson"
+
+    def get_response(self, request):
+        # Django resolves a request against request.urlconf when it is set.
+        request.urlconf = self.urlconf
+        return super().get_response(request)
 
 
 class RtjsonApplication:

@@ -19,33 +19,23 @@ background), so its first calls are answered from memory.
 import logging
 import os
 
-from django.core.handlers.wsgi import WSGIHandler
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-URLCONF = "config.urls_rtjson"
 WARM_UP_SECONDS = 5.0
-
-
-class RtjsonHandler(WSGIHandler):
-    def get_response(self, request):
-        # Django resolves a request against request.urlconf when it is set.
-        request.urlconf = URLCONF
-        return super().get_response(request)
 
 
 def _application():
     import django
 
     django.setup(set_prefix=False)
-    from api.fastpath import RtjsonApplication
+    from api.fastpath import CallPathHandler, RtjsonApplication
     from routing.service import warm_up
 
-    for name in warm_up(WARM_UP_SECONDS):
+    for name in warm_up(WARM_UP_SECONDS, freeze=True):
         logging.getLogger("routing").warning(
             "%s not loaded after %.0f s; the database answers until it is", name, WARM_UP_SECONDS
         )
-    return RtjsonApplication(RtjsonHandler())
+    return RtjsonApplication(CallPathHandler())
 
 
 application = _application()

@@ -63,7 +63,7 @@ def post_worker_init(worker) -> None:
     """Load the compiled route table, rates and blocklists now, not on the first calls."""
     from routing.service import warm_up
 
-    for name in warm_up(WARM_UP_SECONDS):
+    for name in warm_up(WARM_UP_SECONDS, freeze=True):
         worker.log.warning(
             "%s not loaded after %.0f s; the database answers until it is", name, WARM_UP_SECONDS
         )

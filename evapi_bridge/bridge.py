@@ -100,6 +100,9 @@ class BridgeConfig:
     # before connecting to Kamailio; past it, the bridge connects and the database
     # answers until they are loaded.
     warm_up: float = 5.0
+    # Freeze the garbage collector's view of what was loaded (routing.service.warm_up):
+    # for a bridge process of its own, not for one inside a test.
+    freeze_gc: bool = False
 
 
 def address_label(host: str, port: int) -> str:
@@ -431,7 +434,9 @@ class Bridge:
         # Load the compiled table (rates, blocklists) before connecting: with several
         # bridges, Kamailio sends calls to every connected one, and a cold one would
         # send each to the database.
-        loading = await asyncio.to_thread(warm_up, self.config.warm_up)
+        loading = await asyncio.to_thread(
+            warm_up, self.config.warm_up, freeze=self.config.freeze_gc
+        )
         if loading:
             logger.warning(
                 "%s not loaded after %.0f s; the database answers until it is",

@@ -4,6 +4,8 @@ rates, blocklists (the decision deadline is routing.deadline)."""
 from __future__ import annotations
 
 import functools
+import gc
+import threading
 import time
 
 from django.conf import settings
@@ -81,25 +83,48 @@ def get_decision_log():
     return _named(name) if name else None
 
 
-def warm_up(seconds: float) -> list[str]:
+def warm_up(seconds: float, *, freeze: bool = False) -> list[str]:
     """Load this process's in-memory parts (route table, rates, blocklists) now.
 
     A server or bridge process calls it before taking calls, so its first calls are
     answered from memory rather than each asking the database. Waits up to `seconds`
     in all; returns the names of the parts still loading (they keep loading in the
     background, and the database answers for them until they are ready).
+
+    With `freeze` (a server process, not a test), once they are loaded what the
+    process holds is moved out of the cyclic garbage collector's sight (gc.freeze):
+    a million prefixes' worth of long-lived objects made each full collection a
+    100 ms pause, the whole p99.9 of a decision.
     """
     until = time.monotonic() + seconds
     loading = []
-    for name, part in (
-        ("route table", get_route_table()),
-        ("rates", get_rate_source()),
-        ("blocklists", get_screen()),
-    ):
+    parts = [get_route_table(), get_rate_source(), get_screen()]
+    for name, part in zip(("route table", "rates", "blocklists"), parts, strict=True):
         wait_ready = getattr(part, "wait_ready", None)
         if wait_ready is not None and not wait_ready(max(until - time.monotonic(), 0.0)):
             loading.append(name)
+    if not freeze:
+        pass
+    elif not loading:
+        gc.freeze()
+    else:
+        threading.Thread(
+            target=_freeze_when_loaded, args=(parts,), name="gc-freeze", daemon=True
+        ).start()
     return loading
+
+
+def _freeze_when_loaded(parts: list) -> None:
+    """gc.freeze() once the parts are loaded (see warm_up)."""
+    for part in parts:
+        wait_ready = getattr(part, "wait_ready", None)
+        if wait_ready is not None:
+            wait_ready(FREEZE_WAIT_SECONDS)
+    gc.freeze()
+
+
+# How long a process waits for its tables before freezing what it has anyway.
+FREEZE_WAIT_SECONDS = 600.0
 
 
 def decide(

@@ -1,7 +1,7 @@
 """The rtjson endpoint's lean path (api.fastpath) against the DRF view it stands in for.
 
 The application is called as a WSGI server calls it, with the production call-path
-handler (config.wsgi_rtjson.RtjsonHandler) behind it for what it does not take.
+handler (api.fastpath.CallPathHandler) behind it for what it does not take.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from api.fastpath import RtjsonApplication
-from config.wsgi_rtjson import RtjsonHandler
+from api.fastpath import CallPathHandler, RtjsonApplication
 from routing.compiled import CompiledRouteTable
 from tests.api.conftest import RTJSON_URL, call_body, make_token
 
@@ -83,7 +82,7 @@ def app(compiled, settings) -> RtjsonApplication:
     settings.KAMAILIO_TOKEN_CACHE_SECONDS = 3600  # the token read once, then from memory
     settings.ROUTING_SCREEN_SOURCE = ""  # no blocklists in these tests
     settings.ROUTING_RATE_SOURCE = ""
-    return RtjsonApplication(RtjsonHandler(), table=compiled)
+    return RtjsonApplication(CallPathHandler(), table=compiled)
 
 
 @pytest.fixture
@@ -188,7 +187,7 @@ def test_a_chunked_body_goes_to_django_and_is_still_answered(app, key):
 def test_a_decision_that_needs_the_database_is_made_where_it_may_wait(route_a, key, settings):
     # The database table: every decision reads rows, so none can be made inline.
     settings.KAMAILIO_TOKEN_CACHE_SECONDS = 0
-    app = RtjsonApplication(RtjsonHandler())
+    app = RtjsonApplication(CallPathHandler())
     answer = call(app, key=key)
     assert answer.json()["rtjson"]["success"] is True
     assert answer.json()["rtjson"]["tenant"] == "tenant-a"

@@ -111,6 +111,7 @@ class Command(BaseCommand):
                 max_wait=options["max_wait"],
                 deadline=settings.ROUTING_DECISION_DEADLINE_MS / 1000,
                 max_frame=settings.EVAPI_MAX_FRAME,
+                freeze_gc=True,
             )
         )
         if options["processes"] == 1:
