@@ -4,10 +4,13 @@ Kamailio is the server; the bridge connects to each address, keeps reconnecting
 with a capped backoff, and answers every routing event on the connection it
 came from.
 
-Threads: the asyncio loop only reads, frames and writes (its transports keep
-reading while a write is pending, which Kamailio's blocking dispatcher needs).
-Decisions use the Django ORM, which is synchronous, so they run in a few worker
-threads fed by one queue; a slow decision holds one worker, not the next event.
+Threads: the asyncio loop reads, frames and writes (its transports keep reading
+while a write is pending, which Kamailio's blocking dispatcher needs), and decides
+in place every event whose decision needs only memory (the compiled table loaded:
+routing.inline makes sure the loop never waits for the database), answering all
+that one read brought in one write. A decision that needs the database (the Django
+ORM, synchronous) runs in a few worker threads fed by one queue; a slow decision
+holds one worker, not the next event.
 Answers come back through a deque and at most one loop wake-up per batch, so a
 burst does not pay a thread hop per event. Each worker owns its route table
 (`routing.service.get_route_table()`, made once) and its database connection.
