@@ -151,9 +151,12 @@ class RtjsonApplication:
         left = deadline.decision_deadline() - (time.perf_counter() - started)
         try:
             return deadline.call_within(left, self._answer_waiting, environ, body, started)
-        except deadline.DeadlineExceeded:
+        except DatabaseError as exc:  # the deadline passed, or the token could not be read
             seconds = time.perf_counter() - started
-            detail = f"no decision within {seconds * 1000:.0f} ms: the database does not answer"
+            if isinstance(exc, deadline.DeadlineExceeded):
+                detail = f"no decision within {seconds * 1000:.0f} ms: the database does not answer"
+            else:
+                detail = f"database error: {exc}"
             logger.error("routing engine: %s; answering 503 to Kamailio", detail)
             decision = failure_decision(Failure.DATABASE_UNAVAILABLE, detail)
             observe_decision("http", str(decision.outcome), seconds)
@@ -164,7 +167,11 @@ class RtjsonApplication:
             close_old_connections()  # past CONN_MAX_AGE, or broken by a failure
         except DatabaseError:
             _close_connection()
-        return self.answer(environ, body, started)
+        try:
+            return self.answer(environ, body, started)
+        except DatabaseError:
+            _close_connection()  # the next request reconnects
+            raise
 
 
 def _failed(exc: Exception) -> Decision:

@@ -217,3 +217,27 @@ def test_a_token_due_for_a_reread_is_served_from_memory_and_read_beside_the_call
         time.sleep(0.05)
     assert answer.status_code == 401, "the revocation never took effect"
     TOKENS.clear()
+
+
+def test_an_unknown_token_while_the_database_refuses_gets_a_503_answer_not_a_500(
+    route_a, settings, tmp_path
+):
+    from api.authentication import TOKENS
+
+    settings.KAMAILIO_TOKEN_CACHE_SECONDS = 0
+    TOKENS.clear()
+    # Really break it: point the connection at a database that cannot be opened.
+    real_name = connection.settings_dict["NAME"]
+    connection.close()
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = str(tmp_path / "no-such-dir" / "db.sqlite3")
+    else:
+        connection.settings_dict["NAME"] = "routing_database_that_does_not_exist"
+    try:
+        answer = call(RtjsonApplication(CallPathHandler()), key="never-seen")
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = real_name
+    assert answer.status_code == 200
+    document = answer.json()["rtjson"]
+    assert (document["code"], document["reason"]) == (503, "Routing Database Unavailable")
