@@ -21,16 +21,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import selectors
 import socket
 import sys
 import time
-from pathlib import Path
 
 from bench.common import (
     children,
+    cpu_seconds,
     machine,
     manage,
     memory_mb,
@@ -39,7 +38,6 @@ from bench.common import (
     started,
 )
 
-TICKS = os.sysconf("SC_CLK_TCK")
 TLABEL = re.compile(rb'"tlabel":(\d+)')
 
 
@@ -134,17 +132,6 @@ class FakeKamailio:
             if not self.answers():
                 raise SystemExit(f"{len(self.sent)} events never answered")
         return latencies, elapsed
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
 
 
 def engine_commands(engine: str, port: int, processes: int) -> list[list[str]]:

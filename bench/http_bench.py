@@ -26,12 +26,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 from bench.common import (
     ROOT,
     children,
+    cpu_seconds,
     free_port,
     machine,
     manage,
@@ -42,7 +42,6 @@ from bench.common import (
 )
 
 PATH = "/api/v1/kamailio/rtjson"
-TICKS = os.sysconf("SC_CLK_TCK")
 # The trivial engine's fixed answer: two serial routes, like a routed bench call's.
 TRIVIAL_ROUTES = "192.0.2.10:5060,192.0.2.11:5060"
 
@@ -116,18 +115,6 @@ def wrk(port: int, clients: int, seconds: float, bodies_file: str, key: str) -> 
         "p99": latency("99%"),
         "errors": errors,
     }
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far (threads included)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
 
 
 def warm_up(process, port: int, bodies_file: str, key: str, timeout: float) -> float:

@@ -27,8 +27,6 @@ GUNICORN_TIMEOUT stays the last resort for a worker stuck anywhere else.
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
@@ -46,17 +44,9 @@ WARM_UP_SECONDS = min(5.0, timeout / 3)
 
 def on_starting(server) -> None:
     """Start from an empty metrics directory: old files would add a dead run's counts."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not directory:
-        return
-    path = Path(directory)
-    if path.exists():
-        for entry in path.iterdir():
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-    path.mkdir(parents=True, exist_ok=True)
+    from routing.metrics import empty_multiprocess_dir
+
+    empty_multiprocess_dir()
 
 
 def post_worker_init(worker) -> None:

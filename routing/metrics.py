@@ -14,6 +14,8 @@ it, each process reports its own values (runserver, tests, a single bridge).
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -85,6 +87,22 @@ _SERIES: dict[tuple[str, str], tuple[Any, Any]] = {}
 def multiprocess_dir() -> str | None:
     """The shared metrics directory of a multi-process deployment, if one is set."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def empty_multiprocess_dir() -> None:
+    """Start a server from an empty PROMETHEUS_MULTIPROC_DIR (when set): files left by
+    a previous run would add a dead run's counts. For the servers' start-up hooks."""
+    directory = multiprocess_dir()
+    if not directory:
+        return
+    path = Path(directory)
+    if path.exists():
+        for entry in path.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    path.mkdir(parents=True, exist_ok=True)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 from django.db import connection
@@ -29,3 +32,20 @@ def free_tcp_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def database_unreachable(tmp_path: Path) -> Iterator[None]:
+    """Really break this thread's database: point its connection at one that cannot be
+    opened (SQLite: a file in a missing directory; PostgreSQL: a missing database)."""
+    real_name = connection.settings_dict["NAME"]
+    connection.close()
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = str(tmp_path / "no-such-dir" / "db.sqlite3")
+    else:
+        connection.settings_dict["NAME"] = "routing_database_that_does_not_exist"
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = real_name

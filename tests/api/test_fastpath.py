@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from api.fastpath import CallPathHandler, RtjsonApplication
 from routing.compiled import CompiledRouteTable
 from tests.api.conftest import RTJSON_URL, call_body, make_token
+from tests.servers import database_unreachable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -226,18 +227,8 @@ def test_an_unknown_token_while_the_database_refuses_gets_a_503_answer_not_a_500
 
     settings.KAMAILIO_TOKEN_CACHE_SECONDS = 0
     TOKENS.clear()
-    # Really break it: point the connection at a database that cannot be opened.
-    real_name = connection.settings_dict["NAME"]
-    connection.close()
-    if connection.vendor == "sqlite":
-        connection.settings_dict["NAME"] = str(tmp_path / "no-such-dir" / "db.sqlite3")
-    else:
-        connection.settings_dict["NAME"] = "routing_database_that_does_not_exist"
-    try:
+    with database_unreachable(tmp_path):
         answer = call(RtjsonApplication(CallPathHandler()), key="never-seen")
-    finally:
-        connection.close()
-        connection.settings_dict["NAME"] = real_name
     assert answer.status_code == 200
     document = answer.json()["rtjson"]
     assert (document["code"], document["reason"]) == (503, "Routing Database Unavailable")

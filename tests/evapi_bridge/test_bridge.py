@@ -41,12 +41,14 @@ SOURCE_A, SOURCE_B = "192.0.2.7", "198.51.100.7"
 def running_bridge(
     *kamailios: FakeKamailio,
     table_factory: Callable[[], RouteTable] = get_route_table,
+    bridge_class: type[Bridge] = Bridge,
     **options: Any,
 ) -> Iterator[Bridge]:
     """A bridge connected to `kamailios`, always stopped (and checked stopped) at the end."""
     options = {"backoff_initial": 0.05, "backoff_max": 0.2, "stats_interval": 0, **options}
     addresses = tuple(("127.0.0.1", kamailio.port) for kamailio in kamailios)
-    bridge = Bridge(BridgeConfig(addresses=addresses, **options), table_factory=table_factory)
+    config = BridgeConfig(addresses=addresses, **options)
+    bridge = bridge_class(config, table_factory=table_factory)
     thread = threading.Thread(target=asyncio.run, args=(bridge.run(),), name="bridge-loop")
     thread.start()
     try:

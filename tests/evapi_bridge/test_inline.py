@@ -6,20 +6,16 @@ hand-off; one that needs the database goes to a worker thread, with the same ans
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
-from evapi_bridge.bridge import Bridge, BridgeConfig
+from evapi_bridge.bridge import Bridge
 from routing.compiled import CompiledRouteTable
 from routing.tables import DatabaseRouteTable
 from tests.evapi_bridge.fake_kamailio import FakeKamailio
-from tests.evapi_bridge.test_bridge import by_tindex, event, without_id
+from tests.evapi_bridge.test_bridge import by_tindex, event, running_bridge, without_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,24 +30,8 @@ class CountingBridge(Bridge):
         super().submit(connection, payload)
 
 
-@contextmanager
-def running(kamailio: FakeKamailio, table_factory, **options: Any) -> Iterator[CountingBridge]:
-    config = BridgeConfig(
-        addresses=(("127.0.0.1", kamailio.port),),
-        stats_interval=0,
-        backoff_initial=0.05,
-        backoff_max=0.2,
-        **options,
-    )
-    bridge = CountingBridge(config, table_factory=table_factory)
-    thread = threading.Thread(target=asyncio.run, args=(bridge.run(),))
-    thread.start()
-    try:
-        yield bridge
-    finally:
-        bridge.stop()
-        thread.join(30)
-        assert not thread.is_alive(), "the bridge did not stop"
+def running(kamailio: FakeKamailio, table_factory):
+    return running_bridge(kamailio, table_factory=table_factory, bridge_class=CountingBridge)
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+
+from tests.servers import database_unreachable
 
 
 def test_it_answers_ok_when_the_database_answers(client, db):
@@ -21,18 +22,8 @@ def test_it_needs_no_login_and_accepts_head(client, db):
 
 @pytest.mark.django_db(transaction=True)
 def test_it_answers_503_with_the_reason_when_the_database_is_gone(client, tmp_path):
-    # Really break it: point the connection at a database that cannot be opened.
-    real_name = connection.settings_dict["NAME"]
-    connection.close()
-    if connection.vendor == "sqlite":
-        connection.settings_dict["NAME"] = str(tmp_path / "no-such-dir" / "db.sqlite3")
-    else:
-        connection.settings_dict["NAME"] = "routing_database_that_does_not_exist"
-    try:
+    with database_unreachable(tmp_path):
         response = client.get("/healthz")
-    finally:
-        connection.close()
-        connection.settings_dict["NAME"] = real_name
 
     assert response.status_code == 503
     assert response.json() == {

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from kamailio.addresses import parse_host_port
+from routing.metrics import empty_multiprocess_dir
 
 TARGET = "config.wsgi_rtjson:application"
 
@@ -61,7 +60,7 @@ class Command(BaseCommand):
             raise CommandError(f"--bind {bind!r}: {exc}") from None
         if workers < 1:
             raise CommandError(f"--workers {workers}: at least 1.")
-        _empty_metrics_directory()
+        empty_multiprocess_dir()  # as the gunicorn config does
         Granian(
             TARGET,
             address=host,
@@ -77,18 +76,3 @@ class Command(BaseCommand):
             respawn_failed_workers=True,
             log_access=access_log,
         ).serve()
-
-
-def _empty_metrics_directory() -> None:
-    """Start from an empty PROMETHEUS_MULTIPROC_DIR, as deploy/gunicorn.conf.py does."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not directory:
-        return
-    path = Path(directory)
-    if path.exists():
-        for entry in path.iterdir():
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-    path.mkdir(parents=True, exist_ok=True)
