@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -37,6 +38,25 @@ from tests.e2e.services import (
 from tests.e2e.sipp import Sipp
 
 # --- The web server (one per module: gunicorn starts in about a second) --------------
+
+
+# The engines' outcome aggregators write every OUTCOMES_FLUSH_SECONDS (0.2 s, services.py).
+SETTLE_SECONDS = 0.5
+
+
+@pytest.fixture(autouse=True)
+def settled_before_flush(transactional_db):
+    """Let the servers that outlive a test finish writing before its tables are emptied.
+
+    The web server and the call-path server run for a whole module; events a test's
+    Kamailio posted just before it stopped are written by their aggregators a moment
+    later, and a write that holds a row lock while the teardown's TRUNCATE waits for
+    the table locks deadlocks it (seen in CI). This fixture is torn down after the
+    test's own processes (set up later, stopped first) and before the database flush
+    (set up earlier, run last).
+    """
+    yield
+    time.sleep(SETTLE_SECONDS)
 
 
 @pytest.fixture(scope="module")
