@@ -2,8 +2,10 @@
 
 Every routing request is answered within it, 503 "Routing Database Unavailable"
 when the database has not answered in time. The EVAPI bridge enforces it from its
-event loop (see evapi_bridge.bridge); a web worker blocked in a database read
-cannot answer by itself, so `database_deadline()` interrupts that read (see its doc).
+event loop (see evapi_bridge.bridge); a web server's request thread blocked in a
+database read cannot answer by itself, so `call_within()` bounds the wait: in a main
+thread `database_deadline()` interrupts the read (see its doc), in any other thread
+the call runs in a small pool and is waited for at most the time left.
 """
 
 from __future__ import annotations
