@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -66,43 +67,60 @@ def engine_env() -> dict[str, str]:
     return service_env()
 
 
-@pytest.fixture(scope="module")
-def web_server(engine_env, django_db_setup, django_db_blocker, tmp_path_factory):
-    processes = ProcessGroup(tmp_path_factory.mktemp("web"))
+def _serving(name: str, argv: Callable[[str], list[str]], env: dict[str, str], directory):
+    """A server of the project on a free port (`argv(bind)`), until /healthz answers;
+    yields a WebServer and stops it at the end."""
+    processes = ProcessGroup(directory)
     try:
         port = free_port()
-        process = processes.start(
-            "gunicorn",
-            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-             "-b", f"{HOST}:{port}", "-w", "2", "--graceful-timeout", "2"],
-            cwd=BASE_DIR,
-            env=engine_env,
-        )  # fmt: skip
+        process = processes.start(name, argv(f"{HOST}:{port}"), cwd=BASE_DIR, env=env)
         url = f"http://{HOST}:{port}"
-        process.wait_until(lambda: http_ok(f"{url}/healthz"), what="gunicorn /healthz answering")
+        process.wait_until(lambda: http_ok(f"{url}/healthz"), what=f"{name} /healthz answering")
         yield WebServer(url, process)
     finally:
         processes.stop_all()
+
+
+@pytest.fixture(scope="module")
+def web_server(engine_env, django_db_setup, django_db_blocker, tmp_path_factory):
+    """The admin and the REST API (gunicorn), where Kamailio also posts outcome events."""
+    yield from _serving(
+        "gunicorn",
+        lambda bind: [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "deploy/gunicorn.conf.py",
+            "-b",
+            bind,
+            "-w",
+            "2",
+            "--graceful-timeout",
+            "2",
+        ],
+        engine_env,
+        tmp_path_factory.mktemp("web"),
+    )
 
 
 @pytest.fixture(scope="module")
 def rtjson_server(engine_env, django_db_setup, django_db_blocker, tmp_path_factory):
     """The call path as production runs it: `manage.py serve_rtjson` (granian), its own port."""
-    processes = ProcessGroup(tmp_path_factory.mktemp("rtjson"))
-    try:
-        port = free_port()
-        process = processes.start(
+    yield from _serving(
+        "serve_rtjson",
+        lambda bind: [
+            sys.executable,
+            "manage.py",
             "serve_rtjson",
-            [sys.executable, "manage.py", "serve_rtjson", "--bind", f"{HOST}:{port}",
-             "--workers", "1"],
-            cwd=BASE_DIR,
-            env=engine_env,
-        )  # fmt: skip
-        url = f"http://{HOST}:{port}"
-        process.wait_until(lambda: http_ok(f"{url}/healthz"), what="serve_rtjson answering")
-        yield WebServer(url, process)
-    finally:
-        processes.stop_all()
+            "--bind",
+            bind,
+            "--workers",
+            "1",
+        ],
+        engine_env,
+        tmp_path_factory.mktemp("rtjson"),
+    )
 
 
 @pytest.fixture

@@ -59,15 +59,6 @@ def running_bridge(
         assert not thread.is_alive(), "the bridge did not stop"
 
 
-@pytest.fixture
-def kamailio() -> Iterator[FakeKamailio]:
-    server = FakeKamailio()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def event(tindex: int, source_ip: str | None = SOURCE_A, **fields: Any) -> dict[str, Any]:
     body = {
         "event": "sip-routing",

@@ -7,7 +7,6 @@ hand-off; one that needs the database goes to a worker thread, with the same ans
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -32,15 +31,6 @@ class CountingBridge(Bridge):
 
 def running(kamailio: FakeKamailio, table_factory):
     return running_bridge(kamailio, table_factory=table_factory, bridge_class=CountingBridge)
-
-
-@pytest.fixture
-def kamailio() -> Iterator[FakeKamailio]:
-    server = FakeKamailio()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
