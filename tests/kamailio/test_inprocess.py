@@ -114,7 +114,8 @@ def test_what_is_no_call_gets_a_400_naming_the_problem(thread_free, route_a, giv
     assert answer["success"] is False
     assert answer["code"] == 400
     assert answer["reason"].startswith(reason)
-    assert answer["reason"].isascii() and len(answer["reason"]) <= 120
+    assert answer["reason"].isascii()
+    assert len(answer["reason"]) <= 120
 
 
 def test_no_store_starts_a_thread_and_a_change_is_seen_within_the_poll_interval(
