@@ -15,8 +15,10 @@ What Kamailio's app_python3 imposes, and how this module lives with it:
   (routing.process_local.without_threads), and `Engine.answer()` brings them up to
   date itself, at most once per poll interval: `upkeep()`, one primary-key read per
   store when nothing changed, the decision log's samples written.
-- Every SIP worker is a process: it holds its own copy of the tables, loaded by
-  `start()` before it answers its first call, and its own database connection.
+- Every SIP worker is a process with its own database connection. The tables are
+  loaded once in Kamailio's main process before it forks (`preload()`, from the
+  script's mod_init), and shared by the workers until each writes its own updates;
+  or by each worker in `start()` before its first call.
 - A SIP worker must never wait long: the decision is tried from memory first
   (routing.inline.memory_only); the upkeep and a decision that needs the database run
   in a pool thread, waited for at most the decision deadline
@@ -28,6 +30,7 @@ What Kamailio's app_python3 imposes, and how this module lives with it:
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -45,30 +48,65 @@ WARM_UP_SECONDS = 60.0
 
 
 def start(*, warm_up: float = WARM_UP_SECONDS) -> Engine:
-    """Set up Django in this process (DJANGO_SETTINGS_MODULE, default config.settings)
-    and return its engine, with the tables loaded (or `warm_up` seconds spent on it).
+    """This SIP worker's engine: the preloaded one (see preload()), else one set up
+    here with the tables loaded (or `warm_up` seconds spent on it).
 
-    Call it in each SIP worker (the KEMI script's child_init), never before Kamailio
-    forks: database connections and loaded tables are per process.
+    Call it in each SIP worker (the KEMI script's child_init). Django is set up from
+    DJANGO_SETTINGS_MODULE (default config.settings) and the process's environment.
     """
+    global _preloaded
+    if _preloaded is not None:
+        engine, _preloaded = _preloaded, None
+        engine.forked()
+        return engine
+    engine = _set_up()
+    engine.warm_up(warm_up, freeze=True)
+    return engine
+
+
+def preload(*, warm_up: float = WARM_UP_SECONDS) -> list[str]:
+    """Load the tables once, in Kamailio's main process before it forks its workers
+    (the KEMI script's mod_init); start() in each worker then adopts them.
+
+    Every worker starts with the tables at once, and their pages stay shared with the
+    main process until a worker writes them (its own updates from the change log):
+    one copy of a million prefixes instead of one per worker. What is preloaded is
+    frozen out of the garbage collector's sight (its passes would touch, and so
+    copy, every page), and no database connection crosses the fork. Returns the
+    parts still loading after `warm_up` seconds (each worker then loads them itself).
+    """
+    global _preloaded
+    from django.db import connections
+
+    engine = _set_up()
+    loading = engine.warm_up(warm_up)
+    connections.close_all()
+    gc.freeze()
+    _preloaded = engine
+    return loading
+
+
+_preloaded: Engine | None = None
+
+
+def _set_up() -> Engine:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
-    from django.conf import settings
 
-    if not settings.configured or not _apps_ready():
+    if not _apps_ready():
         django.setup(set_prefix=False)
 
     from routing import process_local
 
     process_local.without_threads()
-    engine = Engine()
-    engine.warm_up(warm_up, freeze=True)
-    return engine
+    return Engine()
 
 
 def _apps_ready() -> bool:
-    from django.apps import apps
-
+    try:
+        from django.apps import apps
+    except ImportError:
+        return False
     return apps.ready
 
 
@@ -159,6 +197,11 @@ class Engine:
             raise
 
     # --- Keeping current ---------------------------------------------------------------
+
+    def forked(self) -> None:
+        """In a worker forked from the process that loaded the tables: catch up with
+        the changes made since, at the first call."""
+        self._next_upkeep = 0.0
 
     def warm_up(self, seconds: float, *, freeze: bool = False) -> list[str]:
         """Load the tables now (thread-free: in this thread); the parts still loading.

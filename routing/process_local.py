@@ -9,7 +9,8 @@ has no use for them: Kamailio's app_python3 keeps the interpreter's lock between
 two calls into the script, so a thread there stalls until the next call (measured:
 a thread ticking every 10 ms ticked 4 times in 5 s). `without_threads()` makes the
 stores this process builds afterwards work inline instead (kamailio.inprocess calls
-it, then brings them up to date itself between calls).
+it, then brings them up to date itself between calls); having no threads, they are
+also inherited by forked children rather than built again in each.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ class ProcessLocal(Generic[T]):
         self._lock = threading.Lock()
 
     def get(self, using: str = "default") -> T:
-        key = (os.getpid(), using)
+        # Without threads nothing stops a forked child from using what its parent
+        # loaded (kamailio.inprocess.preload: the pages stay shared until written).
+        key = (os.getpid() if _threads_allowed else 0, using)
         instance = self.instances.get(key)
         if instance is None:
             with self._lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import threading
 import time
 
@@ -168,3 +169,30 @@ def test_start_sets_up_and_loads(thread_free, route_a):
         gc.unfreeze()  # start() freezes what a worker loaded; a test process keeps collecting
     assert engine.table.ready()
     assert json.loads(engine.answer(fields()))["success"] is True
+
+
+def test_a_worker_forked_after_preload_answers_from_the_tables_loaded_before(
+    thread_free, route_a, tenant_a, trunks_a
+):
+    try:
+        assert inprocess.preload(warm_up=10) == []
+    finally:
+        gc.unfreeze()
+    make_route(tenant_a, "49", *trunks_a)  # changed after the preload, before the call
+    time.sleep(0.25)  # no answer is staler than the poll interval (0.2 s)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a SIP worker
+        code = 1
+        try:
+            engine = inprocess.start()
+            answers = [json.loads(engine.answer(fields(ruri=f"sip:{n}@x.net"))) for n in (33, 49)]
+            os.write(write, json.dumps(answers).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answers = json.loads(pipe.read() or b"null")
+    assert os.waitpid(pid, 0)[1] == 0
+    assert [answer.get("prefix", answer.get("reason")) for answer in answers] == ["33", "49"]
