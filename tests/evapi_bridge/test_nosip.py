@@ -184,6 +184,10 @@ def test_a_max_size_outside_what_a_datagram_can_carry_is_refused(max_bytes):
         ),
         (["--connect", "127.0.0.1:9", "--nosip", "127.0.0.1"], "--nosip '127.0.0.1': expected"),
         (
+            ["--connect", "127.0.0.1:9", "--nosip", "no-such-host.invalid:5060"],
+            "--nosip no-such-host.invalid:5060: cannot resolve",
+        ),
+        (
             ["--connect", "127.0.0.1:9", "--nosip", "127.0.0.1:5060", "--nosip-max-bytes", "70000"],
             "--nosip-max-bytes 70000: must be 32 to 65507 (the largest IPv4 UDP payload)",
         ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 
 from django.conf import settings
@@ -121,6 +122,11 @@ class Command(BaseCommand):
                 f"{len(nosip)} --nosip address(es) for {len(addresses)} --connect "
                 "address(es): give one --nosip per --connect, in the same order"
             )
+        for host, port in nosip:
+            try:  # the bridge resolves it again when it starts; a typo fails here
+                socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                raise CommandError(f"--nosip {host}:{port}: cannot resolve ({exc})") from None
         max_bytes = options["nosip_max_bytes"] or settings.EVAPI_NOSIP_MAX_BYTES
         if not MIN_DATAGRAM <= max_bytes <= MAX_DATAGRAM:
             raise CommandError(
