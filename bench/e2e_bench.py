@@ -5,6 +5,8 @@
         [--kamailio-modules DIR] [--bridge-processes 1] [--http-workers 2]
 
 For each path (`evapi`: kamailio-evapi.cfg and `manage.py run_evapi_bridge`;
+`evapi-nosip`: the same WITH_NOSIP, both engines answering by UDP datagram to
+Kamailio's SIP port;
 `http-async`: kamailio-http.cfg with http_async_client and the engine's HTTP server;
 `http`: the same with http_client), everything on 127.0.0.1 and free ports:
 
