@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from evapi_bridge.nosip import DEFAULT_MAX_BYTES, NosipSender
+from evapi_bridge.nosip import DEFAULT_MAX_BYTES, PROBE, NosipSender
 from routing.compiled import CompiledRouteTable
 from routing.tables import DatabaseRouteTable
 from tests.evapi_bridge.fake_kamailio import FakeKamailio
@@ -133,21 +133,47 @@ def test_answers_over_the_max_bytes_go_over_evapi_and_smaller_ones_by_nosip(
     )
 
 
-def test_answers_the_kernel_refuses_go_over_evapi(kamailio, compiled):
+def test_a_refused_port_sends_answers_over_evapi_until_it_accepts_again(kamailio, compiled):
     # Nothing listens on the SIP port: the first datagram goes out, the ICMP "port
-    # unreachable" it draws makes the next send fail (ECONNREFUSED), and that answer,
-    # and every later one, is sent over EVAPI instead. (The first is lost as any
-    # datagram to a Kamailio that is down; docs/evapi.md.)
+    # unreachable" it draws makes the next send fail (ECONNREFUSED), and from then on
+    # every answer goes over EVAPI, none lost every other one. (The first is lost, as
+    # any datagram to a Kamailio that is down; docs/evapi.md.) Probes find the port
+    # open again and answers go by nosip again.
     closed = SipPort()
     closed.sock.close()
     with nosip_bridge(kamailio, closed.port, lambda: compiled) as bridge:
         evapi = kamailio.accept()
         evapi.send_events(event(1))
         assert evapi.nothing_within(0.3)
-        evapi.send_events(event(2))
-        (answer,) = evapi.answers(1)
-    assert answer["xtra"]["tindex"] == 2
-    assert (bridge.totals.nosip, bridge.totals.nosip_fallbacks) == (1, 1)
+        for tindex in (2, 3, 4):
+            evapi.send_events(event(tindex))
+            (answer,) = evapi.answers(1)
+            assert answer["xtra"]["tindex"] == tindex
+        sender = bridge.links[0].nosip
+        assert sender.refused
+        assert (sender.sent, sender.fallbacks) == (1, 3)
+
+        reopened = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        reopened.bind(("127.0.0.1", closed.port))
+        reopened.settimeout(0.3)
+        probes, by_nosip = 0, None
+        try:
+            for tindex in range(5, 40):  # over EVAPI until a probe got through (1-2 s)
+                evapi.send_events(event(tindex))
+                try:
+                    while (data := reopened.recv(65536)) == PROBE:
+                        probes += 1
+                    by_nosip = json.loads(data)
+                    break
+                except TimeoutError:
+                    (answer,) = evapi.answers(1)
+                    assert answer["xtra"]["tindex"] == tindex
+        finally:
+            reopened.close()
+    assert by_nosip is not None, "answers never went by nosip again"
+    assert by_nosip["xtra"]["tindex"] == tindex
+    assert probes >= 1
+    assert not sender.refused
 
 
 def test_a_sender_whose_socket_fails_says_so_instead_of_raising(sip_port):
