@@ -223,3 +223,10 @@ def test_the_command_refuses_nosip_options_it_cannot_pair_or_use(options, messag
     with pytest.raises(CommandError) as error:
         call_command("run_evapi_bridge", *options)
     assert str(error.value).startswith(message)
+
+
+def test_the_command_takes_nosip_addresses_from_the_settings(settings):
+    settings.EVAPI_NOSIP = ["127.0.0.1:5060", "127.0.0.1:5061"]
+    with pytest.raises(CommandError) as error:
+        call_command("run_evapi_bridge", "--connect", "127.0.0.1:9")
+    assert str(error.value).startswith("2 --nosip address(es) for 1 --connect address(es)")
