@@ -213,15 +213,16 @@ def start_kamailio(processes):
 
 @pytest.fixture
 def start_bridge(processes, web_server, engine_env):
-    """start_bridge(kamailio): `manage.py run_evapi_bridge` connected to its EVAPI socket."""
+    """start_bridge(kamailio, *args): `manage.py run_evapi_bridge` connected to its EVAPI
+    socket, with `args` added to its command line."""
 
-    def start(kamailio: Kamailio) -> Process:
+    def start(kamailio: Kamailio, *args: str) -> Process:
         assert kamailio.evapi_port is not None, "the bridge needs the EVAPI config"
         seen = len(kamailio.process.log())
         process = processes.start(
             "bridge",
             [sys.executable, "manage.py", "run_evapi_bridge",
-             "--connect", f"{HOST}:{kamailio.evapi_port}", "--stats-interval", "0"],
+             "--connect", f"{HOST}:{kamailio.evapi_port}", "--stats-interval", "0", *args],
             cwd=BASE_DIR,
             env=engine_env,
         )  # fmt: skip
@@ -241,13 +242,14 @@ def table(api) -> Table:
     return Table(api)
 
 
-@pytest.fixture(params=["http", HTTP_ASYNC, "evapi"])
+@pytest.fixture(params=["http", HTTP_ASYNC, "evapi", "evapi-nosip"])
 def proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
     """Kamailio asking this project over HTTP (serve_rtjson) or EVAPI (the bridge).
 
     "http-async" (the production HTTP client) runs only where http_async_client is
     installed; Debian's packages have "http" (http_client) and "evapi". Outcome
-    events go to the same web server (HTTP) or bridge (EVAPI).
+    events go to the same web server (HTTP) or bridge (EVAPI). "evapi-nosip" (answers
+    by datagram) runs for the routing cases only (below).
     """
     if request.param.startswith("http"):
         # The token from the environment, as in production (not in `ps`).
@@ -260,6 +262,37 @@ def proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
             OUTCOME_URL=f"{web_server.url}/api/v1/kamailio/events",
             ENGINE_TOKEN_FROM_ENV=1,
         )
+    if request.param == "evapi-nosip":
+        return start_evapi_nosip(start_kamailio, start_bridge)
     kamailio = start_kamailio("evapi")
     start_bridge(kamailio)
+    return kamailio
+
+
+# --- Proxies only the routing cases run through (test_kamailio_routing.py) ----------
+#
+# "evapi-nosip": the EVAPI path with answers by nosip datagrams (WITH_NOSIP). The other
+# modules that take `proxy` deselect these parameters: the answer channel is checked by
+# the routing cases, not again by every feature (CI time).
+
+ROUTING_ONLY_PROXIES = ["evapi-nosip"]
+ROUTING_ONLY_MODULES = {"tests.e2e.test_kamailio_routing"}
+
+
+def pytest_collection_modifyitems(config, items):
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        param = callspec.params.get("proxy") if callspec is not None else None
+        elsewhere = item.module.__name__ not in ROUTING_ONLY_MODULES
+        (drop if param in ROUTING_ONLY_PROXIES and elsewhere else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def start_evapi_nosip(start_kamailio, start_bridge, **defines) -> Kamailio:
+    """Kamailio WITH_NOSIP and a bridge answering by datagrams to its SIP port."""
+    kamailio = start_kamailio("evapi", WITH_NOSIP=1, **defines)
+    start_bridge(kamailio, "--nosip", f"{HOST}:{kamailio.port}")
     return kamailio
