@@ -12,7 +12,7 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Prefetch
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from ops import route_order
 from ops.numberbox import AS_DIALLED
@@ -132,16 +132,24 @@ class PrefixListMixin:
 
     @admin.display(description="Targets in order")
     def target_summary(self, obj: DialPrefix) -> str:
+        """The route at a glance: what it does, then its targets as lanes (route_order)."""
         if obj.action == "reject":
             return f"reject {obj.reject_code} {obj.reject_reason}".strip()
         if obj.action == "location":
             return "local users"
         targets = list(obj.targets.all())
+        how = [
+            STRATEGY_WORDS.get(obj.strategy, ""),
+            "parallel" if obj.routing_mode == "parallel" else "",
+        ]
+        words = format_html_join(" ", '<span class="ro-mode">{}</span> ', ((w,) for w in how if w))
+        if obj.strategy == "lcr_all":
+            return words
         if not targets:
             return "no target: calls fall back" if not obj.is_final else "no target: 503"
         now = timezone.now()
         steps = [route_order.step_of_target(t, now) for t in targets]
-        order = route_order.render(steps, obj.routing_mode)
-        if obj.routing_mode == "parallel":
-            return format_html('<span class="ro-mode">parallel</span> {}', order)
-        return order
+        return format_html("{}{}", words, route_order.render(steps, obj.routing_mode))
+
+
+STRATEGY_WORDS = {"lcr": "least cost:", "lcr_all": "least cost over every trunk"}

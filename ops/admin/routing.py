@@ -368,15 +368,13 @@ class DialPrefixAdmin(
     TenantHistoryMixin,
     SimpleHistoryAdmin,
 ):
+    # Action, strategy and routing mode read in the targets column (ops.admin.prefix_list).
     list_display = [
         "prefix_display",
         "description",
         "tenant",
         "plan",
         "rules",
-        "action",
-        "strategy",
-        "routing_mode",
         "target_summary",
         "length_bounds",
         "is_active",
