@@ -7,15 +7,24 @@ must see nothing of Acme's at any step, and Acme's nothing of Globex's.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from routing.models import DialPrefix, RouteTarget, TrunkHealth
+from routing.models import DialPrefix, RouteTarget, Trunk, TrunkHealth
 from tests.browser.test_admin_journey import log_in
 from tests.browser.test_csp import RECORD_VIOLATIONS
-from tests.factories import default_plan, make_operator, make_route, make_tenant, make_trunk
+from tests.factories import (
+    default_plan,
+    make_bucket,
+    make_operator,
+    make_route,
+    make_tenant,
+    make_trunk,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -171,12 +180,20 @@ def test_the_prefix_list_fits_1280_and_finds_by_number(page: Page, workbench, ar
 
 
 def test_the_overview_is_for_superusers(page: Page, workbench, artifacts):
+    acme, _ = workbench
+    london = Trunk.objects.get(name="nw-london")
+    for minutes in range(1, 30):
+        make_bucket(
+            acme, london, timezone.now() - dt.timedelta(minutes=minutes), codes={200: 8, 503: 2}
+        )
     log_in(page, "root")
     page.goto("/admin/routing/carrier/")
     page.locator("#nav-sidebar").get_by_role("link", name="Overview").click()
     acme = page.locator("#overview-acme")
     expect(acme).to_contain_text("Acme Telecom")
     expect(acme).to_contain_text("Contoso / cs-paris (unhealthy)")
+    expect(acme.locator("td.num").nth(4)).to_have_text("290")  # 29 minutes of 10 calls
+    expect(acme.locator("td.num").nth(5)).to_have_text("80.0%")
     expect(page.locator("#overview-globex")).to_contain_text("Globex Ltd")
     page.screenshot(path=str(artifacts / "overview.png"), full_page=True)
 
