@@ -9,7 +9,7 @@ declarations. Every query starts from the admin's scoped queryset
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.db.models import Prefetch
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -45,6 +45,17 @@ class PerPageChangeList(ChangeList):
     def get_results(self, request):
         self.list_per_page = per_page_of(request)
         super().get_results(request)
+
+    def per_page_links(self) -> list[tuple[int, str, bool]]:
+        """(size, link, chosen) for the page-size choice under the list (back to page 1)."""
+        return [
+            (
+                size,
+                self.get_query_string({PER_PAGE_VAR: size}, [PAGE_VAR]),
+                size == self.list_per_page,
+            )
+            for size in PER_PAGE_CHOICES
+        ]
 
 
 class _ScopedTargetFilter(admin.SimpleListFilter):

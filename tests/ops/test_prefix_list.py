@@ -109,8 +109,13 @@ def test_the_page_size_is_a_bounded_choice(client, operator_a, tenant_a, asked, 
 
     assert response.status_code == 200
     assert len(response.context["cl"].result_list) == min(shown, 120)
+    html = response.content.decode()
     if shown == 50:
-        assert "per_page=50" in response.content.decode()  # kept in the page links
+        assert 'href="?p=2&amp;per_page=50"' in html  # kept in the page links
+    assert "Rows per page:" in html
+    assert f"<strong>{shown}</strong>" in html  # the choice in force, the others links
+    for other in {50, 100, 500} - {shown}:
+        assert f'href="?per_page={other}"' in html
 
 
 @contextlib.contextmanager
