@@ -14,8 +14,8 @@ Everything comes from the routing code itself, so the box cannot disagree with a
 - the chain is the route table's `routes(plan, prefixes_of(digits), version)`, the very
   query of a call, at the plan's published version (what calls use, not the draft): a
   fixed number of indexed queries whatever the size of the table;
-- which route answers, and the outcome, is the engine's decision (routing.simulation),
-  for a caller without caller rules, now.
+- which route answers, and the outcome, is the engine's decision (routing.service.decide
+  on the same table), for a caller without caller rules, now.
 
 Scoping: the tenant is the operator's own (a superuser picks one), the customer one
 of that tenant's (tenants.scoping), and the table is seen through OwnTenantTable.
@@ -37,8 +37,8 @@ from routing.models import Customer, Schedule
 from routing.numbers import clean_number, match_digits, prefixes_of
 from routing.resolver import CallRequest, Decision, precedence, translate_inbound
 from routing.rows import RouteRow
-from routing.service import get_route_table
-from routing.simulation import OwnTenantTable, simulate
+from routing.service import decide, get_route_table
+from routing.simulation import OwnTenantTable
 from routing.translation import DiallingContext
 from tenants.models import Tenant
 from tenants.scoping import EVERYTHING, scope_queryset, user_scope
@@ -227,10 +227,12 @@ def lookup(
         if schedule_ids
         else {}
     )
-    decision = simulate(
+    # The engine itself, on the same tenant-only table (not simulate(): a look-up is not
+    # a simulation, and must not count in the simulator's metrics).
+    decision = decide(
         CallRequest(callee=callee, caller="", tenant=tenant.slug, customer=customer.name),
-        user=user,
-    ).decision
+        table=table,
+    )
     matched = decision.matched.id if decision.matched is not None else None
 
     now = timezone.now()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from ops.numberbox import NumberBoxError, lookup
 from routing.models import Customer, DialPrefix, HealthState, TrunkHealth
@@ -171,3 +172,12 @@ def test_a_lookup_costs_the_same_queries_whatever_the_table_size(
     with django_assert_max_num_queries(len(small.captured_queries)):
         found = lookup(user=operator_a, number="+442071234567")
     assert found.chain_text == "44 → 4420"
+
+
+def test_a_lookup_is_not_counted_as_a_simulation(operator_a, uk_a):
+    labels = {"transport": "simulator", "outcome": "routed"}
+    before = REGISTRY.get_sample_value("routing_decisions_total", labels) or 0.0
+
+    lookup(user=operator_a, number="+442071234567")
+
+    assert (REGISTRY.get_sample_value("routing_decisions_total", labels) or 0.0) == before
