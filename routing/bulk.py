@@ -117,7 +117,7 @@ def routes_using(trunk: Trunk) -> QuerySet[DialPrefix]:
 def preview_trunk_move(*, user, trunk: Trunk, new_trunk: Trunk, mode: str) -> Preview:
     """What moving `trunk`'s routes to `new_trunk` would change (nothing is written)."""
     _check_move(user=user, trunk=trunk, new_trunk=new_trunk, mode=mode)
-    state = _move_state(trunk, new_trunk)
+    state = _move_state(trunk, new_trunk, mode)
     return _preview(state, _move_notes(state, trunk, new_trunk, mode), state.changed)
 
 
@@ -137,7 +137,7 @@ def move_trunk(*, user, trunk: Trunk, new_trunk: Trunk, mode: str, expected: str
     )
     with transaction.atomic(), changes.bulk_writes():
         _lock(DialPrefix.objects.filter(targets__trunk=trunk))
-        state = _move_state(trunk, new_trunk)
+        state = _move_state(trunk, new_trunk, mode)
         if state.fingerprint != expected:
             raise StalePreview(_stale_message(state))
         mine = RouteTarget.objects.filter(trunk=trunk)
@@ -202,7 +202,7 @@ class _State:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-def _move_state(trunk: Trunk, new_trunk: Trunk) -> _State:
+def _move_state(trunk: Trunk, new_trunk: Trunk, mode: str) -> _State:
     has_new = set(
         RouteTarget.objects.filter(trunk=new_trunk, prefix__targets__trunk=trunk).values_list(
             "prefix_id", flat=True
@@ -224,7 +224,7 @@ def _move_state(trunk: Trunk, new_trunk: Trunk) -> _State:
             "prefix__plan__name",
         )
     )
-    state, digest = _State(), hashlib.sha256()
+    state, digest = _State(), hashlib.sha256(f"{new_trunk.pk}:{mode};".encode())
     for (
         route,
         target,
@@ -364,7 +364,8 @@ def _edit_state(base: QuerySet[DialPrefix], edit: RouteEdit) -> _State:
         "plan__published_version",
         "plan__name",
     )
-    state, digest = _State(), hashlib.sha256()
+    # The edit itself is in the fingerprint: a form changed after its preview is refused.
+    state, digest = _State(), hashlib.sha256(repr(edit).encode())
     for pk, active, mode, tenant, plan, prefix, staged, name in rows.iterator(chunk_size=10_000):
         target = targets.get(pk)
         digest.update(f"{pk}:{active}:{mode}:{target};".encode())

@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 from simple_history.admin import SimpleHistoryAdmin
 
+from ops.admin.bulk import RouteBulkEditMixin, TrunkRoutesMixin, bulk_edit_action
 from ops.admin.help import OperatorHelpMixin
 from ops.admin.imports import PrefixImportAdminMixin
 from ops.admin.scoping import TenantScopedMixin
@@ -170,7 +171,12 @@ class CarrierAdmin(
 
 @admin.register(Trunk)
 class TrunkAdmin(
-    ServiceWritesMixin, OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin
+    TrunkRoutesMixin,
+    ServiceWritesMixin,
+    OperatorHelpMixin,
+    TenantScopedMixin,
+    TenantHistoryMixin,
+    SimpleHistoryAdmin,
 ):
     list_display = [
         "__str__",
@@ -357,6 +363,7 @@ class RouteTargetInline(
 
 @admin.register(DialPrefix)
 class DialPrefixAdmin(
+    RouteBulkEditMixin,
     AddOnlyRelatedMixin,
     RouteWritesMixin,
     PrefixImportAdminMixin,
@@ -392,7 +399,7 @@ class DialPrefixAdmin(
     list_select_related = ["tenant", "plan", "schedule"]
     # A wholesale table has a million rows: do not count them on every page view.
     show_full_result_count = False
-    actions = [enable_selected, disable_selected]
+    actions = [enable_selected, disable_selected, bulk_edit_action]
     inlines = [RouteTargetInline]
     add_only_related = ("plan", "schedule")
     fieldsets = (
