@@ -38,6 +38,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from routing import changes
 from routing.models import DialPrefix, RouteTarget, RoutingMode, Trunk
@@ -253,16 +254,16 @@ def _move_state(trunk: Trunk, new_trunk: Trunk, mode: str) -> _State:
 def _move_notes(state: _State, trunk: Trunk, new_trunk: Trunk, mode: str) -> list[str]:
     both = state.counts["both"]
     if mode == REPLACE:
-        notes = [f"{state.selected - both} routes: {trunk} becomes {new_trunk}, same place."]
+        notes = [f"{routes(state.selected - both)}: {trunk} becomes {new_trunk}, same place."]
         if both:
-            notes.append(f"{both} routes already have {new_trunk}: {trunk} is removed from them.")
+            notes.append(f"{routes(both)} already had {new_trunk}: {trunk} is removed from them.")
     else:
         notes = [
-            f"{state.selected - both} routes: {new_trunk} is added one priority after {trunk}; "
+            f"{routes(state.selected - both)}: {new_trunk} is added one priority after {trunk}; "
             "later targets move one priority down."
         ]
         if both:
-            notes.append(f"{both} routes already have {new_trunk}: left as they are.")
+            notes.append(f"{routes(both)} already had {new_trunk}: left as they are.")
     return notes
 
 
@@ -339,8 +340,8 @@ def _check_edit_tenant(user, base: QuerySet[DialPrefix], edit: RouteEdit) -> Non
     if others:
         raise ValidationError(
             {
-                "trunk": f"{others} of these routes are not in {tenant}, the trunk's tenant: "
-                "filter the list by tenant first."
+                "trunk": f"The selection has {routes(others)} outside {tenant}, the trunk's "
+                "tenant: filter the list by tenant first."
             }
         )
 
@@ -400,21 +401,21 @@ def _edit_notes(state: _State, edit: RouteEdit) -> list[str]:
     notes = []
     if edit.is_active is not None:
         switched = "switched on" if edit.is_active else "switched off"
-        notes.append(f"{state.counts['active']} routes {switched}.")
+        notes.append(f"{routes(state.counts['active'])} {switched}.")
     if edit.routing_mode:
-        notes.append(f"{state.counts['mode']} routes set to {edit.routing_mode}.")
+        notes.append(f"{routes(state.counts['mode'])} set to {edit.routing_mode}.")
     if edit.target == TARGET_ADD:
         notes.append(
-            f"{state.counts['target']} routes get the target {edit.trunk} "
-            f"(priority {edit.priority or 1}, weight {edit.weight or 100}); "
-            "routes that have it already are left as they are."
+            f"{routes(state.counts['target'])}: the target {edit.trunk} is added "
+            f"(priority {1 if edit.priority is None else edit.priority}, "
+            f"weight {edit.weight or 100}); routes that have it already keep theirs."
         )
     elif edit.target == TARGET_REMOVE:
-        notes.append(f"{state.counts['target']} routes lose the target {edit.trunk}.")
+        notes.append(f"{routes(state.counts['target'])}: the target {edit.trunk} is removed.")
     elif edit.target == TARGET_SET:
-        notes.append(f"{state.counts['target']} routes have their target {edit.trunk} changed.")
+        notes.append(f"{routes(state.counts['target'])}: the target {edit.trunk} changes.")
         if state.counts["without"]:
-            notes.append(f"{state.counts['without']} routes do not have {edit.trunk}: left alone.")
+            notes.append(f"{routes(state.counts['without'])} without {edit.trunk}: left alone.")
     return notes
 
 
@@ -457,6 +458,11 @@ def _edit_targets(base, edit: RouteEdit, user, reason: str, now) -> None:
 # --- Shared -----------------------------------------------------------------------------
 
 
+def routes(count: int) -> str:
+    """ "1 route", "2 routes"."""
+    return ngettext("%(count)d route", "%(count)d routes", count) % {"count": count}
+
+
 def _preview(state: _State, notes: list[str], changed: list[int]) -> Preview:
     sample = list(
         DialPrefix.objects.filter(pk__in=changed[:SAMPLE])
@@ -477,7 +483,7 @@ def _preview(state: _State, notes: list[str], changed: list[int]) -> Preview:
 def _stale_message(state: _State) -> str:
     return (
         "These routes changed since the preview (someone edited, added or removed some): "
-        f"nothing was changed. Here is the new preview ({state.selected} routes): apply "
+        f"nothing was changed. Here is the new preview ({routes(state.selected)}): apply "
         "again if it is still what you want."
     )
 

@@ -35,7 +35,7 @@ def test_replace_moves_every_route_of_the_trunk_with_history_and_one_log_entry_e
     )
     assert (preview.selected, preview.count) == (2, 2)
     assert {r.prefix for r in preview.sample} == {"44", "49"}
-    assert "1 routes already have" in " ".join(preview.notes)
+    assert "1 route already had" in " ".join(preview.notes)
 
     bulk.move_trunk(
         user=operator_a,
@@ -176,7 +176,7 @@ def test_bulk_edit_of_an_outsider_never_reaches_the_other_tenant(
 
 
 def test_a_target_edit_across_tenants_is_refused(superuser, route_a, route_b, trunks_a):
-    with pytest.raises(ValidationError, match="not in Tenant A"):
+    with pytest.raises(ValidationError, match="1 route outside Tenant A"):
         bulk.preview_edit(
             user=superuser,
             routes=DialPrefix.objects.all(),
