@@ -8,8 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from routing import bulk, changes
-from routing.models import DialPrefix, RouteChange, RouteTarget
+from routing.models import DialPrefix, PublishedRoute, RouteChange, RouteTarget
 from tests.factories import make_route, make_trunk
+from versions.publishing import publish
 
 
 def order(route: DialPrefix) -> list[tuple[str, int, int]]:
@@ -220,3 +221,31 @@ def test_the_work_does_not_grow_with_the_number_of_routes(operator_a, trunks_a, 
     # 30, not more: SQLite inserts ~30 historical routes per statement (999 variables).
     many = queries_of_an_edit(operator_a, trunks_a, spare_a, 30)
     assert many == few
+
+
+def test_on_a_staged_plan_a_bulk_edit_writes_the_draft_as_a_single_edit_does(
+    operator_a, trunks_a, spare_a
+):
+    primary, _ = trunks_a
+    route = make_route(operator_a.tenant, "44", primary)
+    publish(route.plan, comment="first")
+    preview = bulk.preview_trunk_move(
+        user=operator_a, trunk=primary, new_trunk=spare_a, mode=bulk.REPLACE
+    )
+    assert preview.staged_plans == ["Default"]
+    bulk.move_trunk(
+        user=operator_a,
+        trunk=primary,
+        new_trunk=spare_a,
+        mode=bulk.REPLACE,
+        expected=preview.fingerprint,
+    )
+    edit(operator_a, bulk.RouteEdit(is_active=False))
+    assert order(route) == [("a-spare", 1, 100)]  # the draft
+    live = PublishedRoute.objects.get(plan=route.plan, prefix="44", until__isnull=True)
+    assert live.is_active  # calls still use version 1 until a publish
+    assert live.targets.split(":")[0] == str(primary.pk)
+    publish(route.plan, comment="bulk")
+    live = PublishedRoute.objects.get(plan=route.plan, prefix="44", until__isnull=True)
+    assert not live.is_active
+    assert live.targets.split(":")[0] == str(spare_a.pk)
