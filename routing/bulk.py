@@ -46,6 +46,7 @@ from routing.services import require_tenant
 from tenants.scoping import scope_queryset
 
 SAMPLE = 20  # routes a preview lists
+MAX_PRIORITY = 32767  # RouteTarget.priority is a PositiveSmallIntegerField
 PER_PREFIX_CHANGES = 2_000  # beyond this many routes of a plan, one change of the whole plan
 REPLACE, FAILOVER = "replace", "failover"
 TARGET_ADD, TARGET_REMOVE, TARGET_SET = "add", "remove", "set"
@@ -157,6 +158,11 @@ def move_trunk(*, user, trunk: Trunk, new_trunk: Trunk, mode: str, expected: str
         else:
             olds = list(only)
             later = _later_targets(olds, trunk, new_trunk)
+            if any(t.priority >= MAX_PRIORITY for t in [*olds, *later]):
+                raise ValidationError(
+                    f"A route has a target at priority {MAX_PRIORITY}, the last there is: "
+                    "there is no priority after it for the failover."
+                )
             for target in later:
                 target.priority += 1
             RouteTarget.objects.bulk_update(later, ["priority"], batch_size=500)

@@ -70,7 +70,8 @@ def describe_filters(params: QueryDict) -> str:
     filters = list_filters(params)
     filters.pop("o", None)
     filters.pop("p", None)
-    words = [f"search “{filters.pop('q')[0]}”" for _ in [0] if filters.get("q")]
+    search = filters.pop("q", [""])[0]
+    words = [f"search “{search}”"] if search else []
     words += [f"{name} = {value}" for name, value in filters.items()]
     return ", ".join(words)
 

@@ -249,3 +249,20 @@ def test_on_a_staged_plan_a_bulk_edit_writes_the_draft_as_a_single_edit_does(
     live = PublishedRoute.objects.get(plan=route.plan, prefix="44", until__isnull=True)
     assert not live.is_active
     assert live.targets.split(":")[0] == str(spare_a.pk)
+
+
+def test_a_failover_after_the_last_priority_is_refused_not_a_crash(operator_a, trunks_a, spare_a):
+    primary, _ = trunks_a
+    route = make_route(operator_a.tenant, "44", (primary, bulk.MAX_PRIORITY, 100))
+    preview = bulk.preview_trunk_move(
+        user=operator_a, trunk=primary, new_trunk=spare_a, mode=bulk.FAILOVER
+    )
+    with pytest.raises(ValidationError, match="no priority after it"):
+        bulk.move_trunk(
+            user=operator_a,
+            trunk=primary,
+            new_trunk=spare_a,
+            mode=bulk.FAILOVER,
+            expected=preview.fingerprint,
+        )
+    assert order(route) == [("a-primary", bulk.MAX_PRIORITY, 100)]
