@@ -248,11 +248,13 @@ def _move_state(trunk: Trunk, new_trunk: Trunk, mode: str) -> _State:
             f"{route}:{target}:{priority}:{weight}:{schedule}:{route in has_new};".encode()
         )
         state.selected += 1
+        state.counts["both"] += route in has_new
+        if mode == FAILOVER and route in has_new:
+            continue  # it has the other trunk already: left as it is
         state.changed.append(route)
         state.keys.add((tenant, plan, prefix))
         if staged is not None:
             state.staged.add(name)
-        state.counts["both"] += route in has_new
     state.fingerprint = digest.hexdigest()
     return state
 

@@ -266,3 +266,25 @@ def test_a_failover_after_the_last_priority_is_refused_not_a_crash(operator_a, t
             expected=preview.fingerprint,
         )
     assert order(route) == [("a-primary", bulk.MAX_PRIORITY, 100)]
+
+
+def test_a_failover_leaves_the_routes_that_have_it_and_does_not_count_them(
+    operator_a, trunks_a, spare_a
+):
+    primary, _ = trunks_a
+    uk = make_route(operator_a.tenant, "44", primary)
+    de = make_route(operator_a.tenant, "49", primary, (spare_a, 9, 10))
+    preview = bulk.preview_trunk_move(
+        user=operator_a, trunk=primary, new_trunk=spare_a, mode=bulk.FAILOVER
+    )
+    assert (preview.selected, preview.count) == (2, 1)
+    assert [r.prefix for r in preview.sample] == ["44"]
+    bulk.move_trunk(
+        user=operator_a,
+        trunk=primary,
+        new_trunk=spare_a,
+        mode=bulk.FAILOVER,
+        expected=preview.fingerprint,
+    )
+    assert order(uk) == [("a-primary", 1, 100), ("a-spare", 2, 100)]
+    assert order(de) == [("a-primary", 1, 100), ("a-spare", 9, 10)]
