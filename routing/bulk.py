@@ -7,10 +7,11 @@ published, docs/versions.md) and an unstaged plan's live table. Each changed row
 its historical row (who, when, why: the change reason names the bulk edit), and the
 route-table change log names every changed route, so the compiled tables reload them.
 
-Bounded work: a handful of statements whatever the number of routes. The rows are
-read once (their fingerprint, below), written with one UPDATE, INSERT or DELETE per
-kind of change (the set given by a subquery, never a list of ids in the SQL), and
-their historical rows are bulk-inserted. On PostgreSQL the per-row change triggers
+Bounded work: a handful of statements per 5,000 routes, never one per route. The
+rows are read once (their fingerprint, below), then written by the ids that read
+counted, with one UPDATE, INSERT or DELETE per kind of change and slice of ids (not
+by the filter again: switching off "the active routes" changes what that filter
+selects), and their historical rows are bulk-inserted. On PostgreSQL the per-row change triggers
 are off for the transaction (routing.changes.bulk_writes) and the change log is
 written once per plan: one change per route, or one of the whole plan beyond
 PER_PREFIX_CHANGES routes, as a publish does.
@@ -29,14 +30,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import reduce
-from operator import or_
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 from django.utils.translation import ngettext
 
@@ -46,6 +45,7 @@ from routing.services import require_tenant
 from tenants.scoping import scope_queryset
 
 SAMPLE = 20  # routes a preview lists
+CHUNK = 5_000  # routes written per statement
 MAX_PRIORITY = 32767  # RouteTarget.priority is a PositiveSmallIntegerField
 PER_PREFIX_CHANGES = 2_000  # beyond this many routes of a plan, one change of the whole plan
 REPLACE, FAILOVER = "replace", "failover"
@@ -207,6 +207,8 @@ class _State:
     keys: set[tuple[int, int, str]] = field(default_factory=set)  # (tenant, plan, prefix)
     staged: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    columns: list[int] = field(default_factory=list)  # routes whose active or mode changes
+    targets: list[int] = field(default_factory=list)  # routes whose target changes
 
 
 def _move_state(trunk: Trunk, new_trunk: Trunk, mode: str) -> _State:
@@ -311,23 +313,25 @@ def apply_edit(*, user, routes: QuerySet[DialPrefix], edit: RouteEdit, expected:
         state = _edit_state(base, edit)
         if state.fingerprint != expected:
             raise StalePreview(_stale_message(state))
+        # Written by the ids counted (and locked) above, not by the filter again: an
+        # edit can change what the filter selects (switch off the active routes).
         now = timezone.now()
         columns = {}
         if edit.is_active is not None:
             columns["is_active"] = edit.is_active
         if edit.routing_mode:
             columns["routing_mode"] = edit.routing_mode
-        if columns:
-            differ = base.filter(reduce(or_, (~Q(**{n: v}) for n, v in columns.items())))
-            rows = list(DialPrefix.objects.filter(pk__in=differ.values("pk")))
+        for ids in _chunks(state.columns):
+            rows = list(DialPrefix.objects.filter(pk__in=ids))
             for row in rows:
                 for name, value in columns.items():
                     setattr(row, name, value)
-            DialPrefix.objects.filter(pk__in=differ.values("pk")).update(**columns)
+            DialPrefix.objects.filter(pk__in=ids).update(**columns)
             _history(DialPrefix, rows, "~", user, reason, now)
-        if edit.target:
-            _edit_targets(base, edit, user, reason, now)
-        _check_scope(user, base)
+        for ids in _chunks(state.targets):
+            _edit_targets(ids, edit, user, reason, now)
+        for ids in _chunks(state.changed):
+            _check_scope(user, DialPrefix.objects.filter(pk__in=ids))
         _record(state.keys)
     return _preview(state, _edit_notes(state, edit), state.changed)
 
@@ -396,6 +400,10 @@ def _edit_state(base: QuerySet[DialPrefix], edit: RouteEdit) -> _State:
             state.counts[part] += 1
         if edit.target == TARGET_SET and target is None:
             state.counts["without"] += 1
+        if "active" in parts or "mode" in parts:
+            state.columns.append(pk)
+        if "target" in parts:
+            state.targets.append(pk)
         if parts:
             state.changed.append(pk)
             state.keys.add((tenant, plan, prefix))
@@ -427,11 +435,11 @@ def _edit_notes(state: _State, edit: RouteEdit) -> list[str]:
     return notes
 
 
-def _edit_targets(base, edit: RouteEdit, user, reason: str, now) -> None:
+def _edit_targets(ids: list[int], edit: RouteEdit, user, reason: str, now) -> None:
+    """The target part of `edit`, on these routes (each one it changes)."""
     trunk = edit.trunk
-    on_trunk = RouteTarget.objects.filter(trunk=trunk, prefix__in=base.values("pk"))
+    on_trunk = RouteTarget.objects.filter(trunk=trunk, prefix_id__in=ids)
     if edit.target == TARGET_ADD:
-        missing = base.exclude(targets__trunk=trunk).values_list("pk", flat=True)
         added = RouteTarget.objects.bulk_create(
             [
                 RouteTarget(
@@ -440,7 +448,7 @@ def _edit_targets(base, edit: RouteEdit, user, reason: str, now) -> None:
                     priority=edit.priority if edit.priority is not None else 1,
                     weight=edit.weight if edit.weight is not None else 100,
                 )
-                for pk in missing.iterator(chunk_size=10_000)
+                for pk in ids
             ],
             batch_size=500,
         )
@@ -454,12 +462,11 @@ def _edit_targets(base, edit: RouteEdit, user, reason: str, now) -> None:
             for name, value in (("priority", edit.priority), ("weight", edit.weight))
             if value is not None
         }
-        differ = on_trunk.exclude(**values)
-        rows = list(differ)
+        rows = list(on_trunk)
         for row in rows:
             for name, value in values.items():
                 setattr(row, name, value)
-        RouteTarget.objects.filter(pk__in=differ.values("pk")).update(**values)
+        on_trunk.update(**values)
         _history(RouteTarget, rows, "~", user, reason, now)
 
 
@@ -469,6 +476,12 @@ def _edit_targets(base, edit: RouteEdit, user, reason: str, now) -> None:
 def routes(count: int) -> str:
     """ "1 route", "2 routes"."""
     return ngettext("%(count)d route", "%(count)d routes", count) % {"count": count}
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    """Ids in slices that fit any database's parameter limit (SQLite: 32,766)."""
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start : start + CHUNK]
 
 
 def _preview(state: _State, notes: list[str], changed: list[int]) -> Preview:

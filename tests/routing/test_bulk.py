@@ -288,3 +288,15 @@ def test_a_failover_leaves_the_routes_that_have_it_and_does_not_count_them(
     )
     assert order(uk) == [("a-primary", 1, 100), ("a-spare", 2, 100)]
     assert order(de) == [("a-primary", 1, 100), ("a-spare", 9, 10)]
+
+
+def test_an_edit_that_changes_what_the_filter_selects_still_applies_to_every_counted_route(
+    operator_a, trunks_a, spare_a
+):
+    for prefix in ("441", "442"):
+        make_route(operator_a.tenant, prefix, trunks_a[0])
+    active = DialPrefix.objects.filter(is_active=True)
+    done = edit(operator_a, bulk.RouteEdit(is_active=False, trunk=spare_a, target="add"), active)
+    assert done.count == 2
+    assert RouteTarget.objects.filter(trunk=spare_a).count() == 2
+    assert not DialPrefix.objects.filter(is_active=True).exists()
