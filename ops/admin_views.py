@@ -52,6 +52,7 @@ def simulator(request: HttpRequest) -> HttpResponse:
         "title": "Route simulator",
         "form": form,
         "result": result,
+        "trace": form.explain(result.decision.trace) if result else [],
         "rtjson": json.dumps(to_rtjson(result.decision), indent=2, ensure_ascii=False)
         if result
         else "",

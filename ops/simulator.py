@@ -123,6 +123,9 @@ class SimulatorForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        chosen = ("source_ip", "tenant", "customer", "plan")
+        # Nothing named whose call it is: simulation_target() takes the user's tenant.
+        self.tenant_implied = not any(data.get(name) for name in chosen)
         try:
             self.target = simulation_target(
                 user=self.user,
@@ -171,6 +174,27 @@ class SimulatorForm(forms.Form):
             call_id=data["call_id"],
             at=data.get("at"),
         )
+
+    def explain(self, trace: list[str]) -> list[str]:
+        """The decision's trace as the operator asked: the resolver says the tenant was
+        "given explicitly" (so it was, to the resolver), but the operator gave none; the
+        simulator took their own."""
+        if not getattr(self, "tenant_implied", False):
+            return trace
+        slug = self.target.tenant.slug
+        given = f"tenant {slug} given explicitly"
+        ours = f"tenant {slug}: yours (no source IP, tenant, customer or plan was given)"
+        return [ours if step == given else step for step in trace]
+
+
+def route_label(row) -> str:
+    """A route as the simulator names it: "44 (UK)", or "(default route)" for the empty
+    prefix, without repeating a description that only says "default route"."""
+    name = row.prefix or "(default route)"
+    description = (row.description or "").strip()
+    if not description or (not row.prefix and description.casefold() == "default route"):
+        return name
+    return f"{name} ({description})"
 
 
 def simulator_url(**params: str) -> str:

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from django.db import connections, transaction
+from django.db.models import QuerySet
 
 from routing.importing import Progress
-from routing.models import RoutingPlan, Schedule, Trunk
+from routing.models import DialPrefix, RoutingPlan, Schedule, Trunk
 from routing.rows import CSV_COLUMNS, Kind, csv_route_columns, normaliser
 from routing.services import plan_of
 from tenants.models import Tenant
@@ -55,12 +56,14 @@ def _select(vendor: str, name: str) -> str:
     return f"p.{name}"
 
 
-def _export_sql(vendor: str) -> str:
-    """The export query: one row per route, its cells in CSV_COLUMNS order."""
+def _export_sql(vendor: str, among: str = "") -> str:
+    """The export query: one row per route, its cells in CSV_COLUMNS order; `among`, a
+    query of route ids, keeps only those."""
     cells = ", ".join(_select(vendor, name) for name in CSV_COLUMNS)
+    where = f" AND p.id IN ({among})" if among else ""
     return (
         f"SELECT {cells} FROM routing_dialprefix p "  # noqa: S608 (names from routing.rows)
-        f"WHERE p.plan_id = %s ORDER BY {_ORDER_BY[vendor]}"
+        f"WHERE p.plan_id = %s{where} ORDER BY {_ORDER_BY[vendor]}"
     )
 
 
@@ -106,16 +109,27 @@ def check_names(tenant: Tenant) -> None:
 
 
 def export_rows(
-    tenant: Tenant, plan: RoutingPlan | None = None, using: str = "default"
+    tenant: Tenant,
+    plan: RoutingPlan | None = None,
+    using: str = "default",
+    *,
+    routes: QuerySet[DialPrefix] | None = None,
 ) -> Iterator[list[str]]:
-    """The header, then one CSV row per prefix of `plan` (the tenant's only plan if None)."""
+    """The header, then one CSV row per prefix of `plan` (the tenant's only plan if None).
+
+    `routes` (the admin list's filtered rows) keeps only those of them: the query
+    gets `AND p.id IN (<their query>)`, so the filter runs in the database."""
     plan = plan_of(tenant=tenant, plan=plan)
     check_names(tenant)
     yield list(CSV_COLUMNS)
     connection = connections[using]
-    sql = _SQL.get(connection.vendor, _SQL["sqlite"])
+    vendor = connection.vendor if connection.vendor in _SQL else "sqlite"
+    sql, params = _SQL[vendor], [plan.pk]
+    if routes is not None:
+        among, extra = routes.order_by().values("pk").query.sql_with_params()
+        sql, params = _export_sql(vendor, among), [plan.pk, *extra]
     with transaction.atomic(using=using), connection.chunked_cursor() as cursor:
-        cursor.execute(sql, [plan.pk])
+        cursor.execute(sql, params)
         while rows := cursor.fetchmany(10_000):
             for values in rows:
                 yield [_cell(name, value) for name, value in zip(CSV_COLUMNS, values, strict=True)]

@@ -407,7 +407,7 @@ class RowParser:
         for position, item in enumerate(text.split("|"), start=1):
             head, at, tail = item.rpartition("@")
             schedule_name = tail.strip() if at and "/" not in tail else ""
-            name, priority, weight = _split_target(
+            name, priority, weight, problem = _split_target(
                 (head if schedule_name else item).strip(), position
             )
             trunk = self.trunks.get(name)
@@ -418,8 +418,8 @@ class RowParser:
                 self.error(
                     line,
                     "targets",
-                    f"{item.strip()!r}: write carrier/trunk:priority:weight, "
-                    "priority 0-32767, weight 1-32767",
+                    f"target {position} ({item.strip()!r}): {problem}; write "
+                    "carrier/trunk:priority:weight, priority 0-32767, weight 1-32767",
                 )
             elif trunk is None:
                 self.error(line, "targets", f"no trunk {name!r} in this tenant (carrier/trunk)")
@@ -436,19 +436,22 @@ class RowParser:
         return parsed
 
 
-def _split_target(item: str, position: int) -> tuple[str, int | None, int | None]:
-    """'Carrier/trunk:1:100' -> ('Carrier/trunk', 1, 100); priority/weight may be left out."""
+def _split_target(item: str, position: int) -> tuple[str, int | None, int | None, str]:
+    """'Carrier/trunk:1:100' -> ('Carrier/trunk', 1, 100, ""); priority/weight may be
+    left out. A bad one comes back with (None, None) and what is wrong with it."""
     parts = item.rsplit(":", 2)
     numbers: list[int | None] = []
     while len(parts) > 1 and parts[-1].strip().isdigit() and len(numbers) < 2:
         numbers.insert(0, int(parts.pop().strip()))
     if len(parts) > 1:  # a ':' whose right side is not a number
-        return item, None, None
+        return item, None, None, f"{parts[-1].strip()!r} is not a number"
     priority = numbers[0] if numbers else position
     weight = numbers[1] if len(numbers) > 1 else 100
-    if not 0 <= priority <= _SMALL or not 1 <= weight <= _SMALL:
-        return parts[0], None, None
-    return parts[0].strip(), priority, weight
+    if not 0 <= priority <= _SMALL:
+        return parts[0], None, None, f"priority {priority} is not 0-32767"
+    if not 1 <= weight <= _SMALL:
+        return parts[0], None, None, f"weight {weight} is not 1-32767"
+    return parts[0].strip(), priority, weight, ""
 
 
 def read_rows(

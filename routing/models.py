@@ -188,6 +188,7 @@ class Trunk(models.Model):
         "sending it (e.g. 2 turns 33612345678 into 612345678).",
     )
     from_display = models.CharField(
+        verbose_name="From display name",
         max_length=100,
         blank=True,
         validators=[validators.validate_no_line_breaks, validators.validate_placeholders],
@@ -195,6 +196,7 @@ class Trunk(models.Model):
         "calling number. Empty keeps the caller's.",
     )
     from_uri = models.CharField(
+        verbose_name="From URI",
         max_length=255,
         blank=True,
         validators=[
@@ -206,6 +208,7 @@ class Trunk(models.Model):
         "Empty keeps the caller's.",
     )
     rewrite_to = models.BooleanField(
+        verbose_name="Rewrite To URI",
         default=False,
         help_text="Set the To header to the number sent to the carrier (some carriers "
         "route on To instead of the R-URI).",
@@ -222,12 +225,14 @@ class Trunk(models.Model):
         help_text="Kamailio branch flags to set on this branch (a bit mask), for your config.",
     )
     fr_timer = models.PositiveIntegerField(
+        verbose_name="fr_timer",
         null=True,
         blank=True,
         help_text="Milliseconds to wait for any reply (e.g. 100 Trying) before failing over "
         "to the next trunk. Empty uses the platform default.",
     )
     fr_inv_timer = models.PositiveIntegerField(
+        verbose_name="fr_inv_timer",
         null=True,
         blank=True,
         help_text="Milliseconds to wait for the call to be answered once it rings, before "
@@ -295,6 +300,7 @@ class Trunk(models.Model):
         "beyond it goes to the next route. Empty: no cap.",
     )
     max_cps = models.PositiveIntegerField(
+        verbose_name="Max CPS",
         null=True,
         blank=True,
         validators=[MinValueValidator(1)],

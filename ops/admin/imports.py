@@ -31,13 +31,14 @@ from pathlib import Path
 
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.text import slugify
 
+from ops.admin.bulk import describe_filters, filtered_routes, list_filters
 from ops.admin.versions import versions_url
 from routing.exporting import ExportError, export_rows
 from routing.importing import (
@@ -294,15 +295,18 @@ class PrefixImportAdminMixin:
     def export_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        form = PlanChoiceForm(request.GET or None, user=request.user)
+        form = PlanChoiceForm(request.GET if "plan" in request.GET else None, user=request.user)
+        filters = list_filters(request.GET)
         if form.is_valid():
             plan = form.cleaned_data["plan"]
             tenant = plan.tenant
             try:
-                rows = export_rows(tenant, plan)
+                # The list's filters and search, when the list's link carried them.
+                routes = filtered_routes(self, request, request.GET) if filters else None
+                rows = export_rows(tenant, plan, routes=routes)
                 first = next(rows)  # runs the name check before the response starts
-            except ExportError as exc:
-                form.add_error(None, str(exc))
+            except (ExportError, ValidationError) as exc:
+                form.add_error(None, exc)
             else:
                 response = StreamingHttpResponse(
                     _csv_lines(_chain(first, rows)),
@@ -316,6 +320,8 @@ class PrefixImportAdminMixin:
             "opts": self.opts,
             "title": "Export dial prefixes as CSV",
             "form": form,
+            "filters": describe_filters(request.GET),
+            "filter_params": [(k, v) for k, values in filters.lists() for v in values],
         }
         return TemplateResponse(request, "admin/routing/dialprefix/export.html", context)
 

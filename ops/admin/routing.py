@@ -15,11 +15,14 @@ from django.http import Http404, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 from simple_history.admin import SimpleHistoryAdmin
 
+from ops.admin.bulk import RouteBulkEditMixin, TrunkRoutesMixin, bulk_edit_action
 from ops.admin.help import OperatorHelpMixin
 from ops.admin.imports import PrefixImportAdminMixin
+from ops.admin.labels import KamailioLabelsMixin
 from ops.admin.prefix_list import PrefixListMixin
 from ops.admin.scoping import TenantScopedMixin
 from ops.admin.versions import PlanVersionsMixin
@@ -109,11 +112,10 @@ HEALTH_HISTORY_ROWS = 50
 
 def _set_active(modeladmin, request, queryset, active: bool) -> None:
     count = services.set_active(user=request.user, queryset=queryset, active=active)
+    opts = queryset.model._meta
+    name = ngettext(opts.verbose_name, opts.verbose_name_plural, count)
     modeladmin.message_user(
-        request,
-        f"{'Enabled' if active else 'Disabled'} {count} "
-        f"{queryset.model._meta.verbose_name_plural}.",
-        messages.SUCCESS,
+        request, f"{'Enabled' if active else 'Disabled'} {count} {name}.", messages.SUCCESS
     )
 
 
@@ -127,7 +129,7 @@ def disable_selected(modeladmin, request, queryset):
     _set_active(modeladmin, request, queryset, False)
 
 
-class TrunkInline(OperatorHelpMixin, TenantScopedMixin, admin.StackedInline):
+class TrunkInline(KamailioLabelsMixin, OperatorHelpMixin, TenantScopedMixin, admin.StackedInline):
     model = Trunk
     extra = 0
     fieldsets = TRUNK_FIELDSETS
@@ -171,7 +173,13 @@ class CarrierAdmin(
 
 @admin.register(Trunk)
 class TrunkAdmin(
-    ServiceWritesMixin, OperatorHelpMixin, TenantScopedMixin, TenantHistoryMixin, SimpleHistoryAdmin
+    TrunkRoutesMixin,
+    KamailioLabelsMixin,
+    ServiceWritesMixin,
+    OperatorHelpMixin,
+    TenantScopedMixin,
+    TenantHistoryMixin,
+    SimpleHistoryAdmin,
 ):
     list_display = [
         "__str__",
@@ -359,6 +367,7 @@ class RouteTargetInline(
 @admin.register(DialPrefix)
 class DialPrefixAdmin(
     PrefixListMixin,  # search by number, carrier/trunk filters, targets column, page size
+    RouteBulkEditMixin,  # bulk edit of the filtered rows (ops.admin.bulk)
     AddOnlyRelatedMixin,
     RouteWritesMixin,
     PrefixImportAdminMixin,
@@ -392,7 +401,7 @@ class DialPrefixAdmin(
     list_select_related = ["tenant", "plan", "schedule"]
     # A wholesale table has a million rows: do not count them on every page view.
     show_full_result_count = False
-    actions = [enable_selected, disable_selected]
+    actions = [enable_selected, disable_selected, bulk_edit_action]
     inlines = [RouteTargetInline]
     add_only_related = ("plan", "schedule")
     fieldsets = (
