@@ -99,33 +99,35 @@ def test_an_outsider_sees_no_route_and_cannot_replace_a_trunk_of_another_tenant(
 
 def test_bulk_edit_acts_on_every_filtered_row_not_just_the_page(client, operator_a, trunks_a):
     for n in range(5):
-        make_route(operator_a.tenant, f"44{n}", trunks_a[0])
-    make_route(operator_a.tenant, "33", trunks_a[0])
+        make_route(operator_a.tenant, f"44{n}", trunks_a[0], description="London")
+    make_route(operator_a.tenant, "33", trunks_a[0], description="Paris")
     client.force_login(operator_a)
-    url = f"{BULK}?q=44"
+    url = f"{BULK}?q=London"  # the list's search (a number would find one chain)
     form = {"is_active": "no", "_preview": "1"}
     preview = client.post(url, form)
     assert preview.context["preview"].count == 5
     fingerprint = preview.context["form"]["fingerprint"].value()
     done = client.post(url, {**form, "fingerprint": fingerprint, "_apply": "1"}, follow=True)
     assert "Changed 5 routes of 5." in done.content.decode()
-    assert done.redirect_chain[-1][0].endswith("?q=44")
+    assert done.redirect_chain[-1][0].endswith("?q=London")
     assert set(DialPrefix.objects.filter(is_active=False).values_list("prefix", flat=True)) == {
         f"44{n}" for n in range(5)
     }
 
 
 def test_the_action_edits_the_ticked_rows(client, operator_a, trunks_a):
-    routes = [make_route(operator_a.tenant, f"44{n}", trunks_a[0]) for n in range(3)]
+    routes = [
+        make_route(operator_a.tenant, f"44{n}", trunks_a[0], description="London") for n in range(3)
+    ]
     client.force_login(operator_a)
     changelist = reverse("admin:routing_dialprefix_changelist")
     answer = client.post(
-        f"{changelist}?q=44",
+        f"{changelist}?q=London",
         {"action": "bulk_edit_action", "_selected_action": [routes[0].pk, routes[2].pk]},
     )
     assert answer.status_code == 302
     target = answer["Location"]
-    assert "q=44" in target
+    assert "q=London" in target
     assert "ids=" in target
     preview = client.post(target, {"routing_mode": "parallel", "_preview": "1"})
     assert preview.context["preview"].count == 2
