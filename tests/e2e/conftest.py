@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import sys
 import tempfile
 import time
@@ -23,16 +24,21 @@ from tests.e2e.processes import (
     sip_options_answered,
 )
 from tests.e2e.services import (
+    APP_PYTHON3_MISSING,  # KEMI
     BASE_DIR,
     CONFIGS,
     HTTP_ASYNC,
     HTTP_ASYNC_MISSING,
+    KEMI_MODES,  # KEMI
+    KEMI_SCRIPT,  # KEMI
     Api,
     Kamailio,
     Table,
     WebServer,
+    app_python3_installed,  # KEMI
     http_async_module_path,
     http_ok,
+    kemi_param,  # KEMI
     manage,
     service_env,
 )
@@ -181,7 +187,7 @@ def start_kamailio(processes):
             "SIP_WORKERS": 2,
         }
         evapi_port = None
-        if path == "evapi":
+        if path in ("evapi", "kemi-evapi"):
             evapi_port = free_port()
             values["EVAPI_BIND"] = f"{HOST}:{evapi_port}"
         values.update(defines)
@@ -194,6 +200,21 @@ def start_kamailio(processes):
             if module_path is None:
                 pytest.skip(HTTP_ASYNC_MISSING)
             values["MODULES_DIR"] = module_path
+        # --- KEMI (Python) config: the mode define, the script, its modules ---
+        elif path in KEMI_MODES:
+            if not app_python3_installed():
+                pytest.skip(APP_PYTHON3_MISSING)
+            argv += ["-A", KEMI_MODES[path]]
+            values.setdefault("KEMI_SCRIPT", str(KEMI_SCRIPT))
+            module_path = http_async_module_path()
+            if module_path is None and path == "kemi-http":
+                pytest.skip(HTTP_ASYNC_MISSING)
+            if module_path is not None:
+                values.setdefault("MODULES_DIR", module_path)
+            if path == "kemi-inprocess":
+                values.setdefault("ENGINE_PROJECT_DIR", str(BASE_DIR))
+                values.setdefault("ENGINE_PYTHONPATH", ":".join(site.getsitepackages()))
+        # --- end KEMI ---
         for name, value in values.items():
             argv += ["-A", f'{name}="{value}"' if isinstance(value, str) else f"{name}={value}"]
         process = processes.start(
@@ -249,17 +270,45 @@ def proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
     installed; Debian's packages have "http" (http_client) and "evapi". Outcome
     events go to the same web server (HTTP) or bridge (EVAPI).
     """
-    if request.param.startswith("http"):
+    return _routing_kamailio(request, request.param)
+
+
+def _routing_kamailio(request, path: str) -> Kamailio:
+    """A Kamailio on `path` (a CONFIGS key) with the engine it asks running."""
+    start_kamailio = request.getfixturevalue("start_kamailio")
+    web_server = request.getfixturevalue("web_server")
+    if path in ("http", "http-async", "kemi-http", "kemi-inprocess"):
         # The token from the environment, as in production (not in `ps`).
         token = request.getfixturevalue("kamailio_token")
-        rtjson = request.getfixturevalue("rtjson_server")
+        env = {"KAMAILIO_ENGINE_TOKEN": token}
+        defines = {}
+        if path == "kemi-inprocess":
+            # The engine runs in Kamailio's SIP workers: the engine's environment.
+            env.update(request.getfixturevalue("engine_env"))
+        else:
+            rtjson = request.getfixturevalue("rtjson_server")
+            defines["ENGINE_URL"] = f"{rtjson.url}/api/v1/kamailio/rtjson"
         return start_kamailio(
-            request.param,
-            env={"KAMAILIO_ENGINE_TOKEN": token},
-            ENGINE_URL=f"{rtjson.url}/api/v1/kamailio/rtjson",
+            path,
+            env=env,
             OUTCOME_URL=f"{web_server.url}/api/v1/kamailio/events",
             ENGINE_TOKEN_FROM_ENV=1,
+            **defines,
         )
-    kamailio = start_kamailio("evapi")
-    start_bridge(kamailio)
+    kamailio = start_kamailio(path)
+    request.getfixturevalue("start_bridge")(kamailio)
     return kamailio
+
+
+# --- KEMI (Python) config (issue 18): the routing suite runs through it too ---------
+# The other e2e modules keep `proxy` (CI time); test_kamailio_routing.py uses this.
+KEMI_PATHS = [kemi_param("kemi-http"), kemi_param("kemi-evapi"), kemi_param("kemi-inprocess")]
+
+
+@pytest.fixture(params=["http", HTTP_ASYNC, "evapi", *KEMI_PATHS])
+def routing_proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
+    """`proxy`, and the KEMI config in each of its engine modes."""
+    return _routing_kamailio(request, request.param)
+
+
+# --- end KEMI ---------------------------------------------------------------------------

@@ -40,6 +40,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 FAST = 2.0
 
 
+# The routing cases run through every config: `routing_proxy` (conftest.py) adds the
+# KEMI config's modes to the native paths of `proxy`.
+@pytest.fixture
+def proxy(routing_proxy):
+    return routing_proxy
+
+
 # --- Both paths -----------------------------------------------------------------------
 
 
