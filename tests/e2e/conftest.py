@@ -30,6 +30,7 @@ from tests.e2e.services import (
     HTTP_ASYNC,
     HTTP_ASYNC_MISSING,
     KEMI_MODES,  # KEMI
+    KEMI_PATHS,  # KEMI
     KEMI_SCRIPT,  # KEMI
     Api,
     Kamailio,
@@ -38,7 +39,6 @@ from tests.e2e.services import (
     app_python3_installed,  # KEMI
     http_async_module_path,
     http_ok,
-    kemi_param,  # KEMI
     manage,
     service_env,
 )
@@ -172,6 +172,8 @@ def start_kamailio(processes):
     environment variables. "http" runs
     the HTTP config's http_client variant; "http-async" its default,
     http_async_client, and skips the test when that module is not installed.
+    "kemi-http" | "kemi-evapi" | "kemi-inprocess": the KEMI (Python) config in that
+    engine mode; skipped without app_python3 (kemi-http: without http_async_client).
     """
     run_dirs: list[str] = []
 
@@ -302,9 +304,6 @@ def _routing_kamailio(request, path: str) -> Kamailio:
 
 # --- KEMI (Python) config (issue 18): the routing suite runs through it too ---------
 # The other e2e modules keep `proxy` (CI time); test_kamailio_routing.py uses this.
-KEMI_PATHS = [kemi_param("kemi-http"), kemi_param("kemi-evapi"), kemi_param("kemi-inprocess")]
-
-
 @pytest.fixture(params=["http", HTTP_ASYNC, "evapi", *KEMI_PATHS])
 def routing_proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
     """`proxy`, and the KEMI config in each of its engine modes."""

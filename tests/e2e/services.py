@@ -113,6 +113,9 @@ def kemi_param(path: str):
     return pytest.param(path, marks=marks)
 
 
+KEMI_PATHS = [kemi_param(path) for path in KEMI_MODES]
+
+
 # --- end KEMI ---------------------------------------------------------------------------
 
 
