@@ -56,7 +56,7 @@ from django.db import DatabaseError, connections, transaction
 from blocklists.models import Blocklist, BlocklistEntry
 from blocklists.values import CALLEE, CALLER, EXACT, MAX_DIGITS, NETWORK, PREFIX, SOURCE
 from routing import changes
-from routing.process_local import ProcessLocal
+from routing.process_local import ProcessLocal, threads_allowed
 from routing.process_local import close_connection as _close
 from tenants.networks import IPAddress, containing_networks, prefix_length
 
@@ -535,7 +535,9 @@ class BlockStore:
             return
 
 
-_stores: ProcessLocal[BlockStore] = ProcessLocal(lambda using: BlockStore(using, poller=True))
+_stores: ProcessLocal[BlockStore] = ProcessLocal(
+    lambda using: BlockStore(using, poller=threads_allowed(), background=threads_allowed())
+)
 
 
 def block_store(using: str = "default") -> BlockStore:

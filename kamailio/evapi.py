@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kamailio.requests import CallFieldsError, call_request_from_fields
-from kamailio.rtjson import Failure, encode, failure_decision, to_rtjson
-from routing.resolver import CallRequest, Decision, Outcome
+from kamailio.rtjson import Failure, encode, failure_decision, invalid_decision, to_rtjson
+from routing.resolver import CallRequest, Decision
 
 ROUTING_EVENT = "sip-routing"
 # Kamailio's evapi reads each client into a 32 KB buffer (CLIENT_BUFFER_SIZE); a
@@ -43,8 +43,6 @@ MAX_TRANSACTION_ID = 2**32 - 1
 # can still be read, so the call gets a failure answer instead of a timeout.
 _SALVAGE_TINDEX = re.compile(rb'"tindex"\s*:\s*"?(\d{1,10})\b')
 _SALVAGE_TLABEL = re.compile(rb'"tlabel"\s*:\s*"?(\d{1,10})\b')
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
-_MAX_REASON = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +175,7 @@ def _salvage(payload: bytes, what: str, problem: str) -> Event:
 
 
 def _invalid(tindex: int, tlabel: int, reason: str, error: str) -> Invalid:
-    reason = _UNPRINTABLE.sub("?", reason)[:_MAX_REASON]
-    decision = Decision(outcome=Outcome.INVALID, code=400, reason=reason, trace=(error,))
-    return Invalid(tindex, tlabel, decision, error)
+    return Invalid(tindex, tlabel, invalid_decision(reason, error), error)
 
 
 def _short(value: object) -> str:

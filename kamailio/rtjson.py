@@ -8,13 +8,14 @@ gives the same document, byte for byte, over HTTP and over EVAPI:
   and reason Kamailio relays to the caller; `failure_of(exc)` classifies an
   exception and `failure_decision(failure)` makes the Decision to answer with
   (outcome `error`, its own decision_id), so a failure is encoded like any
-  other decision.
+  other decision; `invalid_decision()` answers a request that is no call (400).
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import re
 from typing import Any
 
 from django.db import Error as DatabaseError
@@ -64,6 +65,18 @@ def failure_decision(
         trace=(detail or failure.reason,),
         **extra,
     )
+
+
+def invalid_decision(reason: str, error: str) -> Decision:
+    """The Decision that answers a request that is not a routable call: 400 with
+    `reason` (printable ASCII, at most 120 characters: it becomes a SIP reason
+    phrase), `error` for the logs."""
+    reason = _UNPRINTABLE.sub("?", reason)[:_MAX_REASON]
+    return Decision(outcome=Outcome.INVALID, code=400, reason=reason, trace=(error,))
+
+
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+_MAX_REASON = 120
 
 
 def failover_regex(codes: str) -> str:

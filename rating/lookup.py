@@ -66,7 +66,7 @@ from rating.models import OWNER_FIELDS, Rate, RateDeck
 from rating.rows import MAX_PREFIX, MONEY_PLACES
 from rating.services import Owner, parse_owner_key
 from routing import changes
-from routing.process_local import ProcessLocal
+from routing.process_local import ProcessLocal, threads_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -541,7 +541,9 @@ class RateStore:
         return self.load_owner(Owner("carrier", carrier_id), now)
 
 
-_stores: ProcessLocal[RateStore] = ProcessLocal(RateStore)
+_stores: ProcessLocal[RateStore] = ProcessLocal(
+    lambda using: RateStore(using, background=threads_allowed())
+)
 
 
 def rate_store(using: str = "default") -> RateStore:

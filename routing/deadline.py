@@ -73,7 +73,9 @@ def database_deadline(seconds: float) -> Iterator[None]:
         watchdog.disarm()
 
 
-def call_within(seconds: float, function: Callable[..., T], *args: Any) -> T:
+def call_within(
+    seconds: float, function: Callable[..., T], *args: Any, interrupt: bool = True
+) -> T:
     """`function(*args)` with its database waits bounded by `seconds`: DeadlineExceeded past it.
 
     For any server's request thread. In a process's main thread (gunicorn's sync
@@ -81,9 +83,11 @@ def call_within(seconds: float, function: Callable[..., T], *args: Any) -> T:
     server such as granian runs requests in other threads, which no signal can
     interrupt: there the call runs in a small pool of this process and is waited for
     at most `seconds`; the pool thread itself stays until its database call returns
-    or times out (it must close its connection when that fails).
+    or times out (it must close its connection when that fails). `interrupt=False`
+    takes the pool in a main thread too: for a host program whose signals are its
+    own (Kamailio, kamailio.inprocess), where SIGALRM must not be taken over.
     """
-    watchdog = _watchdog()
+    watchdog = _watchdog() if interrupt else None
     if watchdog is not None and not watchdog.armed:
         with database_deadline(seconds):
             return function(*args)
@@ -112,6 +116,20 @@ def in_background(function: Callable[..., Any], *args: Any) -> None:
                     connection.close()
 
     _pool().submit(run)
+
+
+def close_pool_connections(timeout: float = 5.0) -> None:
+    """Close the database connections this process's pool threads hold (tests, before
+    their database goes): one task per thread, held at a barrier so each thread runs one."""
+    barrier = threading.Barrier(POOL_THREADS)
+
+    def close() -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout)
+        connections.close_all()
+
+    futures = [_pool().submit(close) for _ in range(POOL_THREADS)]
+    concurrent.futures.wait(futures, timeout=timeout + 1)
 
 
 # Threads call_within() and in_background() use; a hung database holds them, never a request thread.

@@ -27,7 +27,7 @@ import zlib
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from routing.process_local import ProcessLocal
+from routing.process_local import ProcessLocal, threads_allowed
 from routing.resolver import CallRequest, Decision
 from versions.models import DecisionSample
 
@@ -186,6 +186,7 @@ _logs: ProcessLocal[DecisionLog] = ProcessLocal(
     lambda using: DecisionLog(
         percent=settings.ROUTING_DECISION_SAMPLE_PERCENT,
         retention_hours=settings.ROUTING_DECISION_RETENTION_HOURS,
+        background=threads_allowed(),
     )
 )
 

@@ -40,7 +40,7 @@ from routing import changes
 from routing.compiled import loading
 from routing.compiled.customers import CustomerIndex
 from routing.compiled.packing import PROFILE_NAMES, Entry, Pools, PrefixTable, entry_of
-from routing.process_local import ProcessLocal
+from routing.process_local import ProcessLocal, threads_allowed
 from routing.process_local import close_connection as _close
 from routing.rows import (
     CustomerRow,
@@ -545,7 +545,7 @@ class CompiledRouteTable:
 
 
 _tables: ProcessLocal[CompiledRouteTable] = ProcessLocal(
-    lambda using: CompiledRouteTable(using, poller=True)
+    lambda using: CompiledRouteTable(using, poller=threads_allowed(), background=threads_allowed())
 )
 
 
