@@ -95,18 +95,44 @@ class kamailio:
             self.start_engine()
         return 0
 
-    def start_engine(self) -> None:
-        """The project's in-process engine, in this process (once; a failure is logged
-        and every call then gets a fast 503 from this worker)."""
-        if self.engine is not None or self.engine_failed:
-            return
+    def engine_module(self):
+        """The project's kamailio.inprocess (the project dir and the virtualenv put on
+        sys.path first); None, logged, when it cannot be imported."""
         paths = [self.settings.project_dir, *self.settings.pythonpath.split(":")]
         for path in reversed([p for p in paths if p]):
             if path not in sys.path:
                 sys.path.insert(0, path)
         try:
             # Imported by name: this script's own class is called `kamailio`.
-            inprocess = importlib.import_module("kamailio.inprocess")
+            return importlib.import_module("kamailio.inprocess")
+        except Exception as exc:  # any failure: logged, calls get 503
+            self.engine_failed = True
+            log("err", f"in-process routing engine could not be imported: {exc!r}")
+            return None
+
+    def preload_engine(self) -> None:
+        """In Kamailio's main process, before it forks: the tables loaded once, their
+        pages shared by every SIP worker (kamailio.inprocess.preload)."""
+        inprocess = self.engine_module()
+        if inprocess is None:
+            return
+        try:
+            loading = inprocess.preload()
+        except Exception as exc:  # each worker tries again in start()
+            log("err", f"in-process routing engine could not preload its tables: {exc!r}")
+        else:
+            still = f" ({', '.join(loading)} still loading)" if loading else ""
+            log("info", f"in-process routing engine preloaded{still}")
+
+    def start_engine(self) -> None:
+        """The project's in-process engine, in this process (once; a failure is logged
+        and every call then gets a fast 503 from this worker)."""
+        if self.engine is not None or self.engine_failed:
+            return
+        inprocess = self.engine_module()
+        if inprocess is None:
+            return
+        try:
             self.engine = inprocess.start()
         except Exception as exc:  # any failure: logged, calls get 503
             self.engine_failed = True
@@ -812,4 +838,8 @@ class kamailio:
 
 
 def mod_init() -> kamailio:
-    return kamailio()
+    """app_python3 calls this once, in the main process, before Kamailio forks."""
+    script = kamailio()
+    if script.settings.mode == "inprocess":
+        script.preload_engine()
+    return script

@@ -82,9 +82,12 @@ def test_an_absent_engine_gets_calls_a_fast_503(path, start_kamailio, sipp):
         )
         expected = "routing engine unreachable"
     else:
-        # The project is not where the config says: no engine in any worker.
-        kamailio = start_kamailio(path, ENGINE_PROJECT_DIR="/nonexistent", ENGINE_PYTHONPATH="")
-        expected = "no in-process routing engine"
+        # Neither the project nor its virtualenv where the config says (nor on the
+        # PYTHONPATH): no engine in any worker.
+        kamailio = start_kamailio(
+            path, env={"PYTHONPATH": ""}, ENGINE_PROJECT_DIR="/nonexistent", ENGINE_PYTHONPATH=""
+        )
+        expected = "in-process routing engine could not be imported"
 
     result = sipp.call(kamailio.port, "33123")
 
