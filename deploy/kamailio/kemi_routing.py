@@ -563,11 +563,11 @@ class kamailio:
             # Parallel: take the trunk's slot here, or drop the branch at its cap.
             capped, _held = self.cap_check(document, index)
             if capped:
-                KSR.x.drop()
+                KSR.set_drop()
                 return 1
         elif index < pv_int("$var(serial_first)"):
             # Serial: a route skipped at its cap (serial_free_route).
-            KSR.x.drop()
+            KSR.set_drop()
             return 1
         KSR.rtjson.update_branch()
         self.outcome_branch(document, index)
