@@ -33,7 +33,7 @@ if not app_python3_installed():
     pytest.skip(APP_PYTHON3_MISSING, allow_module_level=True)
 
 # Imported after the skips: these modules skip themselves too without Kamailio.
-from tests.e2e.test_kamailio_outcomes import wait_for_figures  # noqa: E402
+from tests.e2e.test_kamailio_outcomes import _set_caps, wait_for_figures  # noqa: E402
 from tests.e2e.test_kamailio_routing import FAST, BrokenEngine  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -224,3 +224,49 @@ def test_attempts_and_ends_reach_the_engine(routing_proxy, table, sipp):
     assert 0.9 <= per_trunk[up_id]["duration_s"] <= 2.0, per_trunk
     # The carrier rang (180) before answering: a post-dial delay.
     assert per_trunk[up_id]["pdd_count"] == 1, per_trunk
+
+
+# --- Per-trunk caps: the script's own code (cap_check, serial_free_route, the branch
+# dropped in the branch route), the same whatever the engine mode: one mode here; the
+# native configs' caps cases are in test_kamailio_outcomes.py. ---------------------
+
+
+@pytest.mark.parametrize("routing_proxy", [kemi_param("kemi-evapi")], indirect=True)
+def test_a_trunk_at_max_calls_is_skipped_for_the_next_route(routing_proxy, table, sipp):
+    """Serial, max_calls 2 and 3 calls held at once: the 3rd skips the capped route."""
+    capped = sipp.carrier("carrier_answer", "carrier-capped")
+    spare = sipp.carrier("carrier_answer", "carrier-spare")
+    capped_id = table.trunk("capped", capped.port)
+    table.route("33", capped_id, table.trunk("spare", spare.port))
+    _set_caps(capped_id, max_calls=2)
+
+    result = sipp.call(routing_proxy.port, "33123", calls=3, rate=20, hold_ms=2000)
+
+    assert result.finals == [200] * 3, result.describe()
+    capped.process.stop()
+    spare.process.stop()
+    assert len(capped.invites()) == 2
+    assert len(spare.invites()) == 1
+    assert "route 0 (SIPp carriers/capped) skipped: at its cap of 2 concurrent calls" in (
+        routing_proxy.process.log()
+    )
+
+
+@pytest.mark.parametrize("routing_proxy", [kemi_param("kemi-evapi")], indirect=True)
+def test_parallel_routing_drops_a_branch_at_its_cap(routing_proxy, table, sipp):
+    """Parallel, the answering trunk at max_calls 1, two calls held at once: the second
+    call's branch to it is dropped, so only the rejecting trunk gets that INVITE."""
+    rejecting = sipp.carrier("carrier_reject", "carrier-rejecting")
+    answering = sipp.carrier("carrier_answer", "carrier-answering")
+    answering_id = table.trunk("answering", answering.port)
+    table.route("44", table.trunk("rejecting", rejecting.port), answering_id, mode="parallel")
+    _set_caps(answering_id, max_calls=1)
+
+    result = sipp.call(routing_proxy.port, "44123", calls=2, rate=20, hold_ms=1500)
+
+    answering.process.stop()
+    rejecting.process.stop()
+    assert len(answering.invites()) == 1
+    assert len(rejecting.invites()) == 2
+    # A carrier's 503 reaches the caller as 500 (RFC 3261 16.7).
+    assert sorted(result.finals) == [200, 500], result.describe()
