@@ -8,6 +8,7 @@ engine is absent, broken or silent, and the outcome events it sends back.
 from __future__ import annotations
 
 import http.server
+import json
 import shutil
 import subprocess
 import threading
@@ -147,12 +148,18 @@ def test_evapi_engine_that_does_not_answer_rtjson_gets_the_call_a_fast_503(
 
 class BrokenHttpEngine:
     """An HTTP server on 127.0.0.1 that answers every POST 200 with a fixed body: an
-    engine that answers, but not with {"rtjson": <rtjson document>}."""
+    engine that answers, but not with {"rtjson": <rtjson document>}. It keeps the
+    requests it got (JSON)."""
 
     def __init__(self, body: bytes) -> None:
+        # The request bodies received, as JSON.
+        self.requests: list = []
+        requests = self.requests
+
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                requests.append(json.loads(received))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -190,6 +197,33 @@ def test_http_answer_that_is_not_rtjson_gets_the_call_a_fast_503(path, body, sta
     assert result.finals == [503, 503], result.describe()
     assert result.seconds < FAST, result.describe()
     assert "routing engine answer unusable" in kamailio.process.log()
+
+
+@pytest.mark.parametrize("path", [kemi_param("kemi-http")])
+def test_the_engine_request_has_the_native_configs_fields(path, start_kamailio, sipp):
+    """The same INVITE through kamailio-http.cfg (http_client) and the KEMI script: the
+    same JSON fields, values and nulls (but the call's own ids and Kamailio's port)."""
+    engine = BrokenHttpEngine(b"{}")
+    caller_port = free_port()
+    try:
+        for config in ("http", path):
+            kamailio = start_kamailio(config, ENGINE_URL=engine.url)
+            result = sipp.call(kamailio.port, "33123", calls=1, port=caller_port)
+            assert result.finals == [503], result.describe()
+            kamailio.process.stop()
+    finally:
+        engine.close()
+
+    native, kemi = engine.requests
+    for request in (native, kemi):
+        assert request.pop("call_id")
+        assert request.pop("from_tag")
+        for field in ("to_uri", "ruri"):
+            request[field] = request[field].rsplit(":", 1)[0]
+    assert list(kemi) == list(native)  # the same fields, in the same order
+    assert kemi == native
+    assert native["from_name"] == "Alice"
+    assert native["to_name"] is None
 
 
 # --- Outcome events ----------------------------------------------------------------------
