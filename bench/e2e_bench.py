@@ -5,6 +5,8 @@
         [--kamailio-modules DIR] [--bridge-processes 1] [--http-workers 2]
 
 For each path (`evapi`: kamailio-evapi.cfg and `manage.py run_evapi_bridge`;
+`evapi-nosip`: the same WITH_NOSIP, both engines answering by UDP datagram to
+Kamailio's SIP port;
 `http-async`: kamailio-http.cfg with http_async_client and the engine's HTTP server;
 `http`: the same with http_client), everything on 127.0.0.1 and free ports:
 
@@ -79,6 +81,9 @@ CONFIGS = {
     "http": ROOT / "deploy" / "kamailio" / "kamailio-http.cfg",
     "http-async": ROOT / "deploy" / "kamailio" / "kamailio-http.cfg",
     "evapi": ROOT / "deploy" / "kamailio" / "kamailio-evapi.cfg",
+    # The same, answers by nosip datagrams to Kamailio's SIP port (WITH_NOSIP; both
+    # engines get --nosip), resumed by the SIP workers instead of the EVAPI dispatcher.
+    "evapi-nosip": ROOT / "deploy" / "kamailio" / "kamailio-evapi.cfg",
 }
 TENANT = "sipp-bench"
 CARRIER = "SIPp carriers"
@@ -100,18 +105,20 @@ def engine_http_command(port: int, workers: int) -> list[str]:
             "--workers", str(workers)]  # fmt: skip
 
 
-def engine_evapi_command(evapi_port: int, processes: int) -> list[str]:
-    """The EVAPI bridge connected to one Kamailio."""
+def engine_evapi_command(evapi_port: int, processes: int, nosip: int | None = None) -> list[str]:
+    """The EVAPI bridge connected to one Kamailio (answering by nosip to port `nosip`)."""
     command = manage(
         "run_evapi_bridge", "--connect", f"{HOST}:{evapi_port}", "--stats-interval", "0"
     )
+    if nosip is not None:
+        command += ["--nosip", f"{HOST}:{nosip}"]
     if processes > 1:  # several bridge processes, each with its own connection
         command += ["--processes", str(processes)]
     return command
 
 
 def trivial_command(path: str, where: str, answer: Path, *options: str) -> list[str]:
-    mode = "--evapi" if path == "evapi" else "--http"
+    mode = "--evapi" if path.startswith("evapi") else "--http"
     return [
         sys.executable, "-m", "bench.trivial_engine", mode, where, "--answer", str(answer), *options
     ]  # fmt: skip
@@ -285,9 +292,11 @@ def start_kamailio(
         "LOG_LEVEL": args.kamailio_log_level,
     }
     evapi_port = None
-    if path == "evapi":
+    if path.startswith("evapi"):
         evapi_port = free_port()
         values["EVAPI_BIND"] = f"{HOST}:{evapi_port}"
+        if path == "evapi-nosip":
+            values["WITH_NOSIP"] = 1
     elif path == "http-async":
         values["MODULES_DIR"] = args.kamailio_modules
     values.update(defines)
@@ -595,18 +604,21 @@ def start_path(
     for label in ("trivial", "engine"):
         if args.only and label != args.only:
             continue
-        if path == "evapi":
+        if path.startswith("evapi"):
             kamailio = start_kamailio(processes, path, f"kamailio-{path}-{label}", args)
             where = f"{HOST}:{kamailio.evapi_port}"
+            nosip = kamailio.port if path == "evapi-nosip" else None
             if label == "trivial":
+                options = list(args.trivial_option)
+                if nosip is not None:
+                    options += ["--nosip", f"{HOST}:{nosip}"]
                 process = processes.start(
-                    f"trivial-{path}",
-                    trivial_command(path, where, answer_file, *args.trivial_option),
+                    f"trivial-{path}", trivial_command(path, where, answer_file, *options)
                 )
             else:
                 process = processes.start(
                     f"bridge-{path}",
-                    engine_evapi_command(kamailio.evapi_port, args.bridge_processes),
+                    engine_evapi_command(kamailio.evapi_port, args.bridge_processes, nosip),
                     cwd=ROOT,
                     env=engine_env(),
                 )
@@ -637,7 +649,8 @@ def warm_up(processes, engines, args, table: Table, scenario, numbers) -> None:
     """Calls at 100/s, 3 s at a time, until the engine compiled the bench plan (its
     table loads all plans, in the background, while the database answers) and a run
     is clean."""
-    count = args.bridge_processes if engines[0].kamailio.path == "evapi" else args.http_workers
+    evapi = engines[0].kamailio.path.startswith("evapi")
+    count = args.bridge_processes if evapi else args.http_workers
     for engine in engines:
         started = time.monotonic()
         while True:
@@ -728,7 +741,7 @@ def report(results: list[dict], args) -> None:
         "| load before -> after |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    goals = {"evapi": 0.95, "http-async": 0.90, "http": 0.90}
+    goals = {"evapi": 0.95, "evapi-nosip": 0.95, "http-async": 0.90, "http": 0.90}
     verdicts = []
     for r in results:
         t, e = r["clean"].get("trivial", 0), r["clean"].get("engine", 0)
@@ -772,7 +785,9 @@ def report(results: list[dict], args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--paths", default="evapi,http-async", help="evapi, http-async, http")
+    parser.add_argument(
+        "--paths", default="evapi,http-async", help="evapi, evapi-nosip, http-async, http"
+    )
     parser.add_argument(
         "--rates", default="250,500,750,1000,1250,1500,1750,2000,2500,3000", help="Calls/s steps."
     )

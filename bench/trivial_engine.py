@@ -2,6 +2,7 @@
 
     python -m bench.trivial_engine --http 127.0.0.1:PORT  [--answer FILE | --routes H:P,H:P]
     python -m bench.trivial_engine --evapi 127.0.0.1:PORT [--answer FILE | --routes H:P,H:P]
+        [--nosip 127.0.0.1:SIP_PORT]
 
 What bench/e2e_bench.py measures this project's engine against: the same Kamailio
 config, the same SIPp load, and an engine that costs as little as an engine can.
@@ -16,6 +17,8 @@ One asyncio process, no framework, no parsing beyond what the wire needs:
   routing event gets DOCUMENT plus `"xtra": {"tindex": N, "tlabel": N}` taken from
   the event, the frame kamailio-evapi.cfg resumes the call with; outcome events
   (`"event":"sip-outcome"`) get no answer. It reconnects when the connection drops.
+  With `--nosip`, each answer goes as a UDP datagram to that Kamailio SIP address
+  instead (kamailio-evapi.cfg WITH_NOSIP), as the bridge's `--nosip` sends it.
 
 DOCUMENT is the rtjson document from `--answer FILE` (e2e_bench writes the real
 engine's answer for a bench call there, so both route alike), or one built from
@@ -158,9 +161,15 @@ class EvapiEngine(asyncio.Protocol):
     """Kamailio's evapi connection: netstrings in, one fixed answer per routing event out."""
 
     def __init__(
-        self, document: dict, counts: Counts, lost: asyncio.Future, quickack: bool = True
+        self,
+        document: dict,
+        counts: Counts,
+        lost: asyncio.Future,
+        quickack: bool = True,
+        nosip: socket.socket | None = None,
     ) -> None:
         self.quickack = quickack
+        self.nosip = nosip  # a connected UDP socket to Kamailio's SIP port
         encoded = json.dumps(document, separators=(",", ":")).encode()
         self.head = encoded[:-1] + b',"xtra":{"tindex":'
         self.counts = counts
@@ -205,8 +214,14 @@ class EvapiEngine(asyncio.Protocol):
             else:
                 ids = match.groups()
             answer = self.head + ids[0] + b',"tlabel":' + ids[1] + b"}}"
-            out.append(b"%d:%s," % (len(answer), answer))
             self.counts.answers += 1
+            if self.nosip is not None:
+                try:
+                    self.nosip.send(answer)
+                    continue
+                except OSError:
+                    pass  # by EVAPI, as the bridge does
+            out.append(b"%d:%s," % (len(answer), answer))
         self.buffer = buffer[start:]
         if out:
             self.transport.write(b"".join(out))  # the answer carries the ACK
@@ -215,14 +230,26 @@ class EvapiEngine(asyncio.Protocol):
 
 
 async def connect_evapi(
-    where: tuple[str, int], document: dict, counts: Counts, stop, quickack: bool = True
+    where: tuple[str, int],
+    document: dict,
+    counts: Counts,
+    stop,
+    quickack: bool = True,
+    nosip: tuple[str, int] | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
+    sender = None
+    if nosip is not None:
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.setblocking(False)
+        sender.connect(nosip)
     while not stop.is_set():
         lost = loop.create_future()
         try:
             transport, _ = await loop.create_connection(
-                lambda lost=lost: EvapiEngine(document, counts, lost, quickack), where[0], where[1]
+                lambda lost=lost: EvapiEngine(document, counts, lost, quickack, sender),
+                where[0],
+                where[1],
             )
         except OSError:
             await asyncio.sleep(0.2)  # Kamailio not there (yet)
@@ -246,7 +273,10 @@ async def main_async(args: argparse.Namespace, document: dict) -> Counts:
     if args.http:
         await serve_http(address(args.http), document, counts, stop)
     else:
-        await connect_evapi(address(args.evapi), document, counts, stop, not args.no_quickack)
+        nosip = address(args.nosip) if args.nosip else None
+        await connect_evapi(
+            address(args.evapi), document, counts, stop, not args.no_quickack, nosip
+        )
     return counts
 
 
@@ -264,6 +294,11 @@ def main() -> None:
         "--no-quickack",
         action="store_true",
         help="EVAPI: leave delayed ACKs on (to see what they cost; see EvapiEngine).",
+    )
+    parser.add_argument(
+        "--nosip",
+        metavar="HOST:PORT",
+        help="EVAPI: send answers as UDP datagrams to this Kamailio SIP address instead.",
     )
     args = parser.parse_args()
     if args.answer:

@@ -153,6 +153,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
+# The admin's date formats: times with their zone (ops/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["ops.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
@@ -336,6 +338,11 @@ EVAPI_CONNECT = env.list("EVAPI_CONNECT", default=["127.0.0.1:8448"])
 # Tenant (slug) for events that carry no source IP (the minimal EVAPI tutorial event).
 EVAPI_DEFAULT_TENANT = env.str("EVAPI_DEFAULT_TENANT", default="")
 EVAPI_MAX_FRAME = env.int("EVAPI_MAX_FRAME", default=65536)
+# Answers by nosip (docs/evapi.md): Kamailio's SIP UDP address per EVAPI_CONNECT entry
+# (same order), the largest answer sent that way, and the key Kamailio's NOSIP_KEY checks.
+EVAPI_NOSIP = env.list("EVAPI_NOSIP", default=[])
+EVAPI_NOSIP_MAX_BYTES = env.int("EVAPI_NOSIP_MAX_BYTES", default=1472)
+EVAPI_NOSIP_KEY = env.str("EVAPI_NOSIP_KEY", default="")
 
 # --- Metrics -------------------------------------------------------------------------
 # Bearer token required by /metrics; empty means the endpoint answers only to

@@ -27,6 +27,11 @@ The wire format is not here: `kamailio.evapi` parses each event and encodes each
 answer without I/O, `kamailio.rtjson` provides the failure answers (the same as
 over HTTP); `answer_event()` is the one step between them that decides.
 
+Answers by nosip (`BridgeConfig.nosip`, evapi_bridge.nosip): each answer goes as a UDP
+datagram to its Kamailio's SIP port instead, so that the SIP workers resume the calls,
+not Kamailio's one EVAPI dispatcher; an answer too large for a datagram, or one the
+kernel refuses, goes over EVAPI as without nosip. Either way one answer per event.
+
 Outcome events (`"event": "sip-outcome"`, kamailio.events) are not routing events:
 the loop parses them as they arrive and counts them in the process's outcome
 aggregator (outcomes.ingest), which writes to the database from its own thread.
@@ -50,6 +55,7 @@ from dataclasses import dataclass
 from django.db import close_old_connections, connections
 
 from evapi_bridge.netstring import FrameError, NetstringDecoder, encode
+from evapi_bridge.nosip import DEFAULT_MAX_BYTES, NosipSender
 from evapi_bridge.stats import PeriodStats
 from kamailio import evapi
 from kamailio import events as outcome_events
@@ -106,6 +112,19 @@ class BridgeConfig:
     # Freeze the garbage collector's view of what was loaded (routing.service.warm_up):
     # for a bridge process of its own, not for one inside a test.
     freeze_gc: bool = False
+    # Answers by nosip: Kamailio's SIP UDP address for each of `addresses` (same order),
+    # or () to answer everything over EVAPI. Answers over `nosip_max_bytes` go by EVAPI.
+    nosip: tuple[tuple[str, int], ...] = ()
+    nosip_max_bytes: int = DEFAULT_MAX_BYTES
+    # Sent in "xtra"."key" with each nosip answer; Kamailio's NOSIP_KEY must match.
+    nosip_key: str = ""
+
+    def __post_init__(self) -> None:
+        if self.nosip and len(self.nosip) != len(self.addresses):
+            raise ValueError(
+                f"{len(self.nosip)} nosip addresses for {len(self.addresses)} evapi "
+                "addresses: give one per evapi address, in the same order"
+            )
 
 
 def address_label(host: str, port: int) -> str:
@@ -218,9 +237,10 @@ def answer_event(
 class EvapiConnection(asyncio.Protocol):
     """One TCP connection to Kamailio: frames in, answers out."""
 
-    def __init__(self, bridge: Bridge, label: str) -> None:
+    def __init__(self, bridge: Bridge, label: str, nosip: NosipSender | None = None) -> None:
         self.bridge = bridge
         self.label = label
+        self.nosip = nosip  # answers go by datagram first (evapi_bridge.nosip)
         self.decoder = NetstringDecoder(bridge.config.max_frame)
         self.transport: asyncio.Transport | None = None
         self.socket = None  # for TCP options (Linux only: TCP_QUICKACK)
@@ -253,7 +273,7 @@ class EvapiConnection(asyncio.Protocol):
 
     def _take(self, frames: list[bytes]) -> None:
         bridge = self.bridge
-        answers: list[bytes] = []
+        answers: list[bytes] = []  # payloads, not yet framed
         for payload in frames:
             if outcome_events.is_outcome(payload) and bridge.take_outcome(payload):
                 continue  # counted; nothing to answer
@@ -263,9 +283,9 @@ class EvapiConnection(asyncio.Protocol):
                 bridge.submit(self, payload)
             elif answer:
                 answers.append(answer)
-        if answers:  # one write for everything this read brought; it carries the ACK
-            bridge.sent(self, answers)
-        else:
+        # One write for everything this read brought; it carries the ACK. Answers all
+        # sent by nosip write nothing here: then ACK at once.
+        if not (answers and bridge.sent(self, answers)):
             self._ack_now()
 
     def _ack_now(self) -> None:
@@ -320,10 +340,13 @@ class EvapiConnection(asyncio.Protocol):
 class KamailioLink:
     """Keeps one address connected: connect, wait for loss, back off, reconnect."""
 
-    def __init__(self, bridge: Bridge, host: str, port: int) -> None:
+    def __init__(
+        self, bridge: Bridge, host: str, port: int, nosip: NosipSender | None = None
+    ) -> None:
         self.bridge = bridge
         self.host, self.port = host, port
         self.label = address_label(host, port)
+        self.nosip = nosip
         self.connection: EvapiConnection | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -338,7 +361,9 @@ class KamailioLink:
             try:
                 _, connection = await asyncio.wait_for(
                     loop.create_connection(
-                        lambda: EvapiConnection(self.bridge, self.label), self.host, self.port
+                        lambda: EvapiConnection(self.bridge, self.label, self.nosip),
+                        self.host,
+                        self.port,
                     ),
                     CONNECT_TIMEOUT,
                 )
@@ -408,6 +433,7 @@ class Bridge:
         self._engine_failing = False
         self._overloaded = False
         self._last_unanswerable_warning = 0.0
+        self._nosip_fallback_logged = False
         self._started = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
@@ -449,7 +475,10 @@ class Bridge:
         self._inline_table = self.table_factory()
         # Only a table that says it is loaded (the compiled one) can decide from memory.
         self._inline_ready = getattr(self._inline_table, "ready", None)
-        self.links = [KamailioLink(self, host, port) for host, port in self.config.addresses]
+        self.links = [
+            KamailioLink(self, host, port, self._nosip_sender(n))
+            for n, (host, port) in enumerate(self.config.addresses)
+        ]
         for link in self.links:
             link.task = asyncio.create_task(link.run(), name=f"evapi-link-{link.label}")
         reporter = asyncio.create_task(self._report_periodically())
@@ -458,6 +487,21 @@ class Bridge:
         finally:
             await self._shutdown(threads)
             reporter.cancel()
+
+    def _nosip_sender(self, number: int) -> NosipSender | None:
+        if not self.config.nosip:
+            return None
+        host, port = self.config.nosip[number]
+        sender = NosipSender(
+            host, port, max_bytes=self.config.nosip_max_bytes, key=self.config.nosip_key
+        )
+        logger.info(
+            "answers to %s go by nosip to %s (up to %d bytes; larger ones by EVAPI)",
+            address_label(*self.config.addresses[number]),
+            address_label(host, port),
+            sender.max_bytes,
+        )
+        return sender
 
     def stop(self) -> None:
         """Ask the bridge to stop; safe from a signal handler and from any thread."""
@@ -491,6 +535,9 @@ class Bridge:
                 await asyncio.to_thread(_flush_and_close, self.outcomes)
             except Exception:
                 logger.exception("stopping: outcome events not written")
+        for link in self.links:
+            if link.nosip is not None:
+                link.nosip.close()
         summary = self.totals.summary(time.monotonic() - self._started)
         logger.info("stopped; since start-up (%s)", summary.removeprefix("last "))
 
@@ -510,13 +557,14 @@ class Bridge:
                 self.in_flight,
             )
             self.stats, period_start = PeriodStats(), now
+            self._nosip_fallback_logged = False
 
     # --- events in (loop thread) -----------------------------------------------------
 
     def answer_inline(self, connection: EvapiConnection, payload: bytes) -> bytes | None:
         """Decide an event here, in the loop, if its decision needs only memory.
 
-        Returns the framed answer (b"" when the event takes none), or None when the
+        Returns the answer's payload (b"" when the event takes none), or None when the
         decision needs the database (routing.inline): the loop must never wait for
         it, so a worker thread decides that event, under the deadline.
         """
@@ -541,12 +589,44 @@ class Bridge:
         for stats in (self.stats, self.totals):
             stats.events += 1
             _count(stats, result, seconds)
-        return encode(result.answer) if result.answer is not None else b""
+        return result.answer if result.answer is not None else b""
 
-    def sent(self, connection: EvapiConnection, frames: list[bytes]) -> None:
-        """Write answers decided inline, counting them as dropped if the link is gone."""
+    def sent(self, connection: EvapiConnection, payloads: list[bytes]) -> bool:
+        """Send answers: each by nosip if it can go that way, the rest in one EVAPI write.
+
+        Answers that find the EVAPI connection gone are counted as dropped (those sent
+        by nosip still reach Kamailio, which may still hold the transaction). True when
+        something was written to the EVAPI connection.
+        """
+        nosip = connection.nosip
+        frames: list[bytes] = []
+        if nosip is None:
+            frames = [encode(payload) for payload in payloads]
+        else:
+            for payload in payloads:
+                if not nosip.send(payload):
+                    frames.append(encode(payload))
+            self._count_channels(connection, len(payloads) - len(frames), len(frames))
+        if not frames:
+            return False
         if not connection.send(b"".join(frames)):
             self._dropped(connection, len(frames))
+            return False
+        return True
+
+    def _count_channels(self, connection: EvapiConnection, by_nosip: int, by_evapi: int) -> None:
+        for stats in (self.stats, self.totals):
+            stats.nosip += by_nosip
+            stats.nosip_fallbacks += by_evapi
+        if by_evapi and not self._nosip_fallback_logged:
+            # Once per period: answers too large for a datagram are normal, and a full
+            # send buffer comes in bursts; the summary line counts them all.
+            self._nosip_fallback_logged = True
+            logger.warning(
+                "%s: answers sent by EVAPI instead of nosip (%s); counted in the summary",
+                connection.label,
+                connection.nosip.last_error if connection.nosip else "",
+            )
 
     def _dropped(self, connection: EvapiConnection, count: int) -> None:
         if not connection.dropped:  # once per connection: the summary counts them
@@ -775,19 +855,18 @@ class Bridge:
 
     def _deliver(self, items: list[tuple[Ticket, Result]], now: float) -> None:
         """Send each event's one answer, batched per connection; count; note drained."""
-        batches: dict[EvapiConnection, list[bytes]] = {}
+        batches: dict[EvapiConnection, list[bytes]] = {}  # answer payloads
         done: dict[EvapiConnection, int] = {}
         for ticket, result in items:
             ticket.answered = True
             connection = ticket.connection
             done[connection] = done.get(connection, 0) + 1
             if result.answer is not None:
-                batches.setdefault(connection, []).append(encode(result.answer))
+                batches.setdefault(connection, []).append(result.answer)
             for stats in (self.stats, self.totals):
                 _count(stats, result, now - ticket.received)
-        for connection, frames in batches.items():
-            if not connection.send(b"".join(frames)):
-                self._dropped(connection, len(frames))
+        for connection, payloads in batches.items():
+            self.sent(connection, payloads)
         for connection, count in done.items():
             self.in_flight -= count
             BRIDGE_IN_FLIGHT.dec(count)

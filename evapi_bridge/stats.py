@@ -49,6 +49,8 @@ class PeriodStats:
     ignored: int = 0
     unanswerable: int = 0
     dropped: int = 0  # answers whose connection was gone
+    nosip: int = 0  # answers sent as nosip datagrams (evapi_bridge.nosip)
+    nosip_fallbacks: int = 0  # answers nosip could not take, sent by EVAPI instead
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
     def summary(self, seconds: float) -> str:
@@ -62,4 +64,16 @@ class PeriodStats:
             f"last {seconds:.0f} s: {self.events} events, {self.answers} answers "
             f"({self.errors} engine errors, {self.invalid} malformed), {self.ignored} ignored, "
             f"{self.unanswerable} unanswerable, {self.dropped} dropped; {latency}"
+            f"{self._channels()}"
+        )
+
+    def _channels(self) -> str:
+        """With nosip on: how many answers went each way (the rest of the answers went
+        by EVAPI because nosip was off for their connection)."""
+        if not (self.nosip or self.nosip_fallbacks):
+            return ""
+        evapi = self.answers - self.nosip
+        return (
+            f"; answers by nosip {self.nosip}, by EVAPI {evapi} "
+            f"({self.nosip_fallbacks} too large for nosip or refused)"
         )

@@ -1,6 +1,7 @@
-"""Admin pages of the operations app: the route simulator and the recent-changes list.
+"""Admin pages of the operations app: the route simulator, the recent-changes list, the
+number box's answer and the superusers' overview.
 
-Both are plain views wrapped by admin.site.admin_view (staff login, CSRF, no caching)
+All are plain views wrapped by admin.site.admin_view (staff login, CSRF, no caching)
 and rendered inside the admin's layout; ops/urls.py mounts them under /admin/.
 """
 
@@ -14,7 +15,9 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from kamailio.rtjson import to_rtjson
+from ops import overview
 from ops.history import kinds_choices, recent_changes
+from ops.numberbox import NumberBoxError, NumberBoxForm
 from ops.simulator import SimulatorForm
 from routing.simulation import SimulationRefused, simulate
 from tenants.models import Tenant
@@ -87,6 +90,40 @@ def recent_changes_view(request: HttpRequest) -> HttpResponse:
         "show_tenant": scope is EVERYTHING,
     }
     return TemplateResponse(request, "admin/ops/recent_changes.html", context)
+
+
+def number_box(request: HttpRequest) -> HttpResponse:
+    """GET ?n=NUMBER[&tenant=SLUG][&customer=ID]: the header box's answer (ops.numberbox)."""
+    _scope_or_403(request)
+    bound = "n" in request.GET
+    form = NumberBoxForm(request.GET if bound else None, user=request.user)
+    found = None
+    if bound and form.is_valid():
+        try:
+            found = form.lookup()
+        except NumberBoxError as exc:
+            form.add_error(None, str(exc))
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Number {found.number}" if found else "Find a number",
+        "form": form,
+        "found": found,
+        "number_box_value": request.GET.get("n", ""),
+    }
+    return TemplateResponse(request, "admin/ops/number_box.html", context)
+
+
+def overview_view(request: HttpRequest) -> HttpResponse:
+    """Every tenant at a glance (ops.overview): superusers only."""
+    if not request.user.is_superuser:
+        raise PermissionDenied("The overview covers every tenant: superusers only.")
+    context = {
+        **admin.site.each_context(request),
+        "title": "Overview of the tenants",
+        "rows": overview.tenant_rows(user=request.user),
+        "traffic_hours": overview.TRAFFIC_HOURS,
+    }
+    return TemplateResponse(request, "admin/ops/overview.html", context)
 
 
 def _int(value: str | None) -> int | None:

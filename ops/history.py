@@ -32,8 +32,8 @@ from django.db.models import ForeignKey, Model, OuterRef, QuerySet, Subquery
 from django.http import Http404
 from django.urls import NoReverseMatch, reverse
 from django.utils.text import capfirst
-from simple_history.template_utils import HistoricalRecordContextHelper
 
+from ops.history_words import WordsContextHelper
 from routing.models import Carrier, DialPrefix, ImportRecord, RouteTarget, Trunk
 from tenants.models import Tenant, TenantSource
 from tenants.scoping import EVERYTHING, scope_queryset, user_scope
@@ -112,6 +112,9 @@ class TenantHistoryMixin:
     def history_form_view_title(self, request, obj):
         attach_parents([obj], self.model)  # `obj` is the version, also the page's "original"
         return super().history_form_view_title(request, obj)
+
+    def get_historical_record_context_helper(self, request, historical_record):
+        return WordsContextHelper(self.model, historical_record)  # yes/no, not True/False
 
     def set_history_delta_changes(self, request, historical_records, foreign_keys_are_objs=True):
         # Called on the page's records before anything names them. Keep one instance per
@@ -313,7 +316,7 @@ def _describe(record, model: type[Model], instance: Model, *, previous, object_u
         delta = record.diff_against(
             previous, foreign_keys_are_objs=True, excluded_fields=NOT_DIFFED.get(model, ())
         )
-        details = HistoricalRecordContextHelper(model, record).context_for_delta_changes(delta)
+        details = WordsContextHelper(model, record).context_for_delta_changes(delta)
         imported = getattr(record, "last_import_id", None)
         if imported and imported != previous.last_import_id:
             # the import wrote the route between the two versions, without a version

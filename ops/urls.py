@@ -19,6 +19,8 @@ urlpatterns = [
         admin.site.admin_view(admin_views.recent_changes_view),
         name="recent-changes",
     ),
+    path("admin/number/", admin.site.admin_view(admin_views.number_box), name="number-box"),
+    path("admin/overview/", admin.site.admin_view(admin_views.overview_view), name="overview"),
     path("admin/traffic/", admin.site.admin_view(traffic_view), name="traffic"),
     path(
         "admin/decision-lookup/",

@@ -31,6 +31,16 @@ def match_digits(text: str) -> str | None:
     return cleaned.lstrip("+")
 
 
+def prefixes_of(digits: str) -> list[str]:
+    """Every prefix a number can match, longest first, down to "" (the default route).
+
+    The one longest-prefix rule: the resolver, the admin's number box and the prefix
+    list's number search ask for these (an indexed `prefix IN (...)`), so a lookup
+    costs the same whatever the size of the table.
+    """
+    return [digits[:n] for n in range(len(digits), -1, -1)]
+
+
 def is_safe_user(text: str) -> bool:
     """Whether `text` can be placed in a SIP URI user part or header as it is."""
     return bool(_SAFE_USER.match(text or ""))

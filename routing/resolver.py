@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from routing import schedules as schedule_rules
 from routing.ids import new_decision_id
-from routing.numbers import clean_number, is_safe_user, match_digits
+from routing.numbers import clean_number, is_safe_user, match_digits, prefixes_of
 from routing.rows import (
     CustomerRow,
     PlanRef,
@@ -345,7 +345,7 @@ def resolve(
         trace.append(f"{callee!r} is not a number: only the default route can match")
         candidates = [""]
     else:
-        candidates = [digits[:n] for n in range(len(digits), -1, -1)]
+        candidates = prefixes_of(digits)
     at = request.at or _now()
     if plan_version is not None:
         trace.append(f"routes of plan {plan_name} as published in version {plan_version}")

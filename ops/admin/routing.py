@@ -20,6 +20,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from ops.admin.help import OperatorHelpMixin
 from ops.admin.imports import PrefixImportAdminMixin
+from ops.admin.prefix_list import PrefixListMixin
 from ops.admin.scoping import TenantScopedMixin
 from ops.admin.versions import PlanVersionsMixin
 from ops.admin.writes import RouteWritesMixin, ServiceWritesMixin
@@ -357,6 +358,7 @@ class RouteTargetInline(
 
 @admin.register(DialPrefix)
 class DialPrefixAdmin(
+    PrefixListMixin,  # search by number, carrier/trunk filters, targets column, page size
     AddOnlyRelatedMixin,
     RouteWritesMixin,
     PrefixImportAdminMixin,
@@ -366,15 +368,13 @@ class DialPrefixAdmin(
     TenantHistoryMixin,
     SimpleHistoryAdmin,
 ):
+    # Action, strategy and routing mode read in the targets column (ops.admin.prefix_list).
     list_display = [
         "prefix_display",
         "description",
         "tenant",
         "plan",
         "rules",
-        "action",
-        "strategy",
-        "routing_mode",
         "target_summary",
         "length_bounds",
         "is_active",
@@ -426,13 +426,6 @@ class DialPrefixAdmin(
         ("Reject", {"fields": ["reject_code", "reject_reason"]}),
     )
 
-    def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .prefetch_related("targets__trunk__carrier", "targets__schedule")
-        )
-
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)
         plans = list(scope_queryset(RoutingPlan.objects.all(), request.user)[:2])
@@ -454,22 +447,6 @@ class DialPrefixAdmin(
         if obj.schedule_id:
             parts.append(f"when {obj.schedule}")
         return ", ".join(parts) or "any caller, always"
-
-    @admin.display(description="Targets (in priority order)")
-    def target_summary(self, obj: DialPrefix) -> str:
-        if obj.action == "reject":
-            return f"reject {obj.reject_code} {obj.reject_reason}".strip()
-        if obj.action == "location":
-            return "local users"
-        targets = sorted(obj.targets.all(), key=lambda t: (t.priority, -t.weight))
-        if not targets:
-            return "no target: calls fall back" if not obj.is_final else "no target: 503"
-        return " → ".join(
-            f"{t.trunk} (p{t.priority}, w{t.weight})"
-            + (f" [when {t.schedule}]" if t.schedule_id else "")
-            + ("" if t.trunk.is_active and t.trunk.carrier.is_active else " [off]")
-            for t in targets
-        )
 
     @admin.display(description="Length")
     def length_bounds(self, obj: DialPrefix) -> str:

@@ -45,3 +45,9 @@ def or_dash(value, suffix: str = "") -> str:
     if value is None:
         return "—"
     return f"{value:.1f}{suffix}" if isinstance(value, float) else f"{value}{suffix}"
+
+
+@register.simple_tag
+def has_change_reason(records) -> bool:
+    """Whether any historical record of the page has a change reason (the column's worth)."""
+    return any(getattr(record, "history_change_reason", None) for record in records)

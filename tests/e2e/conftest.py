@@ -236,15 +236,16 @@ def start_kamailio(processes):
 
 @pytest.fixture
 def start_bridge(processes, web_server, engine_env):
-    """start_bridge(kamailio): `manage.py run_evapi_bridge` connected to its EVAPI socket."""
+    """start_bridge(kamailio, *args): `manage.py run_evapi_bridge` connected to its EVAPI
+    socket, with `args` added to its command line."""
 
-    def start(kamailio: Kamailio) -> Process:
+    def start(kamailio: Kamailio, *args: str) -> Process:
         assert kamailio.evapi_port is not None, "the bridge needs the EVAPI config"
         seen = len(kamailio.process.log())
         process = processes.start(
             "bridge",
             [sys.executable, "manage.py", "run_evapi_bridge",
-             "--connect", f"{HOST}:{kamailio.evapi_port}", "--stats-interval", "0"],
+             "--connect", f"{HOST}:{kamailio.evapi_port}", "--stats-interval", "0", *args],
             cwd=BASE_DIR,
             env=engine_env,
         )  # fmt: skip
@@ -264,50 +265,99 @@ def table(api) -> Table:
     return Table(api)
 
 
-@pytest.fixture(params=["http", HTTP_ASYNC, "evapi"])
+@pytest.fixture(params=["http", HTTP_ASYNC, "evapi", "evapi-nosip", *KEMI_PATHS])
 def proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
     """Kamailio asking this project over HTTP (serve_rtjson) or EVAPI (the bridge).
 
     "http-async" (the production HTTP client) runs only where http_async_client is
     installed; Debian's packages have "http" (http_client) and "evapi". Outcome
-    events go to the same web server (HTTP) or bridge (EVAPI).
+    events go to the same web server (HTTP) or bridge (EVAPI). "evapi-nosip" (answers
+    by datagram) runs for the routing cases only (below), and so do the KEMI config's
+    modes ("kemi-http", "kemi-evapi", "kemi-inprocess").
     """
-    return _routing_kamailio(request, request.param)
-
-
-def _routing_kamailio(request, path: str) -> Kamailio:
-    """A Kamailio on `path` (a CONFIGS key) with the engine it asks running."""
-    start_kamailio = request.getfixturevalue("start_kamailio")
-    web_server = request.getfixturevalue("web_server")
-    if path in ("http", "http-async", "kemi-http", "kemi-inprocess"):
+    # --- KEMI ---
+    if request.param in KEMI_MODES:
+        return start_kemi(request, request.param)
+    # --- end KEMI ---
+    if request.param.startswith("http"):
         # The token from the environment, as in production (not in `ps`).
         token = request.getfixturevalue("kamailio_token")
-        env = {"KAMAILIO_ENGINE_TOKEN": token}
-        defines = {}
-        if path == "kemi-inprocess":
-            # The engine runs in Kamailio's SIP workers: the engine's environment.
-            env.update(request.getfixturevalue("engine_env"))
-        else:
-            rtjson = request.getfixturevalue("rtjson_server")
-            defines["ENGINE_URL"] = f"{rtjson.url}/api/v1/kamailio/rtjson"
+        rtjson = request.getfixturevalue("rtjson_server")
         return start_kamailio(
-            path,
-            env=env,
+            request.param,
+            env={"KAMAILIO_ENGINE_TOKEN": token},
+            ENGINE_URL=f"{rtjson.url}/api/v1/kamailio/rtjson",
             OUTCOME_URL=f"{web_server.url}/api/v1/kamailio/events",
             ENGINE_TOKEN_FROM_ENV=1,
-            **defines,
         )
-    kamailio = start_kamailio(path)
-    request.getfixturevalue("start_bridge")(kamailio)
+    if request.param == "evapi-nosip":
+        return start_evapi_nosip(start_kamailio, start_bridge)
+    kamailio = start_kamailio("evapi")
+    start_bridge(kamailio)
     return kamailio
 
 
-# --- KEMI (Python) config (issue 18): the routing suite runs through it too ---------
-# The other e2e modules keep `proxy` (CI time); test_kamailio_routing.py uses this.
-@pytest.fixture(params=["http", HTTP_ASYNC, "evapi", *KEMI_PATHS])
-def routing_proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
-    """`proxy`, and the KEMI config in each of its engine modes."""
-    return _routing_kamailio(request, request.param)
+# --- Proxies only the routing cases run through (test_kamailio_routing.py) ----------
+#
+# "evapi-nosip": the EVAPI path with answers by nosip datagrams (WITH_NOSIP). The other
+# modules that take `proxy` deselect these parameters: the answer channel is checked by
+# the routing cases, not again by every feature (CI time).
+
+ROUTING_ONLY_PROXIES = ["evapi-nosip"]
+ROUTING_ONLY_MODULES = {"tests.e2e.test_kamailio_routing"}
+# --- KEMI: the KEMI config's modes (issue 18); test_kamailio_kemi.py picks its own ---
+ROUTING_ONLY_PROXIES += list(KEMI_MODES)
+ROUTING_ONLY_MODULES.add("tests.e2e.test_kamailio_kemi")
+# --- end KEMI ---
+
+
+def pytest_collection_modifyitems(config, items):
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        param = callspec.params.get("proxy") if callspec is not None else None
+        elsewhere = item.module.__name__ not in ROUTING_ONLY_MODULES
+        (drop if param in ROUTING_ONLY_PROXIES and elsewhere else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def start_evapi_nosip(start_kamailio, start_bridge, **defines) -> Kamailio:
+    """Kamailio WITH_NOSIP and a bridge answering by datagrams to its SIP port."""
+    kamailio = start_kamailio("evapi", WITH_NOSIP=1, **defines)
+    start_bridge(kamailio, "--nosip", f"{HOST}:{kamailio.port}")
+    return kamailio
+
+
+# --- KEMI (Python) config (issue 18) -------------------------------------------------
+
+
+def start_kemi(request, path: str) -> Kamailio:
+    """kamailio-kemi.cfg in mode `path` (a KEMI_MODES key) with its engine running:
+    serve_rtjson (kemi-http), a bridge (kemi-evapi), or inside Kamailio (kemi-inprocess,
+    with the engine's environment). Outcome events go to the web server or the bridge."""
+    start_kamailio = request.getfixturevalue("start_kamailio")
+    if path == "kemi-evapi":
+        kamailio = start_kamailio(path)
+        request.getfixturevalue("start_bridge")(kamailio)
+        return kamailio
+    # The token from the environment, as in production (not in `ps`).
+    env = {"KAMAILIO_ENGINE_TOKEN": request.getfixturevalue("kamailio_token")}
+    defines = {}
+    if path == "kemi-inprocess":
+        env.update(request.getfixturevalue("engine_env"))
+    else:
+        rtjson = request.getfixturevalue("rtjson_server")
+        defines["ENGINE_URL"] = f"{rtjson.url}/api/v1/kamailio/rtjson"
+    web_server = request.getfixturevalue("web_server")
+    return start_kamailio(
+        path,
+        env=env,
+        OUTCOME_URL=f"{web_server.url}/api/v1/kamailio/events",
+        ENGINE_TOKEN_FROM_ENV=1,
+        **defines,
+    )
 
 
 # --- end KEMI ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The KEMI (Python) config, kamailio-kemi.cfg + kemi_routing.py, in each engine mode.
 
-The routing cases run through it in test_kamailio_routing.py (routing_proxy); here
+The routing cases run through it in test_kamailio_routing.py (`proxy`); here
 is what is particular to it: the config check of each mode, the fast 503s when the
 engine is absent, broken or silent, and the outcome events it sends back.
 """
@@ -229,10 +229,10 @@ def test_the_engine_request_has_the_native_configs_fields(path, start_kamailio, 
 # --- Outcome events ----------------------------------------------------------------------
 
 
-# routing_proxy (conftest.py) in the KEMI modes only: the native configs have theirs
-# in test_kamailio_outcomes.py.
-@pytest.mark.parametrize("routing_proxy", KEMI_PATHS, indirect=True)
-def test_attempts_and_ends_reach_the_engine(routing_proxy, table, sipp):
+# `proxy` (conftest.py) in the KEMI modes only: the native configs have theirs in
+# test_kamailio_outcomes.py.
+@pytest.mark.parametrize("proxy", KEMI_PATHS, indirect=True)
+def test_attempts_and_ends_reach_the_engine(proxy, table, sipp):
     """Route 33: a trunk that answers 503, then one that answers (serial failover); one
     call, hung up after 1 s: an attempt for each trunk and the answered call's end."""
     down = sipp.carrier("carrier_reject", "carrier-down")
@@ -241,7 +241,7 @@ def test_attempts_and_ends_reach_the_engine(routing_proxy, table, sipp):
     up_id = table.trunk("up", up.port)
     table.route("33", down_id, up_id)
 
-    result = sipp.call(routing_proxy.port, "33123", calls=1, hold_ms=1000)
+    result = sipp.call(proxy.port, "33123", calls=1, hold_ms=1000)
 
     assert result.finals == [200], result.describe()
     per_trunk, codes = wait_for_figures(
@@ -265,8 +265,8 @@ def test_attempts_and_ends_reach_the_engine(routing_proxy, table, sipp):
 # native configs' caps cases are in test_kamailio_outcomes.py. ---------------------
 
 
-@pytest.mark.parametrize("routing_proxy", [kemi_param("kemi-evapi")], indirect=True)
-def test_a_trunk_at_max_calls_is_skipped_for_the_next_route(routing_proxy, table, sipp):
+@pytest.mark.parametrize("proxy", [kemi_param("kemi-evapi")], indirect=True)
+def test_a_trunk_at_max_calls_is_skipped_for_the_next_route(proxy, table, sipp):
     """Serial, max_calls 2 and 3 calls held at once: the 3rd skips the capped route."""
     capped = sipp.carrier("carrier_answer", "carrier-capped")
     spare = sipp.carrier("carrier_answer", "carrier-spare")
@@ -274,7 +274,7 @@ def test_a_trunk_at_max_calls_is_skipped_for_the_next_route(routing_proxy, table
     table.route("33", capped_id, table.trunk("spare", spare.port))
     _set_caps(capped_id, max_calls=2)
 
-    result = sipp.call(routing_proxy.port, "33123", calls=3, rate=20, hold_ms=2000)
+    result = sipp.call(proxy.port, "33123", calls=3, rate=20, hold_ms=2000)
 
     assert result.finals == [200] * 3, result.describe()
     capped.process.stop()
@@ -282,12 +282,12 @@ def test_a_trunk_at_max_calls_is_skipped_for_the_next_route(routing_proxy, table
     assert len(capped.invites()) == 2
     assert len(spare.invites()) == 1
     assert "route 0 (SIPp carriers/capped) skipped: at its cap of 2 concurrent calls" in (
-        routing_proxy.process.log()
+        proxy.process.log()
     )
 
 
-@pytest.mark.parametrize("routing_proxy", [kemi_param("kemi-evapi")], indirect=True)
-def test_parallel_routing_drops_a_branch_at_its_cap(routing_proxy, table, sipp):
+@pytest.mark.parametrize("proxy", [kemi_param("kemi-evapi")], indirect=True)
+def test_parallel_routing_drops_a_branch_at_its_cap(proxy, table, sipp):
     """Parallel, the answering trunk at max_calls 1, two calls held at once: the second
     call's branch to it is dropped, so only the rejecting trunk gets that INVITE."""
     rejecting = sipp.carrier("carrier_reject", "carrier-rejecting")
@@ -296,7 +296,7 @@ def test_parallel_routing_drops_a_branch_at_its_cap(routing_proxy, table, sipp):
     table.route("44", table.trunk("rejecting", rejecting.port), answering_id, mode="parallel")
     _set_caps(answering_id, max_calls=1)
 
-    result = sipp.call(routing_proxy.port, "44123", calls=2, rate=20, hold_ms=1500)
+    result = sipp.call(proxy.port, "44123", calls=2, rate=20, hold_ms=1500)
 
     answering.process.stop()
     rejecting.process.stop()

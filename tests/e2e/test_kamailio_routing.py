@@ -1,7 +1,8 @@
 """Real SIP calls through a real Kamailio, routed by this project over HTTP and over EVAPI.
 
 Each test starts a Kamailio with a shipped config (deploy/kamailio/), the engine
-it asks (gunicorn with the rtjson endpoint, or `manage.py run_evapi_bridge`),
+it asks (gunicorn with the rtjson endpoint, or `manage.py run_evapi_bridge`, its answers
+over EVAPI or, for these cases only, by nosip datagrams: proxy "evapi-nosip"),
 SIPp carriers and a SIPp caller, and loads the route table through the REST API.
 What is asserted comes from SIPp: the final code each call got at the caller, and
 the INVITEs each carrier received (with the headers a trunk sets).
@@ -38,13 +39,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 # timer (fr_timer is 5 s here, the INVITE transaction 32 s): two calls, SIPp's start
 # and exit included, well under that.
 FAST = 2.0
-
-
-# The routing cases run through every config: `routing_proxy` (conftest.py) adds the
-# KEMI config's modes to the native paths of `proxy`.
-@pytest.fixture
-def proxy(routing_proxy):
-    return routing_proxy
 
 
 # --- Both paths -----------------------------------------------------------------------

@@ -68,7 +68,7 @@ def test_trunk_and_target_status_show_at_a_glance(client, operator_a, trunks_a, 
     prefixes = client.get("/admin/routing/dialprefix/").content.decode()
 
     assert "1/2 active: a-backup (a-backup.example.net), a-primary (off)" in carriers
-    assert "Carrier A / a-primary (p1, w100) [off]" in prefixes
+    assert '<s class="ro-off" title="trunk inactive">a-primary</s>' in prefixes
 
 
 def test_help_texts_show_angle_brackets_as_typed(client, operator_a, trunks_a):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
 from evapi_bridge.bridge import Bridge, BridgeConfig
+from evapi_bridge.nosip import MAX_DATAGRAM, MIN_DATAGRAM
 from evapi_bridge.processes import supervise
 from kamailio.addresses import parse_host_port
 from tenants.models import Tenant
@@ -24,12 +26,13 @@ logger = logging.getLogger("evapi_bridge")
 GIL_SWITCH_INTERVAL = 0.0005
 
 
-def parse_address(text: str) -> tuple[str, int]:
+def parse_address(text: str, option: str = "--connect") -> tuple[str, int]:
     """'host:port' or '[ipv6]:port' -> (host, port), or CommandError saying what is wrong."""
+    example = "127.0.0.1:5060" if option == "--nosip" else "127.0.0.1:8448"
     try:
-        return parse_host_port(text, example="127.0.0.1:8448")
+        return parse_host_port(text, example=example)
     except ValueError as exc:
-        raise CommandError(f"--connect {text!r}: {exc}") from None
+        raise CommandError(f"{option} {text!r}: {exc}") from None
 
 
 class Command(BaseCommand):
@@ -85,6 +88,22 @@ class Command(BaseCommand):
             "is answered within ROUTING_DECISION_DEADLINE_MS (503 if no decision by then).",
         )
 
+        parser.add_argument(
+            "--nosip",
+            action="append",
+            metavar="HOST:PORT",
+            help="Send answers as UDP datagrams to this Kamailio SIP address (its nosip "
+            "module, kamailio-evapi.cfg WITH_NOSIP) instead of over EVAPI: one per "
+            "--connect, in the same order. Default: settings.EVAPI_NOSIP (off when empty).",
+        )
+        parser.add_argument(
+            "--nosip-max-bytes",
+            type=int,
+            metavar="N",
+            help="Answers longer than this go over EVAPI, not by nosip. Default: "
+            "settings.EVAPI_NOSIP_MAX_BYTES (1472: one Ethernet frame, no IP fragments).",
+        )
+
     def handle(self, *args, **options):
         addresses = tuple(parse_address(a) for a in options["connect"] or settings.EVAPI_CONNECT)
         if not addresses:
@@ -97,6 +116,23 @@ class Command(BaseCommand):
             raise CommandError("--stats-interval must be 0 (off) or a number of seconds")
         if options["max_wait"] <= 0:
             raise CommandError("--max-wait must be a positive number of seconds")
+        nosip = tuple(parse_address(a, "--nosip") for a in options["nosip"] or settings.EVAPI_NOSIP)
+        if nosip and len(nosip) != len(addresses):
+            raise CommandError(
+                f"{len(nosip)} --nosip address(es) for {len(addresses)} --connect "
+                "address(es): give one --nosip per --connect, in the same order"
+            )
+        for host, port in nosip:
+            try:  # the bridge resolves it again when it starts; a typo fails here
+                socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                raise CommandError(f"--nosip {host}:{port}: cannot resolve ({exc})") from None
+        max_bytes = options["nosip_max_bytes"] or settings.EVAPI_NOSIP_MAX_BYTES
+        if not MIN_DATAGRAM <= max_bytes <= MAX_DATAGRAM:
+            raise CommandError(
+                f"--nosip-max-bytes {max_bytes}: must be {MIN_DATAGRAM} to {MAX_DATAGRAM} "
+                "(the largest IPv4 UDP payload)"
+            )
         tenant = (options["tenant"] or settings.EVAPI_DEFAULT_TENANT or "").strip() or None
         self._configure_logging(options["verbosity"])
         self._announce_tenant(tenant)
@@ -112,6 +148,9 @@ class Command(BaseCommand):
                 deadline=settings.ROUTING_DECISION_DEADLINE_MS / 1000,
                 max_frame=settings.EVAPI_MAX_FRAME,
                 freeze_gc=True,
+                nosip=nosip,
+                nosip_max_bytes=max_bytes,
+                nosip_key=settings.EVAPI_NOSIP_KEY,
             )
         )
         if options["processes"] == 1:
