@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import sys
 import tempfile
 import time
@@ -23,14 +24,19 @@ from tests.e2e.processes import (
     sip_options_answered,
 )
 from tests.e2e.services import (
+    APP_PYTHON3_MISSING,  # KEMI
     BASE_DIR,
     CONFIGS,
     HTTP_ASYNC,
     HTTP_ASYNC_MISSING,
+    KEMI_MODES,  # KEMI
+    KEMI_PATHS,  # KEMI
+    KEMI_SCRIPT,  # KEMI
     Api,
     Kamailio,
     Table,
     WebServer,
+    app_python3_installed,  # KEMI
     http_async_module_path,
     http_ok,
     manage,
@@ -166,6 +172,8 @@ def start_kamailio(processes):
     environment variables. "http" runs
     the HTTP config's http_client variant; "http-async" its default,
     http_async_client, and skips the test when that module is not installed.
+    "kemi-http" | "kemi-evapi" | "kemi-inprocess": the KEMI (Python) config in that
+    engine mode; skipped without app_python3 (kemi-http: without http_async_client).
     """
     run_dirs: list[str] = []
 
@@ -181,7 +189,7 @@ def start_kamailio(processes):
             "SIP_WORKERS": 2,
         }
         evapi_port = None
-        if path == "evapi":
+        if path in ("evapi", "kemi-evapi"):
             evapi_port = free_port()
             values["EVAPI_BIND"] = f"{HOST}:{evapi_port}"
         values.update(defines)
@@ -194,6 +202,21 @@ def start_kamailio(processes):
             if module_path is None:
                 pytest.skip(HTTP_ASYNC_MISSING)
             values["MODULES_DIR"] = module_path
+        # --- KEMI (Python) config: the mode define, the script, its modules ---
+        elif path in KEMI_MODES:
+            if not app_python3_installed():
+                pytest.skip(APP_PYTHON3_MISSING)
+            argv += ["-A", KEMI_MODES[path]]
+            values.setdefault("KEMI_SCRIPT", str(KEMI_SCRIPT))
+            module_path = http_async_module_path()
+            if module_path is None and path == "kemi-http":
+                pytest.skip(HTTP_ASYNC_MISSING)
+            if module_path is not None:
+                values.setdefault("MODULES_DIR", module_path)
+            if path == "kemi-inprocess":
+                values.setdefault("ENGINE_PROJECT_DIR", str(BASE_DIR))
+                values.setdefault("ENGINE_PYTHONPATH", ":".join(site.getsitepackages()))
+        # --- end KEMI ---
         for name, value in values.items():
             argv += ["-A", f'{name}="{value}"' if isinstance(value, str) else f"{name}={value}"]
         process = processes.start(
@@ -242,15 +265,20 @@ def table(api) -> Table:
     return Table(api)
 
 
-@pytest.fixture(params=["http", HTTP_ASYNC, "evapi", "evapi-nosip"])
+@pytest.fixture(params=["http", HTTP_ASYNC, "evapi", "evapi-nosip", *KEMI_PATHS])
 def proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
     """Kamailio asking this project over HTTP (serve_rtjson) or EVAPI (the bridge).
 
     "http-async" (the production HTTP client) runs only where http_async_client is
     installed; Debian's packages have "http" (http_client) and "evapi". Outcome
     events go to the same web server (HTTP) or bridge (EVAPI). "evapi-nosip" (answers
-    by datagram) runs for the routing cases only (below).
+    by datagram) runs for the routing cases only (below), and so do the KEMI config's
+    modes ("kemi-http", "kemi-evapi", "kemi-inprocess").
     """
+    # --- KEMI ---
+    if request.param in KEMI_MODES:
+        return start_kemi(request, request.param)
+    # --- end KEMI ---
     if request.param.startswith("http"):
         # The token from the environment, as in production (not in `ps`).
         token = request.getfixturevalue("kamailio_token")
@@ -277,6 +305,10 @@ def proxy(request, start_kamailio, start_bridge, web_server) -> Kamailio:
 
 ROUTING_ONLY_PROXIES = ["evapi-nosip"]
 ROUTING_ONLY_MODULES = {"tests.e2e.test_kamailio_routing"}
+# --- KEMI: the KEMI config's modes (issue 18); test_kamailio_kemi.py picks its own ---
+ROUTING_ONLY_PROXIES += list(KEMI_MODES)
+ROUTING_ONLY_MODULES.add("tests.e2e.test_kamailio_kemi")
+# --- end KEMI ---
 
 
 def pytest_collection_modifyitems(config, items):
@@ -296,3 +328,36 @@ def start_evapi_nosip(start_kamailio, start_bridge, **defines) -> Kamailio:
     kamailio = start_kamailio("evapi", WITH_NOSIP=1, **defines)
     start_bridge(kamailio, "--nosip", f"{HOST}:{kamailio.port}")
     return kamailio
+
+
+# --- KEMI (Python) config (issue 18) -------------------------------------------------
+
+
+def start_kemi(request, path: str) -> Kamailio:
+    """kamailio-kemi.cfg in mode `path` (a KEMI_MODES key) with its engine running:
+    serve_rtjson (kemi-http), a bridge (kemi-evapi), or inside Kamailio (kemi-inprocess,
+    with the engine's environment). Outcome events go to the web server or the bridge."""
+    start_kamailio = request.getfixturevalue("start_kamailio")
+    if path == "kemi-evapi":
+        kamailio = start_kamailio(path)
+        request.getfixturevalue("start_bridge")(kamailio)
+        return kamailio
+    # The token from the environment, as in production (not in `ps`).
+    env = {"KAMAILIO_ENGINE_TOKEN": request.getfixturevalue("kamailio_token")}
+    defines = {}
+    if path == "kemi-inprocess":
+        env.update(request.getfixturevalue("engine_env"))
+    else:
+        rtjson = request.getfixturevalue("rtjson_server")
+        defines["ENGINE_URL"] = f"{rtjson.url}/api/v1/kamailio/rtjson"
+    web_server = request.getfixturevalue("web_server")
+    return start_kamailio(
+        path,
+        env=env,
+        OUTCOME_URL=f"{web_server.url}/api/v1/kamailio/events",
+        ENGINE_TOKEN_FROM_ENV=1,
+        **defines,
+    )
+
+
+# --- end KEMI ---------------------------------------------------------------------------

@@ -32,6 +32,11 @@ CONFIGS = {
     "http": CONFIG_DIR / "kamailio-http.cfg",
     "http-async": CONFIG_DIR / "kamailio-http.cfg",
     "evapi": CONFIG_DIR / "kamailio-evapi.cfg",
+    # --- KEMI (Python) config: one file, the engine mode is a define (issue 18) ---
+    "kemi-http": CONFIG_DIR / "kamailio-kemi.cfg",
+    "kemi-evapi": CONFIG_DIR / "kamailio-kemi.cfg",
+    "kemi-inprocess": CONFIG_DIR / "kamailio-kemi.cfg",
+    # --- end KEMI ---
 }
 
 
@@ -63,6 +68,55 @@ HTTP_ASYNC = pytest.param(
     "http-async",
     marks=pytest.mark.skipif(http_async_module_path() is None, reason=HTTP_ASYNC_MISSING),
 )
+
+
+# --- KEMI (Python) config (issue 18) ------------------------------------------------
+KEMI_SCRIPT = CONFIG_DIR / "kemi_routing.py"
+# The -A define that selects each KEMI path's engine mode.
+KEMI_MODES = {
+    "kemi-http": "ENGINE_MODE_HTTP",
+    "kemi-evapi": "ENGINE_MODE_EVAPI",
+    "kemi-inprocess": "ENGINE_MODE_INPROCESS",
+}
+
+
+def app_python3_installed() -> bool:
+    """Whether Kamailio's app_python3 (Debian: kamailio-python3-modules) is installed."""
+    return any(
+        (Path(d) / "app_python3.so").exists()
+        for d in [*glob.glob("/usr/lib/*/kamailio/modules"), "/usr/lib64/kamailio/modules",
+                  "/usr/local/lib64/kamailio/modules", "/usr/local/lib/kamailio/modules"]
+    )  # fmt: skip
+
+
+APP_PYTHON3_MISSING = (
+    "Kamailio's app_python3 is not installed (Debian: kamailio-python3-modules); "
+    "the KEMI config needs it"
+)
+
+
+def kemi_param(path: str):
+    """A KEMI path as a fixture parameter, skipped before any setup where it cannot run:
+    without app_python3, and (kemi-http) without http_async_client."""
+    marks = [pytest.mark.skipif(not app_python3_installed(), reason=APP_PYTHON3_MISSING)]
+    if path == "kemi-inprocess":
+        marks.append(
+            pytest.mark.skipif(
+                not (BASE_DIR / "kamailio" / "inprocess.py").exists(),
+                reason="kamailio.inprocess (the in-process engine) is not in this checkout",
+            )
+        )
+    if path == "kemi-http":
+        marks.append(
+            pytest.mark.skipif(http_async_module_path() is None, reason=HTTP_ASYNC_MISSING)
+        )
+    return pytest.param(path, marks=marks)
+
+
+KEMI_PATHS = [kemi_param(path) for path in KEMI_MODES]
+
+
+# --- end KEMI ---------------------------------------------------------------------------
 
 
 def service_env(**extra: str) -> dict[str, str]:
