@@ -84,7 +84,14 @@ CONFIGS = {
     # The same, answers by nosip datagrams to Kamailio's SIP port (WITH_NOSIP; both
     # engines get --nosip), resumed by the SIP workers instead of the EVAPI dispatcher.
     "evapi-nosip": ROOT / "deploy" / "kamailio" / "kamailio-evapi.cfg",
+    # The KEMI (Python) config asking over EVAPI, and deciding in Kamailio's own SIP
+    # workers (ENGINE_MODE_INPROCESS: kamailio.inprocess preloaded before the fork; the
+    # trivial one is bench/trivial_inprocess.py, a fixed answer).
+    "kemi-evapi": ROOT / "deploy" / "kamailio" / "kamailio-kemi.cfg",
+    "kemi-inprocess": ROOT / "deploy" / "kamailio" / "kamailio-kemi.cfg",
 }
+# Where the in-process engine's packages are (this interpreter's site-packages).
+SITE_PACKAGES = ":".join(p for p in sys.path if p.endswith("site-packages"))
 TENANT = "sipp-bench"
 CARRIER = "SIPp carriers"
 PREFIXES = 10_000
@@ -118,7 +125,7 @@ def engine_evapi_command(evapi_port: int, processes: int, nosip: int | None = No
 
 
 def trivial_command(path: str, where: str, answer: Path, *options: str) -> list[str]:
-    mode = "--evapi" if path.startswith("evapi") else "--http"
+    mode = "--evapi" if "evapi" in path else "--http"
     return [
         sys.executable, "-m", "bench.trivial_engine", mode, where, "--answer", str(answer), *options
     ]  # fmt: skip
@@ -292,11 +299,21 @@ def start_kamailio(
         "LOG_LEVEL": args.kamailio_log_level,
     }
     evapi_port = None
-    if path.startswith("evapi"):
+    env = dict(os.environ)
+    if path.startswith("kemi"):
+        values["KEMI_SCRIPT"] = str(CONFIGS[path].parent / "kemi_routing.py")
+    if "evapi" in path:
         evapi_port = free_port()
         values["EVAPI_BIND"] = f"{HOST}:{evapi_port}"
         if path == "evapi-nosip":
             values["WITH_NOSIP"] = 1
+        if path == "kemi-evapi":
+            values["ENGINE_MODE_EVAPI"] = 1
+    elif path == "kemi-inprocess":
+        values["ENGINE_MODE_INPROCESS"] = 1
+        values["ENGINE_PROJECT_DIR"] = str(ROOT)
+        values["ENGINE_PYTHONPATH"] = SITE_PACKAGES
+        env.update(engine_env())  # the engine's settings, in Kamailio's environment
     elif path == "http-async":
         values["MODULES_DIR"] = args.kamailio_modules
     values.update(defines)
@@ -304,7 +321,6 @@ def start_kamailio(
             "-Y", run_dir, "-w", run_dir]  # fmt: skip
     if path == "http":
         argv += ["-A", "WITH_HTTP_CLIENT"]
-    env = dict(os.environ)
     for key, value in values.items():
         if key == "ENGINE_TOKEN":
             env["KAMAILIO_ENGINE_TOKEN"] = str(value)  # from the environment, as in production
@@ -312,7 +328,11 @@ def start_kamailio(
             continue
         argv += ["-A", f'{key}="{value}"' if isinstance(value, str) else f"{key}={value}"]
     process = processes.start(name, argv, cwd=run_dir, env=env)
-    process.wait_until(lambda: sip_options_answered(port), what=f"{name} answering OPTIONS")
+    # In-process, Kamailio loads the whole table before it forks (about 20 s at 1M).
+    wait = 180.0 if path == "kemi-inprocess" else 20.0
+    process.wait_until(
+        lambda: sip_options_answered(port), what=f"{name} answering OPTIONS", timeout=wait
+    )
     return Kamailio(path, port, process, evapi_port)
 
 
@@ -589,22 +609,37 @@ def compiled(engine: Engine, plan_id: int, count: int) -> bool:
     return engine.process.log().count(f"route table of plan {plan_id} compiled") >= count
 
 
+def outcome_sink(processes: ProcessGroup, path: str, answer_file: Path) -> int:
+    """A trivial engine taking the outcome events Kamailio POSTs (HTTP and in-process
+    paths), as production sends them to the API's own server; its port."""
+    port = free_port()
+    sink = processes.start(
+        f"outcome-sink-{path}", trivial_command("http", f"{HOST}:{port}", answer_file)
+    )
+    sink.wait_until(lambda: tcp_accepts(port), what="outcome sink")
+    return port
+
+
 def start_path(
     processes: ProcessGroup, path: str, args, token: str, answer_file: Path
 ) -> list[Engine]:
     """The engines of one path (trivial, then this one), each with its own Kamailio."""
     engines = []
-    sink_port = None
-    if path.startswith("http"):
-        sink_port = free_port()
-        sink = processes.start(
-            f"outcome-sink-{path}", trivial_command("http", f"{HOST}:{sink_port}", answer_file)
-        )
-        sink.wait_until(lambda: tcp_accepts(sink_port), what="outcome sink")
+    sink_port = outcome_sink(processes, path, answer_file) if path.startswith("http") else None
     for label in ("trivial", "engine"):
         if args.only and label != args.only:
             continue
-        if path.startswith("evapi"):
+        if path == "kemi-inprocess":
+            # The engine is Kamailio itself: its SIP workers decide.
+            sink_port = sink_port or outcome_sink(processes, path, answer_file)
+            defines = {"OUTCOME_URL": f"http://{HOST}:{sink_port}/api/v1/kamailio/events"}
+            if label == "trivial":
+                defines["ENGINE_MODULE"] = "bench.trivial_inprocess"
+                os.environ["TRIVIAL_ANSWER_FILE"] = str(answer_file)
+            kamailio = start_kamailio(processes, path, f"kamailio-{path}-{label}", args, **defines)
+            engines.append(Engine(label, kamailio, kamailio.process))
+            continue
+        if "evapi" in path:
             kamailio = start_kamailio(processes, path, f"kamailio-{path}-{label}", args)
             where = f"{HOST}:{kamailio.evapi_port}"
             nosip = kamailio.port if path == "evapi-nosip" else None
@@ -649,8 +684,13 @@ def warm_up(processes, engines, args, table: Table, scenario, numbers) -> None:
     """Calls at 100/s, 3 s at a time, until the engine compiled the bench plan (its
     table loads all plans, in the background, while the database answers) and a run
     is clean."""
-    evapi = engines[0].kamailio.path.startswith("evapi")
-    count = args.bridge_processes if evapi else args.http_workers
+    path = engines[0].kamailio.path
+    if path == "kemi-inprocess":
+        count = 1  # loaded once, before Kamailio forks (kamailio.inprocess.preload)
+    elif "evapi" in path:
+        count = args.bridge_processes
+    else:
+        count = args.http_workers
     for engine in engines:
         started = time.monotonic()
         while True:
@@ -721,11 +761,35 @@ def bench_path(processes, path, args, table, token, carriers, files) -> dict:
         k: (sorted(v)[len(v) // 2] if v else -result["latency_cpu_ms"][k]) for k, v in cpu.items()
     }
     result["load_after"] = loads()
+    result["memory"] = {engine.label: kamailio_memory(engine) for engine in engines}
     for engine in engines:
-        for process in (engine.process, engine.kamailio.process):
+        print(f"  Kamailio memory, {engine.label}: {result['memory'][engine.label]}", flush=True)
+        for process in {id(p): p for p in (engine.process, engine.kamailio.process)}.values():
             process.stop()
             processes.processes.remove(process)
     return result
+
+
+def kamailio_memory(engine: Engine) -> str:
+    """Kamailio's processes after the runs: how many, their PSS in all (each one's share
+    of the pages it shares), and the largest one's RSS and USS (its private pages)."""
+    figures = []
+    for pid in group_pids(engine.kamailio.process.popen.pid):
+        values = {}
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+                name, _, rest = line.partition(":")
+                values[name] = int(rest.split()[0]) / 1024
+        if values:
+            uss = values.get("Private_Clean", 0) + values.get("Private_Dirty", 0)
+            figures.append((values.get("Rss", 0), values.get("Pss", 0), uss))
+    if not figures:
+        return "-"
+    rss, _, uss = max(figures)
+    return (
+        f"{len(figures)} processes, PSS {sum(f[1] for f in figures):.0f} MB in all; "
+        f"largest RSS {rss:.0f} MB, USS {uss:.0f} MB"
+    )
 
 
 def report(results: list[dict], args) -> None:
@@ -741,7 +805,8 @@ def report(results: list[dict], args) -> None:
         "| load before -> after |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    goals = {"evapi": 0.95, "evapi-nosip": 0.95, "http-async": 0.90, "http": 0.90}
+    goals = {"evapi": 0.95, "evapi-nosip": 0.95, "http-async": 0.90, "http": 0.90,
+             "kemi-evapi": 0.95, "kemi-inprocess": 0.95}  # fmt: skip
     verdicts = []
     for r in results:
         t, e = r["clean"].get("trivial", 0), r["clean"].get("engine", 0)
@@ -786,7 +851,9 @@ def report(results: list[dict], args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--paths", default="evapi,http-async", help="evapi, evapi-nosip, http-async, http"
+        "--paths",
+        default="evapi,http-async",
+        help="evapi, evapi-nosip, http-async, http, kemi-evapi, kemi-inprocess",
     )
     parser.add_argument(
         "--rates", default="250,500,750,1000,1250,1500,1750,2000,2500,3000", help="Calls/s steps."

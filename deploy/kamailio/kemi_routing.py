@@ -75,6 +75,7 @@ class Settings:
         self.evapi_networks = define("EVAPI_ALLOWED_NETWORKS", "127.0.0.0/8")
         self.project_dir = define("ENGINE_PROJECT_DIR")
         self.pythonpath = define("ENGINE_PYTHONPATH")
+        self.engine_module = define("ENGINE_MODULE", "kamailio.inprocess")
 
 
 class ApplyError(Exception):
@@ -96,15 +97,15 @@ class kamailio:
         return 0
 
     def engine_module(self):
-        """The project's kamailio.inprocess (the project dir and the virtualenv put on
-        sys.path first); None, logged, when it cannot be imported."""
+        """ENGINE_MODULE, the project's kamailio.inprocess (the project dir and the
+        virtualenv put on sys.path first); None, logged, when it cannot be imported."""
         paths = [self.settings.project_dir, *self.settings.pythonpath.split(":")]
         for path in reversed([p for p in paths if p]):
             if path not in sys.path:
                 sys.path.insert(0, path)
         try:
             # Imported by name: this script's own class is called `kamailio`.
-            return importlib.import_module("kamailio.inprocess")
+            return importlib.import_module(self.settings.engine_module)
         except Exception as exc:  # any failure: logged, calls get 503
             self.engine_failed = True
             log("err", f"in-process routing engine could not be imported: {exc!r}")
