@@ -7,6 +7,7 @@ engine is absent, broken or silent, and the outcome events it sends back.
 
 from __future__ import annotations
 
+import functools
 import http.server
 import json
 import shutil
@@ -34,7 +35,8 @@ if not app_python3_installed():
     pytest.skip(APP_PYTHON3_MISSING, allow_module_level=True)
 
 # Imported after the skips: these modules skip themselves too without Kamailio.
-from tests.e2e.test_kamailio_outcomes import _set_caps, wait_for_figures  # noqa: E402
+from tests.e2e import test_kamailio_outcomes as native  # noqa: E402
+from tests.e2e.test_kamailio_outcomes import wait_for_figures  # noqa: E402
 from tests.e2e.test_kamailio_routing import FAST, BrokenEngine  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -265,42 +267,21 @@ def test_attempts_and_ends_reach_the_engine(proxy, table, sipp):
 # native configs' caps cases are in test_kamailio_outcomes.py. ---------------------
 
 
-@pytest.mark.parametrize("proxy", [kemi_param("kemi-evapi")], indirect=True)
-def test_a_trunk_at_max_calls_is_skipped_for_the_next_route(proxy, table, sipp):
-    """Serial, max_calls 2 and 3 calls held at once: the 3rd skips the capped route."""
-    capped = sipp.carrier("carrier_answer", "carrier-capped")
-    spare = sipp.carrier("carrier_answer", "carrier-spare")
-    capped_id = table.trunk("capped", capped.port)
-    table.route("33", capped_id, table.trunk("spare", spare.port))
-    _set_caps(capped_id, max_calls=2)
+def _again_through(path: str, test):
+    """A native config's test run again through the KEMI config in `path`: the same
+    case, checking the script's own code for it, not a copy of the test."""
 
-    result = sipp.call(proxy.port, "33123", calls=3, rate=20, hold_ms=2000)
+    @functools.wraps(test)
+    def run(proxy, table, sipp):
+        test(proxy, table, sipp)
 
-    assert result.finals == [200] * 3, result.describe()
-    capped.process.stop()
-    spare.process.stop()
-    assert len(capped.invites()) == 2
-    assert len(spare.invites()) == 1
-    assert "route 0 (SIPp carriers/capped) skipped: at its cap of 2 concurrent calls" in (
-        proxy.process.log()
-    )
+    run.pytestmark = [pytest.mark.parametrize("proxy", [kemi_param(path)], indirect=True)]
+    return run
 
 
-@pytest.mark.parametrize("proxy", [kemi_param("kemi-evapi")], indirect=True)
-def test_parallel_routing_drops_a_branch_at_its_cap(proxy, table, sipp):
-    """Parallel, the answering trunk at max_calls 1, two calls held at once: the second
-    call's branch to it is dropped, so only the rejecting trunk gets that INVITE."""
-    rejecting = sipp.carrier("carrier_reject", "carrier-rejecting")
-    answering = sipp.carrier("carrier_answer", "carrier-answering")
-    answering_id = table.trunk("answering", answering.port)
-    table.route("44", table.trunk("rejecting", rejecting.port), answering_id, mode="parallel")
-    _set_caps(answering_id, max_calls=1)
-
-    result = sipp.call(proxy.port, "44123", calls=2, rate=20, hold_ms=1500)
-
-    answering.process.stop()
-    rejecting.process.stop()
-    assert len(answering.invites()) == 1
-    assert len(rejecting.invites()) == 2
-    # A carrier's 503 reaches the caller as 500 (RFC 3261 16.7).
-    assert sorted(result.finals) == [200, 500], result.describe()
+test_a_trunk_at_max_calls_sends_the_next_call_to_the_next_trunk = _again_through(
+    "kemi-evapi", native.test_a_trunk_at_max_calls_sends_the_next_call_to_the_next_trunk
+)
+test_parallel_routing_drops_a_branch_at_its_cap = _again_through(
+    "kemi-evapi", native.test_parallel_routing_drops_a_branch_at_its_cap
+)
