@@ -72,6 +72,24 @@ def _sipp_base(directory: Path, name: str, port: int | None = None) -> tuple[lis
     return argv, log_file
 
 
+# free_port() finds a port free, but another process (a UDP socket the kernel binds to
+# an ephemeral port, such as the bridge's nosip sender) may take it before SIPp binds
+# it; SIPp then exits at once, saying so in its error file: try again with new ports.
+PORT_RACE_ATTEMPTS = 3
+
+
+def _lost_a_port(directory: Path, name: str) -> bool:
+    """Whether SIPp `name` exited because a port it was given was taken meanwhile (its
+    error file is cleared for the next attempt)."""
+    errors = directory / f"{name}-errors.log"
+    try:
+        text = errors.read_text(errors="replace")
+    except FileNotFoundError:
+        return False
+    errors.unlink()
+    return "Address already in use" in text
+
+
 class Carrier:
     """A SIPp UAS standing for a carrier's trunk, on 127.0.0.1:`port`."""
 
@@ -112,13 +130,22 @@ class Sipp:
     def carrier(self, scenario: str, name: str, port: int | None = None) -> Carrier:
         """A carrier running scenarios/`scenario`.xml (carrier_answer, _reject, _ring, _silent),
         on `port` (a free one by default; a stopped carrier's, to stand for it recovering)."""
-        argv, log_file = _sipp_base(self.directory, name, port)
-        port = int(argv[argv.index("-p") + 1])
-        argv += ["-sf", str(SCENARIOS / f"{scenario}.xml")]
-        process = self.processes.start(name, argv, cwd=self.directory)
-        # Ready when its SIP port is bound (SIPp prints nothing useful before).
-        process.wait_until(lambda: not is_free(port), what=f"{name} listening on {port}")
-        return Carrier(process, port, log_file)
+        for attempt in range(1, PORT_RACE_ATTEMPTS + 1):
+            argv, log_file = _sipp_base(self.directory, name, port)
+            sip_port = int(argv[argv.index("-p") + 1])
+            argv += ["-sf", str(SCENARIOS / f"{scenario}.xml")]
+            process = self.processes.start(name, argv, cwd=self.directory)
+            # Ready when its SIP port is bound (SIPp prints nothing useful before).
+            try:
+                process.wait_until(
+                    lambda p=sip_port: not is_free(p), what=f"{name} listening on {sip_port}"
+                )
+            except ProcessError:
+                if attempt == PORT_RACE_ATTEMPTS or not _lost_a_port(self.directory, name):
+                    raise
+                continue
+            return Carrier(process, sip_port, log_file)
+        raise AssertionError("unreachable")
 
     def call(
         self,
