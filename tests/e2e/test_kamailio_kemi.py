@@ -37,7 +37,11 @@ if not app_python3_installed():
 # Imported after the skips: these modules skip themselves too without Kamailio.
 from tests.e2e import test_kamailio_outcomes as native  # noqa: E402
 from tests.e2e.test_kamailio_outcomes import wait_for_figures  # noqa: E402
-from tests.e2e.test_kamailio_routing import FAST, BrokenEngine  # noqa: E402
+from tests.e2e.test_kamailio_routing import (  # noqa: E402
+    FAST,
+    BrokenEngine,
+    evapi_without_a_bridge,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -100,23 +104,7 @@ def test_an_absent_engine_gets_calls_a_fast_503(path, start_kamailio, sipp):
 
 
 def test_evapi_without_a_bridge_gets_calls_a_fast_503(start_kamailio, start_bridge, table, sipp):
-    carrier = sipp.carrier("carrier_answer", "carrier")
-    table.route("33", table.trunk("up", carrier.port))
-    kamailio = start_kamailio("kemi-evapi")
-
-    never_connected = sipp.call(kamailio.port, "33123")
-    bridge = start_bridge(kamailio)
-    connected = sipp.call(kamailio.port, "33123")
-    seen = len(kamailio.process.log())
-    bridge.stop()
-    kamailio.process.wait_for_log("disconnected", after=seen)
-    stopped = sipp.call(kamailio.port, "33123")
-
-    assert never_connected.finals == [503, 503], never_connected.describe()
-    assert never_connected.seconds < FAST, never_connected.describe()
-    assert connected.finals == [200, 200], connected.describe()
-    assert stopped.finals == [503, 503], stopped.describe()
-    assert stopped.seconds < FAST, stopped.describe()
+    evapi_without_a_bridge("kemi-evapi", start_kamailio, start_bridge, table, sipp)
 
 
 @pytest.mark.parametrize(

@@ -211,9 +211,14 @@ def test_http_calls_fail_fast_with_503_when_the_engine_cannot_answer(
 
 
 def test_evapi_calls_fail_fast_with_503_without_a_bridge(start_kamailio, start_bridge, table, sipp):
+    evapi_without_a_bridge("evapi", start_kamailio, start_bridge, table, sipp)
+
+
+def evapi_without_a_bridge(path: str, start_kamailio, start_bridge, table, sipp) -> None:
+    """Before a bridge connects and after it leaves, calls get a 503 at once (config `path`)."""
     carrier = sipp.carrier("carrier_answer", "carrier")
     table.route("33", table.trunk("up", carrier.port))
-    kamailio = start_kamailio("evapi")
+    kamailio = start_kamailio(path)
 
     never_connected = sipp.call(kamailio.port, "33123")
     bridge = start_bridge(kamailio)
