@@ -92,22 +92,15 @@ _preloaded: Engine | None = None
 def _set_up() -> Engine:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
+    from django.apps import apps
 
-    if not _apps_ready():
+    if not apps.ready:
         django.setup(set_prefix=False)
 
     from routing import process_local
 
     process_local.without_threads()
     return Engine()
-
-
-def _apps_ready() -> bool:
-    try:
-        from django.apps import apps
-    except ImportError:
-        return False
-    return apps.ready
 
 
 class Engine:
