@@ -287,7 +287,12 @@ class Kamailio:
 
 
 def start_kamailio(
-    processes: ProcessGroup, path: str, name: str, args: argparse.Namespace, **defines
+    processes: ProcessGroup,
+    path: str,
+    name: str,
+    args: argparse.Namespace,
+    env_extra: dict[str, str] | None = None,
+    **defines,
 ) -> Kamailio:
     run_dir = tempfile.mkdtemp(prefix="kam-", dir=processes.directory)
     port = free_port()
@@ -299,7 +304,7 @@ def start_kamailio(
         "LOG_LEVEL": args.kamailio_log_level,
     }
     evapi_port = None
-    env = dict(os.environ)
+    env = {**os.environ, **(env_extra or {})}
     if path.startswith("kemi"):
         values["KEMI_SCRIPT"] = str(CONFIGS[path].parent / "kemi_routing.py")
     if "evapi" in path:
@@ -633,10 +638,13 @@ def start_path(
             # The engine is Kamailio itself: its SIP workers decide.
             sink_port = sink_port or outcome_sink(processes, path, answer_file)
             defines = {"OUTCOME_URL": f"http://{HOST}:{sink_port}/api/v1/kamailio/events"}
+            env_extra = {}
             if label == "trivial":
                 defines["ENGINE_MODULE"] = "bench.trivial_inprocess"
-                os.environ["TRIVIAL_ANSWER_FILE"] = str(answer_file)
-            kamailio = start_kamailio(processes, path, f"kamailio-{path}-{label}", args, **defines)
+                env_extra["TRIVIAL_ANSWER_FILE"] = str(answer_file)
+            kamailio = start_kamailio(
+                processes, path, f"kamailio-{path}-{label}", args, env_extra, **defines
+            )
             engines.append(Engine(label, kamailio, kamailio.process))
             continue
         if "evapi" in path:
