@@ -7,8 +7,10 @@ OPTIONS answered, a port bound, a log line), never assumed after a fixed sleep.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,15 +26,35 @@ class ProcessError(AssertionError):
     """A process did not start, or did not get ready in time; the message has its log."""
 
 
-def free_port(kind: int = socket.SOCK_DGRAM, span: int = 1) -> int:
-    """A port on 127.0.0.1 that is free for UDP and TCP (and so are the `span - 1` above it)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, kind) as probe:
-            probe.bind((HOST, 0))
-            port = probe.getsockname()[1]
-        if port + span < 65536 and all(is_free(p) for p in range(port, port + span)):
-            return port
-    raise ProcessError("no free port found on 127.0.0.1")
+# Ports are handed out below the kernel's ephemeral range: a port the kernel picks for
+# bind(0) or an outgoing connection (a bridge's nosip sender, Kamailio's HTTP client)
+# can then never take one between free_port() finding it free and its server binding
+# it. Handed-out ports are not handed out again while their server may still hold them.
+_LOWEST_PORT = 20000
+_random = random.SystemRandom()
+_handed_out: collections.deque[int] = collections.deque(maxlen=4000)
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives out by itself (32768 if it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(span: int = 1) -> int:
+    """A port on 127.0.0.1 free for UDP and TCP (and the `span - 1` above it), outside
+    the kernel's ephemeral range and not handed out recently."""
+    highest = _ephemeral_low() - span
+    for _ in range(500):
+        port = _random.randint(_LOWEST_PORT, highest)
+        ports = range(port, port + span)
+        if any(p in _handed_out for p in ports) or not all(is_free(p) for p in ports):
+            continue
+        _handed_out.extend(ports)
+        return port
+    raise ProcessError(f"no free port found on {HOST} between {_LOWEST_PORT} and {highest}")
 
 
 def is_free(port: int) -> bool:

@@ -72,22 +72,24 @@ def _sipp_base(directory: Path, name: str, port: int | None = None) -> tuple[lis
     return argv, log_file
 
 
-# free_port() finds a port free, but another process (a UDP socket the kernel binds to
-# an ephemeral port, such as the bridge's nosip sender) may take it before SIPp binds
-# it; SIPp then exits at once, saying so in its error file: try again with new ports.
+# free_port() finds a port free, but another process may still bind it before SIPp
+# does; SIPp then exits at once, before sending anything, saying so in its error file:
+# try again with new ports.
 PORT_RACE_ATTEMPTS = 3
 
 
 def _lost_a_port(directory: Path, name: str) -> bool:
     """Whether SIPp `name` exited because a port it was given was taken meanwhile (its
-    error file is cleared for the next attempt)."""
+    error file is then cleared for the next attempt)."""
     errors = directory / f"{name}-errors.log"
     try:
         text = errors.read_text(errors="replace")
     except FileNotFoundError:
         return False
+    if "Address already in use" not in text:
+        return False
     errors.unlink()
-    return "Address already in use" in text
+    return True
 
 
 class Carrier:
@@ -197,6 +199,27 @@ class Sipp:
         *,
         port: int | None = None,
     ) -> CallResult:
+        for attempt in range(1, PORT_RACE_ATTEMPTS + 1):
+            name, result = self._run_once(scenario, proxy_port, options, keys, port=port)
+            if (
+                attempt == PORT_RACE_ATTEMPTS
+                or result.returncode == 0
+                or result.finals
+                or not _lost_a_port(self.directory, name)
+            ):
+                return result
+        raise AssertionError("unreachable")
+
+    def _run_once(
+        self,
+        scenario: str,
+        proxy_port: int,
+        options: list[str],
+        keys: dict[str, str],
+        *,
+        port: int | None = None,
+    ) -> tuple[str, CallResult]:
+        """One SIPp run, and the name its files are under."""
         self._runs += 1
         name = f"{scenario}-{self._runs}"
         argv, log_file = _sipp_base(self.directory, name)
@@ -233,4 +256,6 @@ class Sipp:
             for line in log_file.read_text(errors="replace").splitlines():
                 if line.startswith("final "):
                     finals.append(int(line.split()[1]))
-        return CallResult(returncode, seconds, finals, output_path.read_text(errors="replace"))
+        return name, CallResult(
+            returncode, seconds, finals, output_path.read_text(errors="replace")
+        )
