@@ -26,6 +26,8 @@ def test_a_trunk_history_says_yes_no_and_the_time_zone_without_an_empty_column(
     assert "<strong>Is active:</strong> yes &nbsp;&rarr;&nbsp;&nbsp;no" in html
     assert "True" not in html
     assert "Change reason" not in html  # no change on the page has one
+    assert ">(system)</span> </td>" in html  # saved without a signed-in user
+    assert "None" not in html
     assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d CES?T</td>", html)
 
 
