@@ -22,6 +22,15 @@ def spare_a(tenant_a):
     return make_trunk(tenant_a, "a-spare", carrier="Carrier A2")
 
 
+def move(user, trunk, new_trunk, mode: str) -> bulk.Preview:
+    """Preview the move as the trunk page does, then apply it with that preview's
+    fingerprint."""
+    preview = bulk.preview_trunk_move(user=user, trunk=trunk, new_trunk=new_trunk, mode=mode)
+    return bulk.move_trunk(
+        user=user, trunk=trunk, new_trunk=new_trunk, mode=mode, expected=preview.fingerprint
+    )
+
+
 def test_replace_moves_every_route_of_the_trunk_with_history_and_one_log_entry_each(
     operator_a, trunks_a, spare_a, route_b
 ):
@@ -67,16 +76,7 @@ def test_failover_goes_right_after_the_trunk_and_later_targets_move_down(
 ):
     primary, backup = trunks_a
     uk = make_route(operator_a.tenant, "44", primary, backup)
-    preview = bulk.preview_trunk_move(
-        user=operator_a, trunk=primary, new_trunk=spare_a, mode=bulk.FAILOVER
-    )
-    bulk.move_trunk(
-        user=operator_a,
-        trunk=primary,
-        new_trunk=spare_a,
-        mode=bulk.FAILOVER,
-        expected=preview.fingerprint,
-    )
+    move(operator_a, primary, spare_a, bulk.FAILOVER)
     assert order(uk) == [("a-primary", 1, 100), ("a-spare", 2, 100), ("a-backup", 3, 100)]
     assert RouteTarget.history.filter(history_type="+", trunk=spare_a).count() == 1
 
@@ -254,17 +254,8 @@ def test_on_a_staged_plan_a_bulk_edit_writes_the_draft_as_a_single_edit_does(
 def test_a_failover_after_the_last_priority_is_refused_not_a_crash(operator_a, trunks_a, spare_a):
     primary, _ = trunks_a
     route = make_route(operator_a.tenant, "44", (primary, bulk.MAX_PRIORITY, 100))
-    preview = bulk.preview_trunk_move(
-        user=operator_a, trunk=primary, new_trunk=spare_a, mode=bulk.FAILOVER
-    )
     with pytest.raises(ValidationError, match="no priority after it"):
-        bulk.move_trunk(
-            user=operator_a,
-            trunk=primary,
-            new_trunk=spare_a,
-            mode=bulk.FAILOVER,
-            expected=preview.fingerprint,
-        )
+        move(operator_a, primary, spare_a, bulk.FAILOVER)
     assert order(route) == [("a-primary", bulk.MAX_PRIORITY, 100)]
 
 
