@@ -94,21 +94,24 @@ def recent_changes_view(request: HttpRequest) -> HttpResponse:
 
 
 def number_box(request: HttpRequest) -> HttpResponse:
-    """GET ?n=NUMBER[&tenant=SLUG][&customer=ID]: the header box's answer (ops.numberbox)."""
+    """GET ?n=NUMBER[&tenant=SLUG][&customer=ID]: the header box's answer (ops.numberbox);
+    for a superuser naming no tenant, one line per tenant, each linking to its detail."""
     _scope_or_403(request)
     bound = "n" in request.GET
     form = NumberBoxForm(request.GET if bound else None, user=request.user)
-    found = None
+    found = []
     if bound and form.is_valid():
         try:
-            found = form.lookup()
+            found = form.lookups()
         except NumberBoxError as exc:
             form.add_error(None, str(exc))
     context = {
         **admin.site.each_context(request),
-        "title": f"Number {found.number}" if found else "Find a number",
+        "title": f"Number {found[0].number}" if found else "Find a number",
         "form": form,
-        "found": found,
+        # One look-up in detail; a superuser's one per tenant as a table of lines.
+        "found": found[0] if len(found) == 1 else None,
+        "every_tenant": found if len(found) > 1 else [],
         "number_box_value": request.GET.get("n", ""),
     }
     return TemplateResponse(request, "admin/ops/number_box.html", context)

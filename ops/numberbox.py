@@ -17,8 +17,9 @@ Everything comes from the routing code itself, so the box cannot disagree with a
 - which route answers, and the outcome, is the engine's decision (routing.service.decide
   on the same table), for a caller without caller rules, now.
 
-Scoping: the tenant is the operator's own (a superuser picks one), the customer one
-of that tenant's (tenants.scoping), and the table is seen through OwnTenantTable.
+Scoping: the tenant is the operator's own, the customer one of that tenant's
+(tenants.scoping), and the table is seen through OwnTenantTable. A superuser who names
+no tenant gets one line per tenant (lookup_every_tenant), up to EVERY_TENANT_LIMIT.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ from tenants.models import Tenant
 from tenants.scoping import EVERYTHING, scope_queryset, user_scope
 
 MAX_NUMBER = 64
+# A superuser's look-up in every tenant is one look-up per tenant (a few indexed
+# queries each): bounded, so the page stays fast; above it, a tenant must be picked.
+EVERY_TENANT_LIMIT = 25
 # How a number is read for a customer that routes digits as dialled: "+" and "00"
 # (ITU-T E.164's international prefix) both mean international.
 AS_DIALLED = DiallingContext(international_prefix="00")
@@ -124,7 +128,7 @@ class NumberBoxForm(forms.Form):
         queryset=Tenant.objects.none(),
         to_field_name="slug",
         required=False,
-        empty_label="(my tenant)",
+        empty_label="(my tenant; every tenant for a superuser)",
         help_text="Whose route table: yours, or for a superuser the tenant to look in.",
     )
     customer = forms.ModelChoiceField(
@@ -153,14 +157,13 @@ class NumberBoxForm(forms.Form):
             raise forms.ValidationError(NOT_A_NUMBER.format(text=text.strip()))
         return text
 
-    def lookup(self) -> NumberLookup:
+    def lookups(self) -> list[NumberLookup]:
+        """The look-up asked for: one, or for a superuser naming nobody, one per tenant."""
         data = self.cleaned_data
-        return lookup(
-            user=self.user,
-            number=data["n"],
-            tenant=data.get("tenant"),
-            customer=data.get("customer"),
-        )
+        tenant, customer = data.get("tenant"), data.get("customer")
+        if tenant is None and customer is None and user_scope(self.user) is EVERYTHING:
+            return lookup_every_tenant(user=self.user, number=data["n"])
+        return [lookup(user=self.user, number=data["n"], tenant=tenant, customer=customer)]
 
 
 def whose_call(
@@ -259,6 +262,25 @@ def lookup(
         decision=decision,
         simulate_url=simulator_url(customer=str(customer.pk), callee=callee),
     )
+
+
+def lookup_every_tenant(*, user, number: str) -> list[NumberLookup]:
+    """A superuser's look-up of `number` in every tenant, by its default customer, in
+    the order of their names; tenants without a default customer are left out."""
+    if user_scope(user) is not EVERYTHING:
+        raise NumberBoxError("Only a superuser looks in every tenant.")
+    tenants = list(
+        Tenant.objects.filter(customers__is_default=True)
+        .order_by("name")
+        .distinct()[: EVERY_TENANT_LIMIT + 1]
+    )
+    if len(tenants) > EVERY_TENANT_LIMIT:
+        raise NumberBoxError(
+            f"There are more than {EVERY_TENANT_LIMIT} tenants: pick the one to look in."
+        )
+    if not tenants:
+        raise NumberBoxError("No tenant has a default customer: pick a customer.")
+    return [lookup(user=user, number=number, tenant=tenant) for tenant in tenants]
 
 
 def _rules(route: RouteRow, schedules: dict[int, str]) -> str:

@@ -6,7 +6,8 @@ import pytest
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from ops.numberbox import NumberBoxError, lookup
+from ops import numberbox
+from ops.numberbox import NumberBoxError, lookup, lookup_every_tenant
 from routing.models import Customer, DialPrefix, HealthState, TrunkHealth
 from tests.factories import default_plan, make_route
 from versions.publishing import publish
@@ -105,6 +106,34 @@ def test_a_superuser_must_name_the_tenant(superuser, tenant_a, uk_a):
     assert lookup(user=superuser, number="442071234567", tenant=tenant_a).chain_text == (
         "44 → 4420"
     )
+
+
+def test_a_superuser_naming_no_tenant_gets_a_line_per_tenant(
+    client, superuser, uk_a, trunks_b, django_assert_max_num_queries
+):
+    make_route(trunks_b[0].carrier.tenant, "4420", trunks_b[0])
+    client.force_login(superuser)
+
+    with django_assert_max_num_queries(40):
+        html = client.get(URL, {"n": "+44 20 7123 4567"}).content.decode()
+
+    table = html[html.index('id="nb-tenants"') :]
+    assert table.index("Tenant A") < table.index("Tenant B")
+    assert "44 → 4420" in table  # A's chain
+    assert "<td>4420</td>" in table  # B's: 4420 alone
+    assert "?n=%2B44%2020%207123%204567&amp;tenant=tenant-b" in table
+    assert 'id="nb-result"' not in html  # the detail is one click away
+
+
+def test_every_tenant_is_for_superusers_and_bounded(superuser, operator_a, uk_a, monkeypatch):
+    with pytest.raises(NumberBoxError, match="Only a superuser"):
+        lookup_every_tenant(user=operator_a, number="442071234567")
+    assert [f.tenant.name for f in lookup_every_tenant(user=superuser, number="4420")] == [
+        "Tenant A"
+    ]
+    monkeypatch.setattr(numberbox, "EVERY_TENANT_LIMIT", 0)
+    with pytest.raises(NumberBoxError, match="pick the one to look in"):
+        lookup_every_tenant(user=superuser, number="442071234567")
 
 
 def test_the_page_answers_the_operator(client, operator_a, uk_a):
