@@ -199,8 +199,19 @@ class Sipp:
         *,
         port: int | None = None,
     ) -> CallResult:
+        """SIPp `scenario` against the proxy; a run that lost one of its ports before
+        sending anything starts again on new ones."""
         for attempt in range(1, PORT_RACE_ATTEMPTS + 1):
-            name, result = self._run_once(scenario, proxy_port, options, keys, port=port)
+            self._runs += 1
+            name = f"{scenario}-{self._runs}"
+            argv, log_file = _sipp_base(self.directory, name)
+            if port is not None:
+                argv[argv.index("-p") + 1] = str(port)
+            argv[1:1] = [f"{HOST}:{proxy_port}", "-sf", str(SCENARIOS / f"{scenario}.xml")]
+            argv += [*options, "-recv_timeout", "10000", "-timeout", f"{int(RUN_LIMIT) - 5}s"]
+            for key, value in keys.items():
+                argv += ["-key", key, value]
+            result = self._execute(scenario, name, argv, log_file)
             if (
                 attempt == PORT_RACE_ATTEMPTS
                 or result.returncode == 0
@@ -210,25 +221,8 @@ class Sipp:
                 return result
         raise AssertionError("unreachable")
 
-    def _run_once(
-        self,
-        scenario: str,
-        proxy_port: int,
-        options: list[str],
-        keys: dict[str, str],
-        *,
-        port: int | None = None,
-    ) -> tuple[str, CallResult]:
-        """One SIPp run, and the name its files are under."""
-        self._runs += 1
-        name = f"{scenario}-{self._runs}"
-        argv, log_file = _sipp_base(self.directory, name)
-        if port is not None:
-            argv[argv.index("-p") + 1] = str(port)
-        argv[1:1] = [f"{HOST}:{proxy_port}", "-sf", str(SCENARIOS / f"{scenario}.xml")]
-        argv += [*options, "-recv_timeout", "10000", "-timeout", f"{int(RUN_LIMIT) - 5}s"]
-        for key, value in keys.items():
-            argv += ["-key", key, value]
+    def _execute(self, scenario: str, name: str, argv: list[str], log_file: Path) -> CallResult:
+        """Run SIPp `argv` to its end (at most RUN_LIMIT); its finals from `log_file`."""
         output_path = self.directory / f"{name}.out"
         started = time.monotonic()
         with open(output_path, "wb") as output:
@@ -256,6 +250,4 @@ class Sipp:
             for line in log_file.read_text(errors="replace").splitlines():
                 if line.startswith("final "):
                     finals.append(int(line.split()[1]))
-        return name, CallResult(
-            returncode, seconds, finals, output_path.read_text(errors="replace")
-        )
+        return CallResult(returncode, seconds, finals, output_path.read_text(errors="replace"))
