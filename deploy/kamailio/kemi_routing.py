@@ -6,7 +6,11 @@ REGISTER into usrloc, OPTIONS keepalive; for each new INVITE the engine request
 (the fields of route[ENGINE_REQUEST], built with json), the engine asked over HTTP,
 EVAPI or in this process (ENGINE_MODE, kamailio-kemi.cfg), the rtjson answer
 applied (reply, location lookup, serial failover, parallel forking), per-trunk caps
-and the outcome events (routing-common.cfg's fields, docs/outcomes.md).
+and the outcome events (routing-common.cfg's fields, docs/outcomes.md). The engine
+redundancy of the native configs too: over HTTP a second engine (ENGINE_URL2, as
+kamailio-http.cfg), over EVAPI the hot standby (a call not answered within
+ENGINE_RETRY_MS asked once of the next live bridge, as kamailio-evapi.cfg), with
+their retry budgets and the same log lines.
 
 Every route is a method of the class `kamailio` (app_python3 calls mod_init() for
 one instance per process). Kamailio forks its processes after loading this script,
