@@ -284,14 +284,15 @@ class SlowEngine:
             thread.join(2)
 
 
-def test_engines_that_are_all_slow_are_not_asked_every_call_twice(start_kamailio, sipp):
+@pytest.mark.parametrize("path", ["evapi", kemi_param("kemi-evapi")])
+def test_engines_that_are_all_slow_are_not_asked_every_call_twice(path, start_kamailio, sipp):
     """Both engines answer after 600 ms (an overload, not a death): every call passes
     ENGINE_RETRY_MS, but the second asks do not double the engines' load: once each
     engine has been late it is suspect, a call with no other engine left waits for
     its first one, and the retry budget (100 at once, then one per ten calls
     answered) bounds the rest. Every call is routed."""
     carrier = sipp.carrier("carrier_answer", "carrier")
-    kamailio = start_kamailio("evapi")
+    kamailio = start_kamailio(path)
     engines = []
     try:
         for n in (1, 2):
@@ -311,7 +312,7 @@ def test_engines_that_are_all_slow_are_not_asked_every_call_twice(start_kamailio
     waited = log.count("waiting for it (no other engine, or the retry budget is spent)")
     events = sum(engine.events for engine in engines)
     print(
-        f"\ntwo engines answering after 600 ms: {calls} calls, {events} events sent, "
+        f"\n{path}, two engines answering after 600 ms: {calls} calls, {events} events sent, "
         f"{asked} asked again, {waited} waited for their first engine; "
         f"load average {os.getloadavg()[0]:.2f}"
     )
