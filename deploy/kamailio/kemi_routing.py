@@ -6,7 +6,11 @@ REGISTER into usrloc, OPTIONS keepalive; for each new INVITE the engine request
 (the fields of route[ENGINE_REQUEST], built with json), the engine asked over HTTP,
 EVAPI or in this process (ENGINE_MODE, kamailio-kemi.cfg), the rtjson answer
 applied (reply, location lookup, serial failover, parallel forking), per-trunk caps
-and the outcome events (routing-common.cfg's fields, docs/outcomes.md).
+and the outcome events (routing-common.cfg's fields, docs/outcomes.md). The engine
+redundancy of the native configs too: over HTTP a second engine (ENGINE_URL2, as
+kamailio-http.cfg), over EVAPI the hot standby (a call not answered within
+ENGINE_RETRY_MS asked once of the next live bridge, as kamailio-evapi.cfg), with
+their retry budgets and the same log lines.
 
 Every route is a method of the class `kamailio` (app_python3 calls mod_init() for
 one instance per process). Kamailio forks its processes after loading this script,
@@ -46,6 +50,15 @@ def define(name: str, default: str = "") -> str:
     return value
 
 
+def define_int(name: str, default: int) -> int:
+    """A numeric #!define; `default` when it is unset or not a number (a define whose
+    value is another define's name, for instance)."""
+    try:
+        return int(define(name, str(default)))
+    except ValueError:
+        return default
+
+
 def pv_int(spec: str, default: int = 0) -> int:
     value = KSR.pv.get(spec)
     if value is None or value == "":
@@ -69,9 +82,14 @@ class Settings:
         self.registrar_networks = define("REGISTRAR_NETWORKS", "127.0.0.0/8")
         self.cap_instances = max(1, int(define("CAP_INSTANCES", "1") or 1))
         self.engine_url = define("ENGINE_URL")
+        self.engine_url2 = define("ENGINE_URL2")
         self.outcome_url = define("OUTCOME_URL")
         self.token = define("ENGINE_TOKEN")
-        self.timeout_ms = int(define("ENGINE_TIMEOUT_MS", "1000") or 1000)
+        self.timeout_ms = define_int("ENGINE_TIMEOUT_MS", 1000)
+        # One HTTP query's timeout: the config's default is 500 with ENGINE_URL2, else
+        # ENGINE_TIMEOUT_MS (a define naming another define reads as the latter).
+        self.try_timeout_ms = define_int("ENGINE_TRY_TIMEOUT_MS", self.timeout_ms)
+        self.retry_ms = define_int("ENGINE_RETRY_MS", 400)
         self.evapi_networks = define("EVAPI_ALLOWED_NETWORKS", "127.0.0.0/8")
         self.project_dir = define("ENGINE_PROJECT_DIR")
         self.pythonpath = define("ENGINE_PYTHONPATH")
@@ -276,16 +294,41 @@ class kamailio:
         if KSR.tm.t_newtran() < 0:
             KSR.sl.sl_reply_error()
             return
+        first = self.first_engine_url()
+        if self.settings.engine_url2:
+            # For the resumed route, which runs in another process (the AVP goes with
+            # the transaction).
+            KSR.pv.seti("$avp(engine_first)", first)
+        # Suspends the transaction; ksr_http_answer resumes it, in another process.
+        if not self.http_query(first, fields):
+            log("err", "routing engine query could not be sent")
+            KSR.sl.send_reply(503, "Routing Engine Unavailable")
+
+    def first_engine_url(self) -> int:
+        """Which engine to ask first: 1 (ENGINE_URL), or 2 (ENGINE_URL2) when only
+        ENGINE_URL failed a query in the last 10 s (htable engine_down). So while a
+        host is down or cut off, calls do not each wait ENGINE_TRY_TIMEOUT_MS for it."""
+        if not self.settings.engine_url2:
+            return 1
+        if (
+            KSR.htable.sht_is_null("engine_down", "1") < 0
+            and KSR.htable.sht_is_null("engine_down", "2") > 0
+        ):
+            return 2
+        return 1
+
+    def http_query(self, engine: int, fields: dict) -> bool:
+        """POST `fields` to engine 1 (ENGINE_URL) or 2 (ENGINE_URL2) with
+        http_async_client; the answer resumes the transaction in ksr_http_answer."""
+        url = self.settings.engine_url2 if engine == 2 else self.settings.engine_url
         KSR.pv.unset("$http_req(all)")
         KSR.pv.sets("$http_req(method)", "POST")
-        KSR.pv.seti("$http_req(timeout)", self.settings.timeout_ms)
+        KSR.pv.seti("$http_req(timeout)", self.settings.try_timeout_ms)
         KSR.pv.sets("$http_req(hdr)", "Content-Type: application/json")
         KSR.pv.sets("$http_req(hdr)", "Authorization: Token " + self.settings.token)
         KSR.pv.sets("$http_req(body)", json.dumps(fields))
-        # Suspends the transaction; ksr_http_answer resumes it, in another process.
-        if KSR.http_async_client.query(self.settings.engine_url, "ksr_http_answer") < 0:
-            log("err", "routing engine query could not be sent")
-            KSR.sl.send_reply(503, "Routing Engine Unavailable")
+        # 0 when the transaction is suspended (the native config's "exit"), < 0 on error.
+        return KSR.http_async_client.query(url, "ksr_http_answer") >= 0
 
     def ksr_http_answer(self, msg) -> int:
         status = 0
@@ -295,13 +338,48 @@ class kamailio:
             body = KSR.pv.get("$http_rb") or ""
         else:
             log("err", f"routing engine unreachable: {KSR.pv.get('$http_err')}")
+        if status != 200 and self.settings.engine_url2 and self.ask_other_engine_url(status):
+            return 1
         # Only a 200 carries a decision.
         if status != 200:
             log("err", f"routing engine answered {status} for {KSR.kx.get_callid()}: {body}")
             KSR.sl.send_reply(503, "Routing Engine Unavailable")
             return 1
+        if self.settings.engine_url2:
+            tokens = pv_int("$shv(engine_retry_tokens)")
+            if tokens < 1000:
+                KSR.pvx.shv_seti("engine_retry_tokens", tokens + 1)
         self.apply_answer(body, wrapped=True)
         return 1
+
+    def ask_other_engine_url(self, status: int) -> bool:
+        """The engine asked first failed this call (`status`: not 200): the other one,
+        once, within the retry budget. True when that query is under way: this
+        resumed route suspends the transaction again (http_async_client calls
+        t_suspend, which allows it) and the answer comes back to ksr_http_answer."""
+        if not KSR.pv.is_null("$avp(engine_try2)"):
+            return False  # the second answer
+        KSR.pv.seti("$avp(engine_try2)", 1)
+        first = pv_int("$avp(engine_first)", 1)
+        KSR.htable.sht_seti("engine_down", str(first), 1)
+        call_id = KSR.kx.get_callid()
+        # The retry budget, in tenths of a second query (kamailio-http.cfg says why):
+        # shared memory, read and written by several processes without a lock; a lost
+        # update only makes it a little off.
+        tokens = pv_int("$shv(engine_retry_tokens)")
+        if tokens < 10:
+            log("warn", f"routing engine failed for {call_id}, retry budget spent: "
+                "not asking the other one")  # fmt: skip
+            return False
+        KSR.pvx.shv_seti("engine_retry_tokens", tokens - 10)
+        log("warn", f"routing engine {first} answered {status} for {call_id}: "
+            "asking the other one")  # fmt: skip
+        # The request again: this process did not build it (the resumed route sees the
+        # transaction's INVITE).
+        if self.http_query(3 - first, self.engine_request()):
+            return True
+        log("err", "routing engine query to the other engine could not be sent")
+        return False
 
     # --- Asking the engine: in this process --------------------------------------------
 
@@ -340,8 +418,11 @@ class kamailio:
             KSR.sl.sl_reply_error()
             return
         KSR.pv.seti("$avp(engine)", engine)
-        # The fr timer runs while the transaction is suspended: it bounds the wait.
-        KSR.tm.t_set_fr(0, self.settings.timeout_ms)
+        # The fr timer runs while the transaction is suspended: a short one, and a
+        # failure route that asks another engine or answers 503, bound the wait for a
+        # dead or hung engine.
+        retry_ms = self.settings.retry_ms
+        KSR.tm.t_set_fr(0, retry_ms if retry_ms > 0 else self.settings.timeout_ms)
         KSR.tm.t_on_failure("ksr_engine_no_answer")
         event = {
             "tindex": pv_int("$T(id_index)"),
@@ -436,21 +517,83 @@ class kamailio:
         # longer means the engine did not answer.
         KSR.tm.t_reset_fr()
         KSR.tm.t_on_failure("ksr_branches_failed")
+        tokens = pv_int("$shv(evapi_retry_tokens)")
+        if tokens < 1000:
+            KSR.pvx.shv_seti("evapi_retry_tokens", tokens + 1)
+        asked = KSR.pv.get("$avp(engine_retry_t)")
+        if asked is not None:
+            log("warn", f"routing engine answered {KSR.kx.get_callid()} "
+                f"{self.elapsed_ms(asked)} ms after it was asked again")  # fmt: skip
         self.apply_answer(KSR.pv.get("$var(rtjson)") or "", wrapped=False)
         return 1
 
     def ksr_engine_no_answer(self, msg) -> int:
-        """The engine did not answer within ENGINE_TIMEOUT_MS: 503. (No second ask of
-        another engine, unlike kamailio-evapi.cfg's hot standby.) The engine is skipped
-        by new calls for 10 s while another one is connected."""
+        """The engine did not answer in time. After ENGINE_RETRY_MS: ask the next live
+        engine once (it gets the rest of ENGINE_TIMEOUT_MS, within the retry budget),
+        or, with no other engine or no budget left, wait for the first one; after
+        ENGINE_TIMEOUT_MS: 503. The engine that did not answer is skipped by new calls
+        for 10 s while another one is connected.
+
+        A failure route may suspend the transaction again (tm's t_suspend allows it),
+        but evapi's async_unicast is for request routes only: t_suspend here, and the
+        event, with the same transaction id, queued for ksr_engine_retry_send. A late
+        answer from the first engine still resumes the call; the second answer then
+        finds it resumed and is dropped."""
         if KSR.tm.t_is_canceled() > 0:
             return 1
-        engine = KSR.pv.get("$avp(engine)")
-        if engine is not None:
-            KSR.htable.sht_seti("evapi_suspect", str(engine), 1)
-        log("err", f"routing engine did not answer {KSR.kx.get_callid()} in time "
+        settings = self.settings
+        call_id = KSR.kx.get_callid()
+        if settings.retry_ms > 0 and KSR.pv.is_null("$avp(engine_waited)"):
+            KSR.pv.seti("$avp(engine_waited)", 1)
+            first = pv_int("$avp(engine)")
+            KSR.htable.sht_seti("evapi_suspect", str(first), 1)
+            # Another engine, if there is one and the retry budget allows (as
+            # kamailio-evapi.cfg: +1 per answered call up to 1000, -10 per second ask);
+            # else the first one is waited for: with one engine, or when every engine
+            # is slow, asking again would only add load to an overloaded engine.
+            engine = self.pick_engine(call_id)
+            fields = None
+            if engine not in (0, first):
+                tokens = pv_int("$shv(evapi_retry_tokens)")
+                if tokens >= 10:
+                    KSR.pvx.shv_seti("evapi_retry_tokens", tokens - 10)
+                    # The request again (this process did not build it), from the
+                    # same INVITE.
+                    fields = self.engine_request()
+                    # When, for the resumed route's log line. One time.time() text, as
+                    # the script's other times, not the native config's two 32-bit
+                    # integers ($avp(engine_retry_s/_u)).
+                    KSR.pv.sets("$avp(engine_retry_t)", repr(time.time()))
+            KSR.tm.t_set_fr(0, settings.timeout_ms - settings.retry_ms)
+            KSR.tm.t_on_failure("ksr_engine_no_answer")
+            if KSR.tmx.t_suspend() > 0:
+                if fields is not None:
+                    event = {
+                        "tindex": pv_int("$T(id_index)"),
+                        "tlabel": pv_int("$T(id_label)"),
+                        **fields,
+                    }
+                    KSR.mqueue.mq_add("evapi_retry", f"e{engine}", json.dumps(event))
+                    log("warn", f"routing engine did not answer {call_id} within "
+                        f"ENGINE_RETRY_MS: asked e{engine}")  # fmt: skip
+                else:
+                    log("warn", f"routing engine did not answer {call_id} within "
+                        "ENGINE_RETRY_MS: waiting for it (no other engine, or the retry "
+                        "budget is spent)")  # fmt: skip
+                return 1
+            log("err", f"could not suspend {call_id} to wait for an engine")
+        log("err", f"routing engine did not answer {call_id} in time "
             "(ENGINE_TIMEOUT_MS): 503")  # fmt: skip
         KSR.tm.t_reply(503, "Routing Engine Timeout")
+        return 1
+
+    def ksr_engine_retry_send(self, msg, event: str) -> int:
+        """The rtimer process (every 10 ms): the second asks the failure routes queued,
+        each to its engine (evapi hands it to the EVAPI dispatcher, which writes it)."""
+        while KSR.mqueue.mq_fetch("evapi_retry") > 0:
+            KSR.evapi.relay_unicast(
+                KSR.mqueue.mqv_get("evapi_retry"), KSR.mqueue.mqk_get("evapi_retry")
+            )
         return 1
 
     def ksr_branches_failed(self, msg) -> int:

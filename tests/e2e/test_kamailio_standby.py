@@ -3,9 +3,11 @@
 EVAPI: two bridges connected to one Kamailio share its calls (each call is asked
 of one of them); when one is killed or hangs, the calls it was deciding are asked
 again of the other after ENGINE_RETRY_MS. HTTP: with ENGINE_URL2 set, a query the
-first engine fails is sent to the second. SIPp's exit status and the final code
-of every call say whether a call was lost; Kamailio's log says how many were asked
-again and how late they were answered (printed: run with -s to see the figures).
+first engine fails is sent to the second. The KEMI config (kamailio-kemi.cfg and
+kemi_routing.py) does both too: the same tests run through its EVAPI and HTTP modes.
+SIPp's exit status and the final code of every call say whether a call was lost;
+Kamailio's log says how many were asked again and how late they were answered
+(printed: run with -s to see the figures).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pytest
 
 from tests.e2e.netns import bridge_argv, http_engine_argv
 from tests.e2e.processes import HOST, free_port
-from tests.e2e.services import BASE_DIR, HTTP_ASYNC, http_ok, service_env
+from tests.e2e.services import BASE_DIR, HTTP_ASYNC, http_ok, kemi_param, service_env
 
 _missing = [tool for tool in ("kamailio", "sipp") if shutil.which(tool) is None]
 if _missing:
@@ -119,9 +121,17 @@ def engine_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def evapi_proxy(start_kamailio, web_server):
+def evapi_proxy(request, start_kamailio, web_server):
+    """kamailio-evapi.cfg, or (indirect parameter "kemi-evapi") the KEMI config in its
+    EVAPI mode: the same hot standby, so the same tests."""
     # web_server: the module's database and the engine environment are set up.
-    return start_kamailio("evapi")
+    return start_kamailio(getattr(request, "param", "evapi"))
+
+
+# The native EVAPI config and the KEMI config's EVAPI mode, for the hot-standby cases.
+EVAPI_CONFIGS = pytest.mark.parametrize(
+    "evapi_proxy", ["evapi", kemi_param("kemi-evapi")], indirect=True
+)
 
 
 # --- EVAPI ----------------------------------------------------------------------------
@@ -157,6 +167,7 @@ def test_two_bridges_on_one_kamailio_share_its_calls(
     assert min(events) > 0, events
 
 
+@EVAPI_CONFIGS
 def test_a_bridge_killed_under_load_loses_no_call(evapi_proxy, processes, engine_env, table, sipp):
     carrier = sipp.carrier("carrier_answer", "carrier")
     table.route("33", table.trunk("up", carrier.port))
@@ -176,7 +187,7 @@ def test_a_bridge_killed_under_load_loses_no_call(evapi_proxy, processes, engine
     log = evapi_proxy.process.log()
     assert "disconnected (1 connected)" in log
     asked, late = reask_figures(log)
-    figures("EVAPI, one of two bridges SIGKILLed", calls, result.seconds, asked, late)
+    figures(f"{evapi_proxy.path}, one of two bridges SIGKILLed", calls, result.seconds, asked, late)
     # Every call asked again was answered by the survivor, within the rest of the budget.
     assert len(late) == asked, (asked, late)
     assert all(ms < ENGINE_TIMEOUT_MS - ENGINE_RETRY_MS for ms in late), late
@@ -184,6 +195,7 @@ def test_a_bridge_killed_under_load_loses_no_call(evapi_proxy, processes, engine
     assert routing_events(survivor) >= calls // 2
 
 
+@EVAPI_CONFIGS
 def test_a_hung_bridge_is_covered_by_the_retry(evapi_proxy, processes, engine_env, table, sipp):
     """SIGSTOP: the connection stays open, the events go unanswered."""
     carrier = sipp.carrier("carrier_answer", "carrier")
@@ -207,7 +219,10 @@ def test_a_hung_bridge_is_covered_by_the_retry(evapi_proxy, processes, engine_en
     assert result.returncode == 0, result.describe()
     assert result.finals == [200] * calls, result.describe()
     asked, late = reask_figures(evapi_proxy.process.log())
-    figures("EVAPI, one of two bridges hung (SIGSTOP) for 3 s", calls, result.seconds, asked, late)
+    figures(
+        f"{evapi_proxy.path}, one of two bridges hung (SIGSTOP) for 3 s",
+        calls, result.seconds, asked, late,
+    )  # fmt: skip
     assert asked > 0
     survivor.stop()
     hung.stop()
@@ -269,14 +284,15 @@ class SlowEngine:
             thread.join(2)
 
 
-def test_engines_that_are_all_slow_are_not_asked_every_call_twice(start_kamailio, sipp):
+@pytest.mark.parametrize("path", ["evapi", kemi_param("kemi-evapi")])
+def test_engines_that_are_all_slow_are_not_asked_every_call_twice(path, start_kamailio, sipp):
     """Both engines answer after 600 ms (an overload, not a death): every call passes
     ENGINE_RETRY_MS, but the second asks do not double the engines' load: once each
     engine has been late it is suspect, a call with no other engine left waits for
     its first one, and the retry budget (100 at once, then one per ten calls
     answered) bounds the rest. Every call is routed."""
     carrier = sipp.carrier("carrier_answer", "carrier")
-    kamailio = start_kamailio("evapi")
+    kamailio = start_kamailio(path)
     engines = []
     try:
         for n in (1, 2):
@@ -296,7 +312,7 @@ def test_engines_that_are_all_slow_are_not_asked_every_call_twice(start_kamailio
     waited = log.count("waiting for it (no other engine, or the retry budget is spent)")
     events = sum(engine.events for engine in engines)
     print(
-        f"\ntwo engines answering after 600 ms: {calls} calls, {events} events sent, "
+        f"\n{path}, two engines answering after 600 ms: {calls} calls, {events} events sent, "
         f"{asked} asked again, {waited} waited for their first engine; "
         f"load average {os.getloadavg()[0]:.2f}"
     )
@@ -308,7 +324,7 @@ def test_engines_that_are_all_slow_are_not_asked_every_call_twice(start_kamailio
 # --- HTTP -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["http", HTTP_ASYNC])
+@pytest.mark.parametrize("path", ["http", HTTP_ASYNC, kemi_param("kemi-http")])
 def test_http_second_engine_takes_over_when_the_first_dies(
     path, start_kamailio, processes, engine_env, web_server, kamailio_token, table, sipp
 ):
