@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from kamailio.rtjson import to_rtjson
 from ops import overview
 from ops.history import kinds_choices, recent_changes
-from ops.numberbox import NumberBoxError, NumberBoxForm
+from ops.numberbox import NumberBoxError, NumberBoxForm, lookup_every_tenant
 from ops.simulator import SimulatorForm
 from routing.simulation import SimulationRefused, simulate
 from tenants.models import Tenant
@@ -99,19 +99,28 @@ def number_box(request: HttpRequest) -> HttpResponse:
     _scope_or_403(request)
     bound = "n" in request.GET
     form = NumberBoxForm(request.GET if bound else None, user=request.user)
-    found = []
+    found, every_tenant = None, []
     if bound and form.is_valid():
         try:
-            found = form.lookups()
+            if form.wants_every_tenant():
+                every_tenant = lookup_every_tenant(user=request.user, number=form.cleaned_data["n"])
+            else:
+                found = form.lookup()
         except NumberBoxError as exc:
             form.add_error(None, str(exc))
+    # A superuser with a single tenant gets its detail at once.
+    if len(every_tenant) == 1 and every_tenant[0].found is not None:
+        found, every_tenant = every_tenant[0].found, []
+    number = found.number if found else ""
+    if every_tenant:
+        number = form.cleaned_data["n"].strip()
     context = {
         **admin.site.each_context(request),
-        "title": f"Number {found[0].number}" if found else "Find a number",
+        "title": f"Number {number}" if number else "Find a number",
         "form": form,
-        # One look-up in detail; a superuser's one per tenant as a table of lines.
-        "found": found[0] if len(found) == 1 else None,
-        "every_tenant": found if len(found) > 1 else [],
+        "found": found,
+        "every_tenant": every_tenant,
+        "number": number,
         "number_box_value": request.GET.get("n", ""),
     }
     return TemplateResponse(request, "admin/ops/number_box.html", context)

@@ -157,13 +157,23 @@ class NumberBoxForm(forms.Form):
             raise forms.ValidationError(NOT_A_NUMBER.format(text=text.strip()))
         return text
 
-    def lookups(self) -> list[NumberLookup]:
-        """The look-up asked for: one, or for a superuser naming nobody, one per tenant."""
+    def wants_every_tenant(self) -> bool:
+        """A superuser who named neither a tenant nor a customer."""
         data = self.cleaned_data
-        tenant, customer = data.get("tenant"), data.get("customer")
-        if tenant is None and customer is None and user_scope(self.user) is EVERYTHING:
-            return lookup_every_tenant(user=self.user, number=data["n"])
-        return [lookup(user=self.user, number=data["n"], tenant=tenant, customer=customer)]
+        return (
+            data.get("tenant") is None
+            and data.get("customer") is None
+            and user_scope(self.user) is EVERYTHING
+        )
+
+    def lookup(self) -> NumberLookup:
+        data = self.cleaned_data
+        return lookup(
+            user=self.user,
+            number=data["n"],
+            tenant=data.get("tenant"),
+            customer=data.get("customer"),
+        )
 
 
 def whose_call(
@@ -264,7 +274,17 @@ def lookup(
     )
 
 
-def lookup_every_tenant(*, user, number: str) -> list[NumberLookup]:
+@dataclass
+class TenantLine:
+    """One tenant's line of a superuser's look-up: its look-up, or why there is none
+    (its default customer's number translation refuses the number, for instance)."""
+
+    tenant: Tenant
+    found: NumberLookup | None = None
+    problem: str = ""
+
+
+def lookup_every_tenant(*, user, number: str) -> list[TenantLine]:
     """A superuser's look-up of `number` in every tenant, by its default customer, in
     the order of their names; tenants without a default customer are left out."""
     if user_scope(user) is not EVERYTHING:
@@ -280,7 +300,13 @@ def lookup_every_tenant(*, user, number: str) -> list[NumberLookup]:
         )
     if not tenants:
         raise NumberBoxError("No tenant has a default customer: pick a customer.")
-    return [lookup(user=user, number=number, tenant=tenant) for tenant in tenants]
+    lines = []
+    for tenant in tenants:
+        try:
+            lines.append(TenantLine(tenant, lookup(user=user, number=number, tenant=tenant)))
+        except NumberBoxError as exc:
+            lines.append(TenantLine(tenant, problem=str(exc)))
+    return lines
 
 
 def _rules(route: RouteRow, schedules: dict[int, str]) -> str:

@@ -125,6 +125,32 @@ def test_a_superuser_naming_no_tenant_gets_a_line_per_tenant(
     assert 'id="nb-result"' not in html  # the detail is one click away
 
 
+def test_a_tenant_whose_customer_refuses_the_number_says_why_on_its_line(
+    client, superuser, uk_a, trunks_b
+):
+    Customer.objects.filter(tenant=uk_a.tenant, is_default=True).update(
+        country_code="44", national_prefix="0", international_prefix="00"
+    )
+    client.force_login(superuser)
+
+    response = client.get(URL, {"n": "00"})
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    table = html[html.index('id="nb-tenants"') :]
+    assert "number translation refuses" in table  # tenant A's line
+    assert "Tenant B" in table  # still answered
+
+
+def test_a_superuser_with_one_tenant_gets_its_detail_at_once(client, superuser, uk_a):
+    client.force_login(superuser)
+
+    html = client.get(URL, {"n": "442071234567"}).content.decode()
+
+    assert 'id="nb-result"' in html
+    assert 'id="nb-tenants"' not in html
+
+
 def test_every_tenant_is_for_superusers_and_bounded(superuser, operator_a, uk_a, monkeypatch):
     with pytest.raises(NumberBoxError, match="Only a superuser"):
         lookup_every_tenant(user=operator_a, number="442071234567")
