@@ -73,6 +73,37 @@ def log(level: str, text: str) -> None:
     getattr(KSR, level)(text + "\n")
 
 
+# The retry budgets of second asks (engine_retry_tokens over HTTP, evapi_retry_tokens
+# over EVAPI; kamailio-http.cfg says why), in tenths of a second ask: each answered
+# call earns one, up to RETRY_BUDGET_MAX; each second ask costs RETRY_COST. Shared
+# memory, read and written by several processes without a lock: a lost update only
+# makes a budget a little off.
+RETRY_BUDGET_MAX = 1000
+RETRY_COST = 10
+
+
+def earn_retry(budget: str) -> None:
+    tokens = pv_int(f"$shv({budget})")
+    if tokens < RETRY_BUDGET_MAX:
+        KSR.pvx.shv_seti(budget, tokens + 1)
+
+
+def spend_retry(budget: str) -> bool:
+    """Whether a second ask is within `budget` (and then spend it)."""
+    tokens = pv_int(f"$shv({budget})")
+    if tokens < RETRY_COST:
+        return False
+    KSR.pvx.shv_seti(budget, tokens - RETRY_COST)
+    return True
+
+
+def evapi_event(fields: dict) -> str:
+    """The routing event of this transaction: its id (for the answer's xtra) and the
+    engine request's fields."""
+    event = {"tindex": pv_int("$T(id_index)"), "tlabel": pv_int("$T(id_label)"), **fields}
+    return json.dumps(event)
+
+
 class Settings:
     """The knobs of kamailio-kemi.cfg, read once per process."""
 
@@ -346,9 +377,7 @@ class kamailio:
             KSR.sl.send_reply(503, "Routing Engine Unavailable")
             return 1
         if self.settings.engine_url2:
-            tokens = pv_int("$shv(engine_retry_tokens)")
-            if tokens < 1000:
-                KSR.pvx.shv_seti("engine_retry_tokens", tokens + 1)
+            earn_retry("engine_retry_tokens")
         self.apply_answer(body, wrapped=True)
         return 1
 
@@ -363,15 +392,10 @@ class kamailio:
         first = pv_int("$avp(engine_first)", 1)
         KSR.htable.sht_seti("engine_down", str(first), 1)
         call_id = KSR.kx.get_callid()
-        # The retry budget, in tenths of a second query (kamailio-http.cfg says why):
-        # shared memory, read and written by several processes without a lock; a lost
-        # update only makes it a little off.
-        tokens = pv_int("$shv(engine_retry_tokens)")
-        if tokens < 10:
+        if not spend_retry("engine_retry_tokens"):
             log("warn", f"routing engine failed for {call_id}, retry budget spent: "
                 "not asking the other one")  # fmt: skip
             return False
-        KSR.pvx.shv_seti("engine_retry_tokens", tokens - 10)
         log("warn", f"routing engine {first} answered {status} for {call_id}: "
             "asking the other one")  # fmt: skip
         # The request again: this process did not build it (the resumed route sees the
@@ -424,12 +448,7 @@ class kamailio:
         retry_ms = self.settings.retry_ms
         KSR.tm.t_set_fr(0, retry_ms if retry_ms > 0 else self.settings.timeout_ms)
         KSR.tm.t_on_failure("ksr_engine_no_answer")
-        event = {
-            "tindex": pv_int("$T(id_index)"),
-            "tlabel": pv_int("$T(id_label)"),
-            **fields,
-        }
-        if KSR.evapi.async_unicast(json.dumps(event), f"e{engine}") < 0:
+        if KSR.evapi.async_unicast(evapi_event(fields), f"e{engine}") < 0:
             log("err", f"EVAPI send failed for {fields['call_id']}")
             KSR.sl.send_reply(503, "Routing Engine Unavailable")
 
@@ -517,9 +536,7 @@ class kamailio:
         # longer means the engine did not answer.
         KSR.tm.t_reset_fr()
         KSR.tm.t_on_failure("ksr_branches_failed")
-        tokens = pv_int("$shv(evapi_retry_tokens)")
-        if tokens < 1000:
-            KSR.pvx.shv_seti("evapi_retry_tokens", tokens + 1)
+        earn_retry("evapi_retry_tokens")
         asked = KSR.pv.get("$avp(engine_retry_t)")
         if asked is not None:
             log("warn", f"routing engine answered {KSR.kx.get_callid()} "
@@ -548,32 +565,24 @@ class kamailio:
             first = pv_int("$avp(engine)")
             KSR.htable.sht_seti("evapi_suspect", str(first), 1)
             # Another engine, if there is one and the retry budget allows (as
-            # kamailio-evapi.cfg: +1 per answered call up to 1000, -10 per second ask);
-            # else the first one is waited for: with one engine, or when every engine
-            # is slow, asking again would only add load to an overloaded engine.
+            # kamailio-evapi.cfg); else the first one is waited for: with one engine,
+            # or when every engine is slow, asking again would only add load to an
+            # overloaded engine.
             engine = self.pick_engine(call_id)
             fields = None
-            if engine not in (0, first):
-                tokens = pv_int("$shv(evapi_retry_tokens)")
-                if tokens >= 10:
-                    KSR.pvx.shv_seti("evapi_retry_tokens", tokens - 10)
-                    # The request again (this process did not build it), from the
-                    # same INVITE.
-                    fields = self.engine_request()
-                    # When, for the resumed route's log line. One time.time() text, as
-                    # the script's other times, not the native config's two 32-bit
-                    # integers ($avp(engine_retry_s/_u)).
-                    KSR.pv.sets("$avp(engine_retry_t)", repr(time.time()))
+            if engine not in (0, first) and spend_retry("evapi_retry_tokens"):
+                # The request again (this process did not build it), from the same
+                # INVITE.
+                fields = self.engine_request()
+                # When, for the resumed route's log line. One time.time() text, as the
+                # script's other times, not the native config's two 32-bit integers
+                # ($avp(engine_retry_s/_u)).
+                KSR.pv.sets("$avp(engine_retry_t)", repr(time.time()))
             KSR.tm.t_set_fr(0, settings.timeout_ms - settings.retry_ms)
             KSR.tm.t_on_failure("ksr_engine_no_answer")
             if KSR.tmx.t_suspend() > 0:
                 if fields is not None:
-                    event = {
-                        "tindex": pv_int("$T(id_index)"),
-                        "tlabel": pv_int("$T(id_label)"),
-                        **fields,
-                    }
-                    KSR.mqueue.mq_add("evapi_retry", f"e{engine}", json.dumps(event))
+                    KSR.mqueue.mq_add("evapi_retry", f"e{engine}", evapi_event(fields))
                     log("warn", f"routing engine did not answer {call_id} within "
                         f"ENGINE_RETRY_MS: asked e{engine}")  # fmt: skip
                 else:

@@ -204,9 +204,7 @@ class Sipp:
         for attempt in range(1, PORT_RACE_ATTEMPTS + 1):
             self._runs += 1
             name = f"{scenario}-{self._runs}"
-            argv, log_file = _sipp_base(self.directory, name)
-            if port is not None:
-                argv[argv.index("-p") + 1] = str(port)
+            argv, log_file = _sipp_base(self.directory, name, port)
             argv[1:1] = [f"{HOST}:{proxy_port}", "-sf", str(SCENARIOS / f"{scenario}.xml")]
             argv += [*options, "-recv_timeout", "10000", "-timeout", f"{int(RUN_LIMIT) - 5}s"]
             for key, value in keys.items():
